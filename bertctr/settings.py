@@ -1,0 +1,67 @@
+"""Settings from the environment (prefix ``BERTCTR_``), via pydantic-settings.
+
+One object, built once per process, passed down explicitly: nothing reads the
+environment at import time, so tests can run several configurations side by
+side.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of a bertctr process. Field ``x`` is ``BERTCTR_X`` in the env."""
+
+    model_config = SettingsConfigDict(env_prefix="BERTCTR_", extra="ignore")
+
+    kafka_bootstrap: str | None = Field(
+        default=None,
+        description="host:port of the Kafka broker; unset means start an embedded Tansu broker.",
+    )
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "bertctr:"
+    topic_prefix: str = ""
+    partitions: int = Field(default=4, ge=1, le=1024)
+    app_id: str = "bertctr"
+
+    attribution_window_s: float = Field(default=1800.0, gt=0)
+    max_lateness_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="How far event time may run behind the newest event on a partition "
+        "before an impression is judged expired (bounded out-of-orderness).",
+    )
+    orphan_grace_s: float | None = Field(
+        default=None,
+        description="How long a click waits for its impression; defaults to the window.",
+    )
+    late_click_horizon_s: float = Field(
+        default=86_400.0,
+        gt=0,
+        description="How long a labelled impression is remembered for duplicates and late clicks.",
+    )
+    idle_after_s: float = Field(
+        default=2.0, ge=0, description="Wall seconds without events before a partition is idle."
+    )
+    idle_clock_rate: float = Field(
+        default=1.0,
+        gt=0,
+        description="Event seconds the watermark of an idle partition advances per wall "
+        "second. 1.0 in production; replays of simulated time set it higher.",
+    )
+    tick_interval_s: float = Field(default=1.0, gt=0)
+
+    session_timeout_s: float = Field(default=30.0, gt=0)
+    max_poll_records: int = Field(default=500, ge=1)
+    web_port: int = Field(default=0, ge=0, description="Faust web port; 0 picks a free one.")
+    data_dir: str = Field(default="var/worker", description="Faust table data directory.")
+
+    @property
+    def effective_orphan_grace_s(self) -> float:
+        return self.orphan_grace_s if self.orphan_grace_s is not None else self.attribution_window_s
+
+    def topic(self, name: str) -> str:
+        """Full topic name, with the configured prefix."""
+        return f"{self.topic_prefix}{name}"

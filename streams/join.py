@@ -1,0 +1,343 @@
+"""The impression/click join as a pure state machine (no Kafka, no Faust).
+
+One :class:`JoinBook` holds the join state of one partition. Events go in,
+:class:`Effects` come out: labelled examples to emit, messages to dead-letter,
+and state upserts for the durable table that mirrors the book. Keeping this
+pure is what lets the rules below be unit-tested exhaustively and makes the
+Faust agent a thin shell around it.
+
+Rules (all decided in event time, so the output does not depend on the
+interleaving of the two topics as long as events arrive within the bounded
+lateness):
+
+* an impression waits until ``ts + window``; a click inside the window makes a
+  positive, expiry with no click makes a negative;
+* a click after the window on an impression whose negative is out produces a
+  *late correction* (a positive with ``late=True``); if the impression is still
+  waiting, the negative and the correction are emitted together, which is what
+  perfectly timely processing would have produced;
+* a click before its impression waits ``orphan_grace_s`` for it; if it never
+  comes the click is dead-lettered as ``orphan_click``;
+* events repeated with the same ``event_id`` are counted once; a second click
+  on an already clicked impression adds nothing (CTR counts clicked
+  impressions, so it never exceeds 1);
+* a labelled impression is remembered for ``late_click_horizon_s`` so that
+  duplicates and late clicks still find it, then forgotten.
+
+Expiry is driven by a watermark: the newest event time on the partition minus
+``max_lateness_s``; while a partition is idle the watermark keeps advancing at
+``idle_clock_rate`` event-seconds per wall-second, so expiry never waits for
+traffic that is not coming, and never sleeps per event.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from schemas.events import Click, Impression, LabelledImpression
+
+Status = Literal["pending", "orphan", "negative", "positive", "corrected"]
+
+
+@dataclass(frozen=True)
+class JoinConfig:
+    """Time rules of the join, in event seconds (see the module docstring)."""
+
+    window_s: float = 1800.0
+    max_lateness_s: float = 60.0
+    orphan_grace_s: float = 1800.0
+    horizon_s: float = 86_400.0
+    idle_after_s: float = 2.0
+    idle_clock_rate: float = 1.0
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A message the join refuses, with the reason it goes to dead-letter."""
+
+    reason: str
+    detail: str
+    event: Impression | Click
+
+
+@dataclass
+class Effects:
+    """What one step of the join asks the outside world to do."""
+
+    labelled: list[LabelledImpression] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    #: impression_id -> new state (a JSON-able dict) or None to delete it.
+    upserts: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    duplicates: int = 0
+
+    def extend(self, other: Effects) -> None:
+        self.labelled.extend(other.labelled)
+        self.rejected.extend(other.rejected)
+        self.upserts.update(other.upserts)
+        self.duplicates += other.duplicates
+
+
+@dataclass
+class JoinState:
+    """What the join remembers about one impression_id."""
+
+    partition: int
+    status: Status
+    deadline: float
+    impression: Impression | None = None
+    click_ts: float | None = None
+    click: Click | None = None
+    click_event_ids: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "p": self.partition,
+            "status": self.status,
+            "deadline": self.deadline,
+            "imp": self.impression.model_dump(mode="json") if self.impression else None,
+            "click": self.click.model_dump(mode="json") if self.click else None,
+            "click_ts": self.click_ts,
+            "click_eids": list(self.click_event_ids),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> JoinState:
+        return cls(
+            partition=int(data["p"]),
+            status=data["status"],
+            deadline=float(data["deadline"]),
+            impression=Impression.model_validate(data["imp"]) if data.get("imp") else None,
+            click=Click.model_validate(data["click"]) if data.get("click") else None,
+            click_ts=data.get("click_ts"),
+            click_event_ids=list(data.get("click_eids", [])),
+        )
+
+
+class PartitionClock:
+    """Event-time watermark of one partition with bounded lateness and idle advance."""
+
+    def __init__(self, config: JoinConfig) -> None:
+        self._config = config
+        self.max_event_ts: float | None = None
+        self._last_event_wall = 0.0
+        self.watermark = float("-inf")
+
+    def observe(self, ts: float, wall: float) -> None:
+        """Record an event's time; ``wall`` is the processing wall-clock time."""
+        if self.max_event_ts is None or ts > self.max_event_ts:
+            self.max_event_ts = ts
+        self._last_event_wall = wall
+        self.advance(wall)
+
+    def advance(self, wall: float) -> float:
+        """Recompute the watermark at wall time ``wall``; it never goes back."""
+        if self.max_event_ts is None:
+            return self.watermark
+        idle = max(0.0, wall - self._last_event_wall - self._config.idle_after_s)
+        candidate = (
+            self.max_event_ts - self._config.max_lateness_s + idle * self._config.idle_clock_rate
+        )
+        self.watermark = max(self.watermark, candidate)
+        return self.watermark
+
+
+class JoinBook:
+    """Join state of one partition: the rules of the module docstring."""
+
+    def __init__(self, partition: int, config: JoinConfig) -> None:
+        self.partition = partition
+        self.config = config
+        self.clock = PartitionClock(config)
+        self._states: dict[str, JoinState] = {}
+        self._deadlines: list[tuple[float, str]] = []
+        self._scheduled: dict[str, float] = {}
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def get(self, impression_id: str) -> JoinState | None:
+        return self._states.get(impression_id)
+
+    @classmethod
+    def restore(
+        cls, partition: int, config: JoinConfig, states: dict[str, dict[str, Any]]
+    ) -> JoinBook:
+        """Rebuild a book from the durable table's states of this partition."""
+        book = cls(partition, config)
+        for impression_id, data in states.items():
+            state = JoinState.from_json(data)
+            book._states[impression_id] = state
+            book._schedule(impression_id, state.deadline)
+        return book
+
+    # -- inputs -----------------------------------------------------------------
+
+    def on_impression(self, impression: Impression, wall: float) -> Effects:
+        """Handle one valid impression; may expire others as the clock moves."""
+        effects = Effects()
+        iid = impression.impression_id
+        state = self._states.get(iid)
+        if state is None:
+            state = JoinState(
+                partition=self.partition,
+                status="pending",
+                deadline=impression.ts + self.config.window_s,
+                impression=impression,
+            )
+            self._put(iid, state, effects)
+        elif state.impression is not None:
+            if state.impression.event_id == impression.event_id:
+                effects.duplicates += 1
+            else:
+                effects.rejected.append(
+                    Rejected(
+                        "conflicting_impression",
+                        f"impression_id {iid!r} already used by event "
+                        f"{state.impression.event_id!r}",
+                        impression,
+                    )
+                )
+        else:  # a click was waiting for this impression
+            state.impression = impression
+            self._label_with_click(iid, state, effects)
+        self.clock.observe(impression.ts, wall)
+        effects.extend(self.expire(wall))
+        return effects
+
+    def on_click(self, click: Click, wall: float) -> Effects:
+        """Handle one valid click; may expire others as the clock moves."""
+        effects = Effects()
+        iid = click.impression_id
+        state = self._states.get(iid)
+        if state is None:
+            state = JoinState(
+                partition=self.partition,
+                status="orphan",
+                deadline=click.ts + self.config.orphan_grace_s,
+                click=click,
+                click_ts=click.ts,
+                click_event_ids=[click.event_id],
+            )
+            self._put(iid, state, effects)
+        elif click.event_id in state.click_event_ids:
+            effects.duplicates += 1
+        else:
+            state.click_event_ids.append(click.event_id)
+            if state.status == "pending":
+                state.click, state.click_ts = click, click.ts
+                self._label_with_click(iid, state, effects)
+            elif state.status == "negative":
+                state.click, state.click_ts = click, click.ts
+                self._emit_late(state, effects)
+                state.status = "corrected"
+                self._put(iid, state, effects)
+            elif state.status == "orphan" and state.click_ts is not None:
+                if click.ts < state.click_ts:
+                    state.click, state.click_ts = click, click.ts
+                self._put(iid, state, effects)
+            else:  # a repeat click on a clicked impression: remembered, not counted
+                self._put(iid, state, effects)
+        self.clock.observe(click.ts, wall)
+        effects.extend(self.expire(wall))
+        return effects
+
+    def on_tick(self, wall: float) -> Effects:
+        """Advance the clock without an event (idle partitions still expire)."""
+        return self.expire(wall)
+
+    def expire(self, wall: float) -> Effects:
+        """Act on every state whose deadline the watermark has passed."""
+        effects = Effects()
+        watermark = self.clock.advance(wall)
+        while self._deadlines and self._deadlines[0][0] <= watermark:
+            deadline, iid = heapq.heappop(self._deadlines)
+            state = self._states.get(iid)
+            if state is None or state.deadline != deadline:
+                continue  # stale heap entry: the state moved on
+            if state.status == "pending":
+                self._emit_negative(state, effects)
+                state.status = "negative"
+                self._remember(iid, state, effects)
+            elif state.status == "orphan":
+                assert state.click is not None
+                effects.rejected.append(
+                    Rejected(
+                        "orphan_click",
+                        f"no impression {iid!r} within {self.config.orphan_grace_s:g}s "
+                        "of the click",
+                        state.click,
+                    )
+                )
+                self._forget(iid, effects)
+            else:
+                self._forget(iid, effects)
+        return effects
+
+    # -- helpers ----------------------------------------------------------------
+
+    def _label_with_click(self, iid: str, state: JoinState, effects: Effects) -> None:
+        assert state.impression is not None and state.click_ts is not None
+        delay = max(0.0, state.click_ts - state.impression.ts)
+        if delay <= self.config.window_s:
+            effects.labelled.append(
+                LabelledImpression.from_impression(
+                    state.impression,
+                    clicked=True,
+                    click_delay_s=delay,
+                    late=False,
+                    labelled_at=self.clock.watermark,
+                )
+            )
+            state.status = "positive"
+        else:
+            self._emit_negative(state, effects)
+            self._emit_late(state, effects)
+            state.status = "corrected"
+        self._remember(iid, state, effects)
+
+    def _emit_negative(self, state: JoinState, effects: Effects) -> None:
+        assert state.impression is not None
+        effects.labelled.append(
+            LabelledImpression.from_impression(
+                state.impression,
+                clicked=False,
+                click_delay_s=None,
+                late=False,
+                labelled_at=self.clock.watermark,
+            )
+        )
+
+    def _emit_late(self, state: JoinState, effects: Effects) -> None:
+        assert state.impression is not None and state.click_ts is not None
+        effects.labelled.append(
+            LabelledImpression.from_impression(
+                state.impression,
+                clicked=True,
+                click_delay_s=max(0.0, state.click_ts - state.impression.ts),
+                late=True,
+                labelled_at=self.clock.watermark,
+            )
+        )
+
+    def _remember(self, iid: str, state: JoinState, effects: Effects) -> None:
+        """Keep a labelled impression until the horizon, for duplicates and late clicks."""
+        assert state.impression is not None
+        state.deadline = state.impression.ts + self.config.horizon_s
+        self._put(iid, state, effects)
+
+    def _put(self, iid: str, state: JoinState, effects: Effects) -> None:
+        self._states[iid] = state
+        self._schedule(iid, state.deadline)
+        effects.upserts[iid] = state.to_json()
+
+    def _schedule(self, iid: str, deadline: float) -> None:
+        if self._scheduled.get(iid) != deadline:
+            self._scheduled[iid] = deadline
+            heapq.heappush(self._deadlines, (deadline, iid))
+
+    def _forget(self, iid: str, effects: Effects) -> None:
+        self._states.pop(iid, None)
+        self._scheduled.pop(iid, None)
+        effects.upserts[iid] = None

@@ -1,0 +1,82 @@
+"""Wiring of a worker process: app, agents, tick timer, rebalance hook.
+
+``bertctr worker`` calls :func:`run_worker`; tests run the same command in a
+subprocess, so what is tested is what runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+import redis.asyncio as aioredis
+
+from bertctr.settings import Settings
+from streams import topics
+from streams.app import StreamApp, create_app
+from streams.counter_agent import handle_batch
+from streams.counters import RedisCounters
+from streams.deadletter import dead_letter
+from streams.join_agent import JoinAgent
+from streams.keys import KeySpace
+
+log = logging.getLogger(__name__)
+
+COUNTER_BATCH = 500
+COUNTER_BATCH_WITHIN_S = 0.2
+
+
+def build_worker_app(settings: Settings, redis_url: str) -> StreamApp:
+    """The app with the join agent, the counter agent and the tick timer."""
+    stream = create_app(settings)
+    app = stream.app
+    join = JoinAgent(stream)
+    redis_client = aioredis.Redis.from_url(redis_url)
+    counters = RedisCounters(redis_client, KeySpace(settings.redis_prefix),
+                             seen_ttl_s=settings.late_click_horizon_s * 2)
+    source = app.topic(
+        settings.topic(topics.IMPRESSIONS),
+        settings.topic(topics.CLICKS),
+        settings.topic(topics.JOIN_TICKS),
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.partitions,
+    )
+
+    @app.agent(source, name="join")
+    async def join_agent(stream_: faust.StreamT[Any]) -> None:
+        async for event in stream_.events():
+            await join.handle(event)
+
+    async def dead(reason: str, detail: str, message: Any) -> None:
+        record = dead_letter(reason=reason, detail=detail, topic=message.topic,
+                             partition=message.partition, offset=message.offset,
+                             key=message.key, value=message.value)
+        await stream.dead_letter.send(key=message.key, value=record.model_dump_json().encode())
+
+    @app.agent(stream.labelled, name="counters")
+    async def counter_agent(stream_: faust.StreamT[Any]) -> None:
+        async for events in stream_.take_events(COUNTER_BATCH, within=COUNTER_BATCH_WITHIN_S):
+            await handle_batch(events, counters.apply, dead)
+
+    @app.timer(interval=settings.tick_interval_s)
+    async def tick() -> None:
+        """One tick per assigned partition, so idle partitions still expire."""
+        ticks_topic = settings.topic(topics.JOIN_TICKS)
+        for tp in app.consumer.assignment():
+            if tp.topic == ticks_topic:
+                await stream.ticks.send(key=b"tick", value=b"", partition=tp.partition)
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(app_: Any, revoked: Any, **_: Any) -> None:
+        join.forget_books()
+
+    return stream
+
+
+def run_worker(settings: Settings, redis_url: str, loglevel: str = "info") -> None:
+    """Run one Faust worker until it is stopped (SIGTERM/SIGINT)."""
+    stream = build_worker_app(settings, redis_url)
+    worker = faust.Worker(stream.app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()
