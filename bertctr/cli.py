@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import signal
@@ -35,8 +36,9 @@ def run_async(coro_fn: Callable[[], Awaitable[T]]) -> T:
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     if not settings.kafka_bootstrap:
-        print("error: set BERTCTR_KAFKA_BOOTSTRAP (or run `bertctr stack up` first)",
-              file=sys.stderr)
+        print(
+            "error: set BERTCTR_KAFKA_BOOTSTRAP (or run `bertctr stack up` first)", file=sys.stderr
+        )
         return 2
     from streams.admin import ensure_topics
     from streams.worker import run_worker
@@ -106,14 +108,11 @@ def cmd_stack_up(args: argparse.Namespace, settings: Settings) -> int:
     try:
         for key, value in stack.env().items():
             print(f"export {key}={value}", flush=True)
-        print(f"# started: {', '.join(stack.started) or 'nothing'}; Ctrl-C stops it",
-              flush=True)
+        print(f"# started: {', '.join(stack.started) or 'nothing'}; Ctrl-C stops it", flush=True)
         stopped = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             stopped.wait()
-        except KeyboardInterrupt:
-            pass
     finally:
         stack.close()
     return 0
@@ -156,7 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=args.log_level.upper(), stream=sys.stderr,
+        level=args.log_level.upper(),
+        stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     settings = Settings()

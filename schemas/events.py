@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 
 #: Identifiers are opaque, non-empty strings of bounded length; they end up in
 #: Redis keys and Kafka keys, so unbounded ones would be a memory hazard.

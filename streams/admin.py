@@ -10,6 +10,7 @@ be co-partitioned.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -34,12 +35,11 @@ async def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str
             wanted = [settings.topic(name) for name in topics.ALL_TOPICS]
             missing = [name for name in wanted if name not in existing]
             if missing:
-                try:
+                # TopicAlreadyExists: another process won the race; fine.
+                with contextlib.suppress(TopicAlreadyExistsError):
                     await admin.create_topics(
                         [NewTopic(n, settings.partitions, 1) for n in missing]
                     )
-                except TopicAlreadyExistsError:
-                    pass  # another process won the race; fine
                 log.info("created topics %s with %d partitions", missing, settings.partitions)
             return missing
         except KafkaError as exc:

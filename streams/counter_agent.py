@@ -34,8 +34,9 @@ async def apply_with_retry(apply: Apply, batch: Sequence[LabelledImpression]) ->
         try:
             return await apply(batch)
         except (RedisError, OSError) as exc:
-            log.warning("redis unavailable (%s); retrying %d labels in %.1fs",
-                        exc, len(batch), delay)
+            log.warning(
+                "redis unavailable (%s); retrying %d labels in %.1fs", exc, len(batch), delay
+            )
             await asyncio.sleep(delay)
             delay = min(MAX_BACKOFF_S, delay * 2)
 

@@ -96,8 +96,9 @@ class JoinAgent:
             await self._dead(exc.reason, exc.detail, message, message.value)
             return
         except Exception:  # a bug must not stop the stream: park the message
-            log.exception("join failed on %s[%d]@%d", message.topic, message.partition,
-                          message.offset)
+            log.exception(
+                "join failed on %s[%d]@%d", message.topic, message.partition, message.offset
+            )
             await self._dead("internal_error", traceback.format_exc(), message, message.value)
             return
         await self.apply(effects, message)
@@ -115,9 +116,7 @@ class JoinAgent:
                 key=labelled.impression_id.encode(), value=labelled.model_dump_json().encode()
             )
         for rejected in effects.rejected:
-            source = (
-                topics.IMPRESSIONS if isinstance(rejected.event, Impression) else topics.CLICKS
-            )
+            source = topics.IMPRESSIONS if isinstance(rejected.event, Impression) else topics.CLICKS
             record = dead_letter(
                 reason=rejected.reason,
                 detail=rejected.detail,
@@ -142,6 +141,11 @@ class JoinAgent:
             key=message.key,
             value=value,
         )
-        log.warning("dead-letter %s from %s[%d]@%d", reason, message.topic, message.partition,
-                    message.offset)
+        log.warning(
+            "dead-letter %s from %s[%d]@%d",
+            reason,
+            message.topic,
+            message.partition,
+            message.offset,
+        )
         await self.stream.dead_letter.send(key=message.key, value=record.model_dump_json().encode())

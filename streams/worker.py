@@ -33,8 +33,9 @@ def build_worker_app(settings: Settings, redis_url: str) -> StreamApp:
     app = stream.app
     join = JoinAgent(stream)
     redis_client = aioredis.Redis.from_url(redis_url)
-    counters = RedisCounters(redis_client, KeySpace(settings.redis_prefix),
-                             seen_ttl_s=settings.late_click_horizon_s * 2)
+    counters = RedisCounters(
+        redis_client, KeySpace(settings.redis_prefix), seen_ttl_s=settings.late_click_horizon_s * 2
+    )
     source = app.topic(
         settings.topic(topics.IMPRESSIONS),
         settings.topic(topics.CLICKS),
@@ -50,17 +51,23 @@ def build_worker_app(settings: Settings, redis_url: str) -> StreamApp:
             await join.handle(event)
 
     async def dead(reason: str, detail: str, message: Any) -> None:
-        record = dead_letter(reason=reason, detail=detail, topic=message.topic,
-                             partition=message.partition, offset=message.offset,
-                             key=message.key, value=message.value)
+        record = dead_letter(
+            reason=reason,
+            detail=detail,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            key=message.key,
+            value=message.value,
+        )
         await stream.dead_letter.send(key=message.key, value=record.model_dump_json().encode())
 
     @app.agent(stream.labelled, name="counters")
-    async def counter_agent(stream_: faust.StreamT[Any]) -> None:
+    async def counter_agent(stream_: Any) -> None:
+        # take_events is faust-streaming's; its type stubs predate it.
         async for events in stream_.take_events(COUNTER_BATCH, within=COUNTER_BATCH_WITHIN_S):
             await handle_batch(events, counters.apply, dead)
 
-    @app.timer(interval=settings.tick_interval_s)
     async def tick() -> None:
         """One tick per assigned partition, so idle partitions still expire."""
         ticks_topic = settings.topic(topics.JOIN_TICKS)
@@ -68,9 +75,11 @@ def build_worker_app(settings: Settings, redis_url: str) -> StreamApp:
             if tp.topic == ticks_topic:
                 await stream.ticks.send(key=b"tick", value=b"", partition=tp.partition)
 
-    @app.on_partitions_revoked.connect
-    async def on_revoked(app_: Any, revoked: Any, **_: Any) -> None:
+    async def on_revoked(app_: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         join.forget_books()
+
+    app.timer(interval=settings.tick_interval_s)(tick)
+    app.on_partitions_revoked.connect(on_revoked)
 
     return stream
 

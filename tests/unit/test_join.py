@@ -1,0 +1,204 @@
+"""The join state machine as pure code: every rule, with hypothesis for order independence."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas.events import Click, Impression
+from streams.join import Effects, JoinBook, JoinConfig
+
+CFG = JoinConfig(
+    window_s=60,
+    max_lateness_s=10,
+    orphan_grace_s=30,
+    horizon_s=1000,
+    idle_after_s=1,
+    idle_clock_rate=1.0,
+)
+
+
+def imp(i: int, ts: float, event_id: str | None = None) -> Impression:
+    return Impression(
+        event_id=event_id or f"e-imp-{i}",
+        impression_id=f"i{i}",
+        ts=ts,
+        item_id="item",
+        image_id="img",
+        position=0,
+        segment={"device": "mobile", "geo": "DE"},
+    )
+
+
+def click(i: int, ts: float, event_id: str | None = None) -> Click:
+    return Click(event_id=event_id or f"e-clk-{i}", impression_id=f"i{i}", ts=ts)
+
+
+def labels(effects: Effects) -> list[str]:
+    return [lab.label_id for lab in effects.labelled]
+
+
+def test_click_in_window_is_a_positive_with_its_delay() -> None:
+    book = JoinBook(0, CFG)
+    assert labels(book.on_impression(imp(1, 100), wall=0)) == []
+    fx = book.on_click(click(1, 130), wall=0)
+    assert labels(fx) == ["i1:pos"]
+    assert fx.labelled[0].clicked and fx.labelled[0].click_delay_s == 30
+    assert not fx.labelled[0].late
+
+
+def test_expiry_makes_a_negative_once_the_watermark_passes() -> None:
+    book = JoinBook(0, CFG)
+    book.on_impression(imp(1, 100), wall=0)
+    # window ends at 160; watermark = newest ts - lateness
+    assert labels(book.on_impression(imp(2, 169), wall=0)) == []
+    fx = book.on_impression(imp(3, 171), wall=0)
+    assert labels(fx) == ["i1:neg"]
+    assert not fx.labelled[0].clicked and fx.labelled[0].click_delay_s is None
+
+
+def test_idle_partition_expires_by_wall_clock_advance() -> None:
+    book = JoinBook(0, CFG)
+    book.on_impression(imp(1, 100), wall=1000)
+    assert labels(book.on_tick(wall=1050)) == []  # watermark 90 + 49 = 139
+    assert labels(book.on_tick(wall=1072)) == ["i1:neg"]  # 90 + 71 = 161 > 160
+
+
+def test_watermark_never_goes_back() -> None:
+    book = JoinBook(0, CFG)
+    book.on_impression(imp(1, 100), wall=0)
+    book.on_tick(wall=100)
+    wm = book.clock.watermark
+    book.on_impression(imp(2, 50), wall=101)
+    assert book.clock.watermark >= wm
+
+
+def test_late_click_after_negative_is_a_correction() -> None:
+    book = JoinBook(0, CFG)
+    book.on_impression(imp(1, 100), wall=0)
+    assert labels(book.on_tick(wall=100)) == ["i1:neg"]
+    fx = book.on_click(click(1, 300), wall=100)
+    assert labels(fx) == ["i1:late"]
+    assert fx.labelled[0].late and fx.labelled[0].clicked and fx.labelled[0].click_delay_s == 200
+
+
+def test_click_past_window_before_expiry_gives_negative_and_correction() -> None:
+    book = JoinBook(0, CFG)
+    book.on_impression(imp(1, 100), wall=0)
+    assert labels(book.on_click(click(1, 165), wall=0)) == ["i1:neg", "i1:late"]
+
+
+def test_out_of_order_click_joins_its_impression() -> None:
+    book = JoinBook(0, CFG)
+    assert labels(book.on_click(click(1, 105), wall=0)) == []
+    fx = book.on_impression(imp(1, 100), wall=0)
+    assert labels(fx) == ["i1:pos"] and fx.labelled[0].click_delay_s == 5
+
+
+def test_duplicates_by_event_id_count_once() -> None:
+    book = JoinBook(0, CFG)
+    book.on_impression(imp(1, 100), wall=0)
+    assert book.on_impression(imp(1, 100), wall=0).duplicates == 1
+    assert labels(book.on_click(click(1, 110), wall=0)) == ["i1:pos"]
+    fx = book.on_click(click(1, 110), wall=0)
+    assert fx.duplicates == 1 and labels(fx) == []
+    # a labelled impression is remembered: a replayed impression is still a duplicate
+    assert book.on_impression(imp(1, 100), wall=0).duplicates == 1
+
+
+def test_second_distinct_click_adds_no_label() -> None:
+    book = JoinBook(0, CFG)
+    book.on_impression(imp(1, 100), wall=0)
+    book.on_click(click(1, 110), wall=0)
+    fx = book.on_click(click(1, 120, event_id="another"), wall=0)
+    assert labels(fx) == [] and fx.duplicates == 0
+
+
+def test_orphan_click_is_rejected_after_grace() -> None:
+    book = JoinBook(0, CFG)
+    assert book.on_click(click(9, 100), wall=0).rejected == []
+    fx = book.on_tick(wall=100)  # watermark 90 + 99 > 130
+    assert [r.reason for r in fx.rejected] == ["orphan_click"]
+    assert fx.rejected[0].event.impression_id == "i9"
+    assert len(book) == 0
+
+
+def test_conflicting_impression_id_is_rejected() -> None:
+    book = JoinBook(0, CFG)
+    book.on_impression(imp(1, 100), wall=0)
+    fx = book.on_impression(imp(1, 100, event_id="other"), wall=0)
+    assert [r.reason for r in fx.rejected] == ["conflicting_impression"]
+
+
+def test_state_is_forgotten_after_the_horizon() -> None:
+    book = JoinBook(0, CFG)
+    book.on_impression(imp(1, 100), wall=0)
+    book.on_tick(wall=2000)
+    fx = book.on_tick(wall=2000)
+    assert len(book) == 0
+    assert fx.upserts == {} or all(v is None for v in fx.upserts.values())
+
+
+def test_restore_from_upserts_continues_the_same_way() -> None:
+    book = JoinBook(0, CFG)
+    table: dict[str, Any] = {}
+    for fx in (book.on_impression(imp(1, 100), wall=0), book.on_click(click(2, 101), wall=0)):
+        for key, value in fx.upserts.items():
+            if value is None:
+                table.pop(key, None)
+            else:
+                table[key] = value
+    restored = JoinBook.restore(0, CFG, table)
+    restored.clock.max_event_ts = book.clock.max_event_ts
+    assert labels(restored.on_click(click(1, 110), wall=0)) == ["i1:pos"]
+    assert labels(restored.on_impression(imp(2, 100), wall=0)) == ["i2:pos"]
+
+
+events = st.lists(
+    st.tuples(st.integers(0, 5), st.floats(0, 50), st.booleans(), st.floats(0, 120)),
+    min_size=1,
+    max_size=12,
+    unique_by=lambda t: t[0],
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(events, st.randoms(use_true_random=False))
+def test_labels_do_not_depend_on_arrival_order(spec: Any, rnd: Any) -> None:
+    """Within the lateness bound, any interleaving gives the same labels."""
+    cfg = JoinConfig(
+        window_s=60,
+        max_lateness_s=500,
+        orphan_grace_s=60,
+        horizon_s=10_000,
+        idle_after_s=0,
+        idle_clock_rate=1.0,
+    )
+    stream: list[Impression | Click] = []
+    for i, ts, clicked, delay in spec:
+        stream.append(imp(i, ts))
+        if clicked:
+            stream.append(click(i, ts + delay))
+
+    def run(order: list[Impression | Click]) -> set[str]:
+        book = JoinBook(0, cfg)
+        out: set[str] = set()
+        for ev in order:
+            fx = book.on_impression(ev, 0) if isinstance(ev, Impression) else book.on_click(ev, 0)
+            out |= set(labels(fx))
+        out |= set(labels(book.on_tick(wall=10_000)))
+        return out
+
+    shuffled = list(stream)
+    rnd.shuffle(shuffled)
+    expected = run(stream)
+    assert run(shuffled) == expected
+    for i, _ts, clicked, delay in spec:
+        if not clicked:
+            assert f"i{i}:neg" in expected
+        elif delay <= 60:
+            assert f"i{i}:pos" in expected
+        else:
+            assert {f"i{i}:neg", f"i{i}:late"} <= expected
