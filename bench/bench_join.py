@@ -1,0 +1,258 @@
+"""Join throughput: pure state machine, and end to end through a worker on Tansu.
+
+Prints events/s for
+  1. decode only (pydantic validation of the raw JSON): the in-process baseline;
+  2. decode + JoinBook (the pure join);
+  3. end to end: aiokafka producer -> Tansu -> ``bertctr worker`` (join + Redis
+     counters) -> ``labelled`` topic, timed until the last label is read;
+  4. the same broker round trip with a plain aiokafka consume->produce loop
+     and no join: the end-to-end baseline (both time publish + processing).
+
+Run: ``.venv/bin/python bench/bench_join.py [--events N]`` (``make bench``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from bertctr.stack import start_stack, stop_process
+from schemas import Click, Impression
+from streams.decode import decode
+from streams.join import JoinBook, JoinConfig
+
+WINDOW_S = 60.0
+
+
+def make_events(n: int, seed: int = 1) -> list[tuple[str, bytes, bytes]]:
+    """n impressions, ~5% clicked, as (kind, key, value) in publish order."""
+    rnd = random.Random(seed)
+    base = time.time() - 3600
+    out: list[tuple[str, bytes, bytes]] = []
+    for i in range(n):
+        iid = f"imp-{i}"
+        imp = {
+            "event_id": f"e{i}",
+            "impression_id": iid,
+            "ts": base + i * 0.01,
+            "item_id": f"item-{i % 50}",
+            "image_id": f"img-{i % 200}",
+            "variant": f"v{i % 4}",
+            "title": "a red shoe",
+            "position": i % 10,
+            "segment": {
+                "device": rnd.choice(["mobile", "desktop"]),
+                "geo": "DE",
+                "taste": f"t{i % 4}",
+            },
+        }
+        out.append(("impressions", iid.encode(), json.dumps(imp).encode()))
+        if rnd.random() < 0.05:
+            click = {
+                "event_id": f"c{i}",
+                "impression_id": iid,
+                "ts": imp["ts"] + rnd.uniform(0, 30),
+            }
+            out.append(("clicks", iid.encode(), json.dumps(click).encode()))
+    return out
+
+
+def bench_pure(events: list[tuple[str, bytes, bytes]]) -> tuple[float, float]:
+    t0 = time.perf_counter()
+    for kind, _key, value in events:
+        decode(Impression if kind == "impressions" else Click, value)
+    decode_s = time.perf_counter() - t0
+    cfg = JoinConfig(window_s=WINDOW_S, max_lateness_s=30, orphan_grace_s=WINDOW_S)
+    book = JoinBook(0, cfg)
+    labels = 0
+    t0 = time.perf_counter()
+    for kind, _key, value in events:
+        if kind == "impressions":
+            fx = book.on_impression(decode(Impression, value), 0.0)
+        else:
+            fx = book.on_click(decode(Click, value), 0.0)
+        labels += len(fx.labelled)
+    labels += len(book.on_tick(1e9).labelled)
+    join_s = time.perf_counter() - t0
+    return len(events) / decode_s, len(events) / join_s
+
+
+async def publish(bootstrap: str, prefix: str, events: list[tuple[str, bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(f"{prefix}{kind}", value, key=key) for kind, key, value in events
+        ]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def count_until(bootstrap: str, topic: str, expected: int, timeout_s: float) -> float:
+    """Read ``topic`` until ``expected`` messages; return the time the last arrived."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    seen = 0
+    deadline = time.monotonic() + timeout_s
+    try:
+        while seen < expected and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+            seen += sum(len(v) for v in batch.values())
+    finally:
+        await consumer.stop()
+    if seen < expected:
+        raise RuntimeError(f"only {seen}/{expected} messages on {topic}")
+    return time.monotonic()
+
+
+async def passthrough(bootstrap: str, source: list[str], sink: str, expected: int) -> None:
+    """Baseline: consume both topics and produce one message per impression, no join."""
+    consumer = AIOKafkaConsumer(
+        *source,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        group_id=f"pt-{uuid.uuid4()}",
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await consumer.start()
+    await producer.start()
+    done = 0
+    try:
+        while done < expected:
+            batch = await consumer.getmany(timeout_ms=200, max_records=500)
+            for records in batch.values():
+                for r in records:
+                    if r.topic.endswith("impressions"):
+                        await producer.send(sink, r.value, key=r.key)
+                        done += 1
+        await producer.flush()
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+async def create_topics(bootstrap: str, prefix: str, names: list[str]) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(f"{prefix}{n}", 4, 1) for n in names])
+    finally:
+        await admin.close()
+
+
+def bench_end_to_end(events: list[tuple[str, bytes, bytes]], n_imps: int) -> dict[str, float]:
+    stack = start_stack(None, os.environ.get("BERTCTR_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    tmp = Path(tempfile.mkdtemp(prefix="bench-join-"))
+    tag = uuid.uuid4().hex[:6]
+    env = {
+        **os.environ,
+        **stack.env(),
+        "BERTCTR_TOPIC_PREFIX": f"b{tag}-",
+        "BERTCTR_REDIS_PREFIX": f"bench:{tag}:",
+        "BERTCTR_APP_ID": f"bench-{tag}",
+        "BERTCTR_ATTRIBUTION_WINDOW_S": str(WINDOW_S),
+        "BERTCTR_MAX_LATENESS_S": "30",
+        "BERTCTR_IDLE_AFTER_S": "0.5",
+        "BERTCTR_IDLE_CLOCK_RATE": "1000",
+        "BERTCTR_DATA_DIR": str(tmp / "data"),
+        "BERTCTR_SESSION_TIMEOUT_S": "10",
+    }
+    result: dict[str, float] = {}
+    try:
+        # Baseline first: plain consume -> produce loop on the same broker.
+        pt = f"p{tag}-"
+        asyncio.run(create_topics(stack.kafka_bootstrap, pt, ["impressions", "clicks", "out"]))
+
+        async def baseline() -> None:
+            await asyncio.gather(
+                passthrough(
+                    stack.kafka_bootstrap, [f"{pt}impressions", f"{pt}clicks"], f"{pt}out", n_imps
+                ),
+                publish(stack.kafka_bootstrap, pt, events),
+            )
+
+        t0 = time.monotonic()
+        asyncio.run(baseline())
+        result["passthrough_events_per_s"] = len(events) / (time.monotonic() - t0)
+
+        subprocess.run(
+            [sys.executable, "-m", "bertctr.cli", "topics", "create"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        log = open(tmp / "worker.log", "wb")  # noqa: SIM115
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "bertctr.cli", "worker"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            # Warm up: wait until the worker has labelled a first batch, so
+            # the figure is steady-state processing, not start-up.
+            warm = make_events(200, seed=99)
+            warm = [(k, b"w" + key, v.replace(b'"imp-', b'"wimp-')) for k, key, v in warm]
+            warm_labels = sum(1 for k, _, _ in warm if k == "impressions")
+            asyncio.run(publish(stack.kafka_bootstrap, f"b{tag}-", warm))
+            asyncio.run(
+                count_until(stack.kafka_bootstrap, f"b{tag}-labelled", warm_labels, timeout_s=120)
+            )
+            t0 = time.monotonic()
+            asyncio.run(publish(stack.kafka_bootstrap, f"b{tag}-", events))
+            t_end = asyncio.run(
+                count_until(
+                    stack.kafka_bootstrap, f"b{tag}-labelled", n_imps + warm_labels, timeout_s=600
+                )
+            )
+            result["worker_events_per_s"] = len(events) / (t_end - t0)
+        finally:
+            stop_process(worker)
+    finally:
+        stack.close()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=20_000, help="impressions")
+    parser.add_argument("--skip-e2e", action="store_true")
+    args = parser.parse_args()
+    events = make_events(args.events)
+    decode_rate, join_rate = bench_pure(events)
+    print(f"events (impressions + clicks): {len(events)}")
+    print(f"decode only              : {decode_rate:10.0f} events/s   (baseline)")
+    print(
+        f"decode + pure join       : {join_rate:10.0f} events/s   "
+        f"({join_rate / decode_rate:.2f}x of decode only)"
+    )
+    if not args.skip_e2e:
+        e2e = bench_end_to_end(events, args.events)
+        base = e2e["passthrough_events_per_s"]
+        full = e2e["worker_events_per_s"]
+        print(f"aiokafka passthrough     : {base:10.0f} events/s   (end-to-end baseline)")
+        print(
+            f"bertctr worker end to end: {full:10.0f} events/s   "
+            f"({full / base:.2f}x of passthrough)"
+        )
+
+
+if __name__ == "__main__":
+    main()
