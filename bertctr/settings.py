@@ -58,6 +58,15 @@ class Settings(BaseSettings):
     web_port: int = Field(default=0, ge=0, description="Faust web port; 0 picks a free one.")
     data_dir: str = Field(default="var/worker", description="Faust table data directory.")
 
+    model: str = Field(default="default", description="Online model variant to learn.")
+    checkpoint_dir: str = "var/checkpoints"
+    checkpoint_interval_s: float = Field(default=30.0, gt=0)
+    checkpoint_key: str = Field(
+        default="bertctr-dev-checkpoint-key",
+        description="HMAC key checkpoints are signed with; set a secret one in production.",
+    )
+    metrics_interval_s: float = Field(default=1.0, gt=0)
+
     @property
     def effective_orphan_grace_s(self) -> float:
         return self.orphan_grace_s if self.orphan_grace_s is not None else self.attribution_window_s

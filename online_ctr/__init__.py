@@ -1,0 +1,1 @@
+"""Pure learning code: features, River models, progressive metrics. No I/O imports."""
