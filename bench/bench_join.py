@@ -24,6 +24,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -42,7 +43,7 @@ def make_events(n: int, seed: int = 1) -> list[tuple[str, bytes, bytes]]:
     out: list[tuple[str, bytes, bytes]] = []
     for i in range(n):
         iid = f"imp-{i}"
-        imp = {
+        imp: dict[str, Any] = {
             "event_id": f"e{i}",
             "impression_id": iid,
             "ts": base + i * 0.01,
