@@ -118,6 +118,81 @@ def cmd_stack_up(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def format_summary(s: dict[str, Any]) -> str:
+    def f(v: Any, fmt: str = ".4f") -> str:
+        return "-" if v is None else format(v, fmt)
+
+    return "\n".join(
+        [
+            f"bertctr demo (seed {s['seed']}): {s['published']} messages, "
+            f"{s['events_per_s']} events/s through the stack",
+            f"  impressions {s['impressions']}, clicks {s['clicks']} "
+            f"({s['late_clicks']} late), labelled {s['labelled']}, "
+            f"dead-lettered {s['dead_lettered']}",
+            f"  model {s['model']}: logloss {f(s['logloss'])}  NE {f(s['ne'])}  "
+            f"AUC {f(s['auc'])}  calibration {f(s['calibration'], '.3f')}",
+            f"  oracle:        logloss {f(s['oracle_logloss'])}  NE {f(s['oracle_ne'])}  "
+            f"AUC {f(s['oracle_auc'])}",
+            f"  ranking CTR lift over a random variant: model {s['ranking_ctr_lift']:+.1%}, "
+            f"oracle {s['oracle_ranking_ctr_lift']:+.1%}",
+            f"  live counters: BERTCTR_REDIS_PREFIX={s['redis_prefix']} bertctr stats",
+        ]
+    )
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from bertctr.demo import DemoConfig, run_demo
+
+    cfg = DemoConfig(events=args.events, seed=args.seed, workers=args.workers, speed=args.speed)
+
+    def progress(line: str) -> None:
+        print(f"[demo] {line}", file=sys.stderr, flush=True)
+
+    summary = run_demo(settings, cfg, progress)
+    print(format_summary(summary), flush=True)
+    if args.json:
+        print(json.dumps(summary, sort_keys=True), flush=True)
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    """Write simulated traffic as JSON lines (topic, key, value) or publish it."""
+    from simulator import SimConfig, Simulator
+
+    sim = Simulator(
+        SimConfig(
+            seed=args.seed,
+            impressions_per_s=args.rate,
+            attribution_window_s=settings.attribution_window_s,
+        )
+    )
+    if args.images:
+        sim.render_catalogue(Path(args.images))
+    messages = list(sim.messages(args.events))
+    if args.publish:
+        from bertctr.simulate import publish_messages
+
+        bootstrap = settings.kafka_bootstrap
+        if not bootstrap:
+            print("error: --publish needs BERTCTR_KAFKA_BOOTSTRAP", file=sys.stderr)
+            return 2
+        run_async(lambda: publish_messages(bootstrap, settings.topic_prefix, messages, args.speed))
+    else:
+        for m in messages:
+            print(
+                json.dumps(
+                    {
+                        "topic": m.topic,
+                        "key": m.key.decode() if m.key else None,
+                        "value": m.value.decode("utf-8", "replace"),
+                        "kind": m.kind,
+                    }
+                )
+            )
+    print(json.dumps(sim.expected_counts), file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bertctr", description=__doc__)
     parser.add_argument("--log-level", default="WARNING", help="log level for stderr")
@@ -143,6 +218,39 @@ def build_parser() -> argparse.ArgumentParser:
     stack_sub = stack.add_subparsers(dest="stack_command", required=True)
     up = stack_sub.add_parser("up", help="start what is not given; Ctrl-C stops it")
     up.set_defaults(func=cmd_stack_up)
+
+    demo = sub.add_parser("demo", help="the whole system on simulated traffic")
+    demo.add_argument("--events", type=int, default=50_000, help="impressions to simulate")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--workers", type=int, default=1)
+    demo.add_argument(
+        "--speed",
+        type=float,
+        default=100.0,
+        help="simulated seconds per wall second (0 = flat out)",
+    )
+    demo.add_argument("--json", action="store_true", help="last stdout line: JSON summary")
+    demo.set_defaults(func=cmd_demo)
+
+    simulate = sub.add_parser("simulate", help="simulated traffic: print or publish it")
+    simulate.add_argument("--events", type=int, default=10_000)
+    simulate.add_argument("--seed", type=int, default=7)
+    simulate.add_argument(
+        "--rate", type=float, default=5.0, help="impressions per simulated second"
+    )
+    simulate.add_argument("--images", help="directory to render the catalogue PNGs into")
+    simulate.add_argument(
+        "--publish",
+        action="store_true",
+        help="publish to BERTCTR_KAFKA_BOOTSTRAP instead of printing",
+    )
+    simulate.add_argument(
+        "--speed",
+        type=float,
+        default=0.0,
+        help="simulated seconds per wall second when publishing; 0 = max",
+    )
+    simulate.set_defaults(func=cmd_simulate)
 
     topics = sub.add_parser("topics", help="Kafka topics")
     topics_sub = topics.add_subparsers(dest="topics_command", required=True)

@@ -66,6 +66,12 @@ class Settings(BaseSettings):
         description="HMAC key checkpoints are signed with; set a secret one in production.",
     )
     metrics_interval_s: float = Field(default=1.0, gt=0)
+    learner_flush_idle_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Wall seconds without labels before the learner's reorder buffer "
+        "is learned as it is (see online_ctr.learner).",
+    )
 
     @property
     def effective_orphan_grace_s(self) -> float:

@@ -20,6 +20,7 @@ from streams.counters import RedisCounters
 from streams.deadletter import dead_letter
 from streams.join_agent import JoinAgent
 from streams.keys import KeySpace
+from streams.learner_agent import LearnerAgent
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,17 @@ def build_worker_app(settings: Settings, redis_url: str) -> StreamApp:
     async def on_revoked(app_: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         join.forget_books()
 
+    learner = LearnerAgent(settings, redis_client, KeySpace(settings.redis_prefix))
+
+    async def learner_agent(stream_: Any) -> None:
+        async for events in stream_.take_events(COUNTER_BATCH, within=COUNTER_BATCH_WITHIN_S):
+            await learner.handle_batch(events)
+
+    async def learner_timer() -> None:
+        await learner.on_timer()
+
+    app.agent(stream.labelled, name="learner")(learner_agent)
+    app.timer(interval=settings.metrics_interval_s)(learner_timer)
     app.timer(interval=settings.tick_interval_s)(tick)
     app.on_partitions_revoked.connect(on_revoked)
 

@@ -1,0 +1,135 @@
+"""The learner agent: labelled examples -> online model, metrics and checkpoints.
+
+Predict-then-learn happens in :class:`online_ctr.learner.Learner` (pure); this
+module only feeds it, publishes its metrics to Redis for dashboards and
+``bertctr stats``, and checkpoints it together with the ``labelled`` offsets
+it covers. A restarted worker loads the newest checkpoint and skips messages
+at or below the offsets it records, so no example is learned twice.
+
+Learning is CPU work, so each micro-batch runs in a worker thread and the
+event loop keeps heartbeating.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from bertctr.settings import Settings
+from online_ctr.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from online_ctr.learner import Learner
+from online_ctr.models import make_model
+from schemas.events import LabelledImpression
+from streams.decode import DecodeError, decode
+from streams.keys import KeySpace
+
+log = logging.getLogger(__name__)
+
+
+def model_metrics_key(keys: KeySpace) -> str:
+    """Redis key of the model's progressive metrics (a JSON string)."""
+    return f"{keys.prefix}model:metrics"
+
+
+class LearnerAgent:
+    """Owns the worker's learner, its offsets and its checkpoints."""
+
+    def __init__(self, settings: Settings, client: aioredis.Redis, keys: KeySpace) -> None:
+        self.settings = settings
+        self.client = client
+        self.keys = keys
+        self.directory = Path(settings.checkpoint_dir)
+        self.secret = settings.checkpoint_key.encode()
+        self.learner, self.offsets = self._resume()
+        self.learned = 0
+        self._dirty = False
+        self._last_checkpoint = time.monotonic()
+        self._last_metrics = 0.0
+        self._last_event = time.monotonic()
+        #: learning, metrics and checkpoints never overlap (threads + a timer)
+        self._lock = asyncio.Lock()
+
+    def _resume(self) -> tuple[Learner, dict[str, int]]:
+        path = latest_checkpoint(self.directory)
+        if path is not None:
+            try:
+                learner, offsets = load_checkpoint(path, self.secret)
+                log.info("resumed learner from %s (offsets %s)", path, offsets)
+                return learner, dict(offsets)
+            except Exception:  # a bad checkpoint must not stop the worker
+                log.exception("checkpoint %s unusable; starting a fresh model", path)
+        learner = Learner(
+            make_model(self.settings.model), window_s=self.settings.attribution_window_s
+        )
+        return learner, {}
+
+    def _learn(self, batch: Sequence[tuple[str, int, LabelledImpression]]) -> None:
+        for tp, offset, labelled in batch:
+            self.learner.submit(labelled)
+            self.offsets[tp] = offset
+        self.learned += len(batch)
+
+    async def handle_batch(self, events: Sequence[Any]) -> None:
+        fresh: list[tuple[str, int, LabelledImpression]] = []
+        for event in events:
+            message = event.message
+            tp = f"{message.topic}:{message.partition}"
+            if message.offset <= self.offsets.get(tp, -1):
+                continue  # already inside the checkpoint we resumed from
+            try:
+                fresh.append((tp, message.offset, decode(LabelledImpression, message.value)))
+            except DecodeError:
+                continue  # the counter agent dead-letters bad labelled messages
+        self._last_event = time.monotonic()
+        async with self._lock:
+            if fresh:
+                await asyncio.to_thread(self._learn, fresh)
+                self._dirty = True
+            await self.maybe_publish()
+
+    async def on_timer(self, idle_after_s: float = 2.0) -> None:
+        """Publish metrics, and checkpoint once the stream has gone quiet."""
+        quiet_for = time.monotonic() - self._last_event
+        idle = quiet_for >= idle_after_s
+        async with self._lock:
+            # Flushing learns buffered positives before the negatives of their
+            # time, so only a stream that has really stopped is flushed.
+            if quiet_for >= self.settings.learner_flush_idle_s and self.learner.buffered:
+                await asyncio.to_thread(self.learner.flush)
+                self._dirty = True
+            await self.maybe_publish(force=idle)
+
+    async def maybe_publish(self, force: bool = False) -> None:
+        """Metrics to Redis every ``metrics_interval_s``; checkpoint when due."""
+        now = time.monotonic()
+        if force or now - self._last_metrics >= self.settings.metrics_interval_s:
+            self._last_metrics = now
+            snapshot = self.learner.metrics.snapshot()
+            snapshot["model"] = self.settings.model
+            snapshot["offsets"] = dict(self.offsets)
+            snapshot["updated_at"] = time.time()
+            try:
+                await self.client.set(model_metrics_key(self.keys), json.dumps(snapshot))
+            except (RedisError, OSError) as exc:
+                log.warning("could not publish model metrics: %s", exc)
+        if self._dirty and (
+            force or now - self._last_checkpoint >= self.settings.checkpoint_interval_s
+        ):
+            await self.checkpoint()
+
+    async def checkpoint(self) -> Path:
+        self._last_checkpoint = time.monotonic()
+        self._dirty = False
+        path = await asyncio.to_thread(
+            save_checkpoint, self.directory, self.learner, dict(self.offsets), self.secret
+        )
+        log.info("checkpoint %s covers %s", path, self.offsets)
+        return path
