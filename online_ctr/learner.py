@@ -16,7 +16,8 @@ order the model drifts up and down with the mix, and progressive metrics
 flatter it (a model that only tracks "recent labels are positive" scores a
 high AUC). :meth:`Learner.submit` therefore holds each example in a reorder
 buffer keyed by when its window closes (``ts + window``) and learns it once
-the join's watermark (the newest ``labelled_at``) has passed that point, so
+the join's watermark (the newest ``labelled_at`` of the slowest partition)
+has passed that point, so
 examples are learned in impression-time order. :meth:`Learner.flush` releases
 the rest when the stream goes quiet.
 """
@@ -47,17 +48,24 @@ class Learner:
         self.metrics = ProgressiveMetrics()
         self.learned = 0
         self.watermark = float("-inf")
+        self._partition_watermarks: dict[str, float] = {}
         self._buffer: list[tuple[float, str, LabelledImpression]] = []
 
     @property
     def buffered(self) -> int:
         return len(self._buffer)
 
-    def submit(self, labelled: LabelledImpression) -> int:
-        """Buffer one example; learn every example now due. Returns how many were learned."""
+    def submit(self, labelled: LabelledImpression, source: str = "") -> int:
+        """Buffer one example; learn every example now due. Returns how many were learned.
+
+        ``source`` names the input partition: each join partition has its own
+        watermark, and only the slowest one says what is safe to release.
+        """
         key = labelled.ts + self.window_s
         heapq.heappush(self._buffer, (key, labelled.label_id, labelled))
-        self.watermark = max(self.watermark, labelled.labelled_at)
+        previous = self._partition_watermarks.get(source, float("-inf"))
+        self._partition_watermarks[source] = max(previous, labelled.labelled_at)
+        self.watermark = min(self._partition_watermarks.values())
         return self._release(self.watermark)
 
     def flush(self) -> int:

@@ -97,7 +97,7 @@ class Simulator:
 
     def _click_delay(self, rng: np.random.Generator) -> float:
         if rng.random() < self.config.late_click_share:
-            return float(self.config.attribution_window_s * rng.uniform(1.05, 4.0))
+            return float(self.config.attribution_window_s * rng.uniform(1.05, 2.0))
         return float(min(rng.lognormal(mean=3.0, sigma=1.4), self.config.attribution_window_s))
 
     def messages(self, n_impressions: int) -> Iterator[SimMessage]:

@@ -131,6 +131,10 @@ class PartitionClock:
         self._last_event_wall = wall
         self.advance(wall)
 
+    def hold(self, wall: float) -> None:
+        """The partition is not idle, only behind: restart the idle timer."""
+        self._last_event_wall = wall
+
     def advance(self, wall: float) -> float:
         """Recompute the watermark at wall time ``wall``; it never goes back."""
         if self.max_event_ts is None:
@@ -243,8 +247,15 @@ class JoinBook:
         effects.extend(self.expire(wall))
         return effects
 
-    def on_tick(self, wall: float) -> Effects:
-        """Advance the clock without an event (idle partitions still expire)."""
+    def on_tick(self, wall: float, caught_up: bool = True) -> Effects:
+        """Advance the clock without an event (idle partitions still expire).
+
+        A partition with unread messages (``caught_up=False``) is lagging, not
+        idle: its clock must not run ahead of the events still waiting, or
+        their impressions would expire before their clicks are read.
+        """
+        if not caught_up:
+            self.clock.hold(wall)
         return self.expire(wall)
 
     def expire(self, wall: float) -> Effects:

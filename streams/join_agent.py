@@ -14,6 +14,8 @@ import time
 import traceback
 from typing import Any
 
+from faust.types import TP
+
 from schemas.events import Click, Impression
 from streams import topics
 from streams.app import StreamApp
@@ -46,6 +48,8 @@ class JoinAgent:
         self.stream = stream
         self.config = join_config(stream)
         self.books: dict[int, JoinBook] = {}
+        #: (topic, partition) -> offset of the last message handled
+        self.positions: dict[tuple[str, int], int] = {}
         names = topics.full_names(stream.settings)
         self.kind_of_topic = {
             names[topics.IMPRESSIONS]: topics.IMPRESSIONS,
@@ -81,13 +85,15 @@ class JoinAgent:
         kind = self.kind_of_topic.get(message.topic)
         book = self.book(message.partition)
         wall = time.time()
+        if kind != topics.JOIN_TICKS:
+            self.positions[(message.topic, message.partition)] = message.offset
         try:
             if kind == topics.IMPRESSIONS:
                 effects = book.on_impression(decode(Impression, message.value, message.key), wall)
             elif kind == topics.CLICKS:
                 effects = book.on_click(decode(Click, message.value, message.key), wall)
             else:
-                effects = book.on_tick(wall)
+                effects = book.on_tick(wall, caught_up=self.caught_up(message.partition))
                 self.stream.join_table[CLOCK_KEY.format(partition=message.partition)] = {
                     "p": -1,
                     "max_event_ts": book.clock.max_event_ts,
@@ -102,6 +108,20 @@ class JoinAgent:
             await self._dead("internal_error", traceback.format_exc(), message, message.value)
             return
         await self.apply(effects, message)
+
+    def caught_up(self, partition: int) -> bool:
+        """True when every impression and click of ``partition`` has been handled."""
+        consumer = self.stream.app.consumer
+        names = topics.full_names(self.stream.settings)
+        for logical in (topics.IMPRESSIONS, topics.CLICKS):
+            topic = names[logical]
+            try:
+                highwater = consumer.highwater(TP(topic, partition))
+            except Exception:  # no fetch yet: unknown means "not known to be behind"
+                continue
+            if highwater is not None and highwater > self.positions.get((topic, partition), -1) + 1:
+                return False
+        return True
 
     async def apply(self, effects: Effects, message: Any) -> None:
         """Mirror state into the table, then emit labels and rejections."""

@@ -73,7 +73,7 @@ class LearnerAgent:
 
     def _learn(self, batch: Sequence[tuple[str, int, LabelledImpression]]) -> None:
         for tp, offset, labelled in batch:
-            self.learner.submit(labelled)
+            self.learner.submit(labelled, source=tp)
             self.offsets[tp] = offset
         self.learned += len(batch)
 

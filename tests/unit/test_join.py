@@ -202,3 +202,14 @@ def test_labels_do_not_depend_on_arrival_order(spec: Any, rnd: Any) -> None:
             assert f"i{i}:pos" in expected
         else:
             assert {f"i{i}:neg", f"i{i}:late"} <= expected
+
+
+def test_lagging_partition_is_not_idle() -> None:
+    """Unread messages mean 'behind', not 'idle': the clock must wait for them."""
+    book = JoinBook(0, CFG)
+    book.on_impression(imp(1, 100), wall=1000)
+    assert labels(book.on_tick(wall=1100, caught_up=False)) == []
+    assert book.clock.watermark == 90
+    # once caught up, idle time counts from the last hold
+    assert labels(book.on_tick(wall=1150, caught_up=True)) == []
+    assert labels(book.on_tick(wall=1172, caught_up=True)) == ["i1:neg"]

@@ -124,3 +124,12 @@ def test_checkpoints_keep_only_the_newest(tmp_path: Path) -> None:
     learner = Learner(make_model())
     paths = [save_checkpoint(tmp_path, learner, {}, b"k", keep=2) for _ in range(4)]
     assert sorted(tmp_path.glob("ckpt-*.bin")) == paths[-2:]
+
+
+def test_learner_waits_for_the_slowest_partition() -> None:
+    learner = Learner(make_model(), window_s=100)
+    learner.submit(label(1, 1000, True, labelled_at=1010), source="p0")
+    learner.submit(label(2, 1000, False, labelled_at=900), source="p1")
+    # p0 races ahead, but p1 has not passed 1100 yet: nothing may be learned
+    assert learner.submit(label(3, 5000, False, labelled_at=9000), source="p0") == 0
+    assert learner.submit(label(4, 1200, False, labelled_at=1300), source="p1") == 3

@@ -1,0 +1,78 @@
+"""``bertctr demo`` end to end on a small run: exact accounting, and it learns.
+
+Bounds are looser than the 50k-impression benchmark but still fail for a
+model that learns nothing (its ranking lift would be about 0).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from bertctr.stack import EmbeddedStack
+from simulator import SimConfig, Simulator
+
+pytestmark = pytest.mark.integration
+
+EVENTS = 6000
+SEED = 5
+
+
+def test_demo_accounts_for_every_message_and_learns(stack: EmbeddedStack) -> None:
+    env = {**os.environ, **stack.env()}
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bertctr.cli",
+            "demo",
+            "--events",
+            str(EVENTS),
+            "--seed",
+            str(SEED),
+            "--speed",
+            "100",
+            "--json",
+        ],
+        env=env,
+        capture_output=True,
+        timeout=600,
+        check=False,
+    )
+    stdout = out.stdout.decode()
+    assert out.returncode == 0, out.stderr.decode()[-4000:]
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    for key in (
+        "impressions",
+        "clicks",
+        "labelled",
+        "dead_lettered",
+        "logloss",
+        "ne",
+        "oracle_ne",
+        "auc",
+        "oracle_auc",
+        "events_per_s",
+        "ranking_ctr_lift",
+        "oracle_ranking_ctr_lift",
+    ):
+        assert key in summary, key
+
+    sim = Simulator(SimConfig(seed=SEED))
+    list(sim.messages(EVENTS))
+    expected = sim.expected_counts
+    assert summary["impressions"] == expected["impressions"] == EVENTS
+    assert summary["clicks"] == expected["clicks"]
+    assert summary["late_clicks"] == expected["late_clicks"]
+    assert summary["labelled"] == EVENTS + expected["late_clicks"]
+    assert summary["dead_lettered"] == expected["malformed"]
+    assert "model default" in stdout  # the human summary precedes the JSON line
+
+    assert 0.5 < summary["auc"] < summary["oracle_auc"] + 0.05
+    assert summary["ne"] < 1.1
+    assert summary["ranking_ctr_lift"] > 0.15
+    assert summary["oracle_ranking_ctr_lift"] > summary["ranking_ctr_lift"] - 0.05
