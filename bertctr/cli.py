@@ -63,11 +63,18 @@ async def read_stats(settings: Settings, item: str | None, segment: str | None) 
 
     from streams.counters import StatsReader
     from streams.keys import KeySpace
+    from streams.learner_agent import model_metrics_key
 
     client = aioredis.Redis.from_url(settings.redis_url)
     try:
-        reader = StatsReader(client, KeySpace(settings.redis_prefix))
-        return await reader.snapshot(item=item, segment=segment)
+        keys = KeySpace(settings.redis_prefix)
+        stats = await StatsReader(client, keys).snapshot(item=item, segment=segment)
+        raw_model = await client.get(model_metrics_key(keys))
+        model = json.loads(raw_model) if raw_model is not None else None
+        if model is not None and segment is not None:
+            model["segments"] = {k: v for k, v in model["segments"].items() if k == segment}
+        stats["model"] = model
+        return stats
     finally:
         await client.aclose()
 
@@ -84,6 +91,17 @@ def format_stats(stats: dict[str, Any]) -> str:
             lines.append(row(f"  variant {variant}", vc))
     for seg, c in stats["segments"].items():
         lines.append(row(f"segment {seg}", c))
+    model = stats.get("model")
+    if model:
+
+        def num(key: str) -> str:
+            value = model.get(key)
+            return "-" if value is None else f"{value:.4f}"
+
+        lines.append(
+            f"model {model.get('model')}: {model['count']} examples, logloss {num('logloss')}, "
+            f"NE {num('ne')}, AUC {num('auc')}, calibration {num('calibration')}"
+        )
     return "\n".join(lines)
 
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import pytest
+import redis
 
 from bertctr.stack import EmbeddedStack
 from simulator import SimConfig, Simulator
@@ -71,6 +72,27 @@ def test_demo_accounts_for_every_message_and_learns(stack: EmbeddedStack) -> Non
     assert summary["labelled"] == EVENTS + expected["late_clicks"]
     assert summary["dead_lettered"] == expected["malformed"]
     assert "model default" in stdout  # the human summary precedes the JSON line
+
+    # The demo's counters and model metrics stay readable with `bertctr stats`.
+    stats_env = {**env, "BERTCTR_REDIS_PREFIX": summary["redis_prefix"]}
+    stats = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "bertctr.cli", "stats", "--json"],
+            env=stats_env,
+            capture_output=True,
+            timeout=60,
+            check=True,
+        ).stdout
+    )
+    assert stats["total"]["impressions"] == EVENTS
+    assert stats["total"]["clicks"] == expected["clicks"]
+    assert stats["model"]["count"] == summary["labelled"]
+    assert stats["model"]["ne"] == summary["ne"]
+    assert len(stats["model"]["segments"]) > 10
+    client = redis.Redis.from_url(stack.redis_url)
+    for key in client.scan_iter(match=f"{summary['redis_prefix']}*", count=1000):
+        client.delete(key)
+    client.close()
 
     assert 0.5 < summary["auc"] < summary["oracle_auc"] + 0.05
     assert summary["ne"] < 1.1
