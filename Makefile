@@ -40,6 +40,7 @@ test: install lint typecheck
 
 bench: install
 	$(BIN)/python bench/bench_join.py
+	$(BIN)/python bench/bench_model.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
