@@ -125,7 +125,7 @@ def lightgbm_offline(data: list[Example], split: int) -> tuple[list[float], floa
         verbose=-1,
     )
     model.fit(matrix[:split], y[:split])
-    ps = model.predict_proba(matrix[split:])[:, 1]
+    ps = np.asarray(model.predict_proba(matrix[split:]))[:, 1]
     return [float(p) for p in ps], (len(data)) / (time.perf_counter() - t0)
 
 
