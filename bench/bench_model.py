@@ -37,7 +37,7 @@ Example = tuple[dict[str, float], bool, float]  # features, label, true p
 
 
 def examples(n: int, seed: int) -> list[Example]:
-    sim = Simulator(SimConfig(seed=seed))
+    sim = Simulator(SimConfig(seed=seed, impressions_per_s=5.0))  # as in the demo
     msgs = list(sim.messages(n))
     clicked = {
         json.loads(m.value)["impression_id"]

@@ -42,7 +42,10 @@ class DemoConfig:
     timeout_s: float = 900.0
     ranking_requests: int = 3000
     #: simulated seconds per wall second; 0 publishes flat out
-    speed: float = 100.0
+    speed: float = 200.0
+    #: 5/s spreads 50k impressions over ~2.8 simulated hours, several
+    #: attribution windows, so negatives and positives interleave as in production
+    impressions_per_s: float = 5.0
 
 
 @dataclass
@@ -135,7 +138,13 @@ def run_demo(settings: Settings, cfg: DemoConfig, progress: Progress) -> dict[st
     from bertctr.evaluation import evaluate_run
     from simulator import SimConfig, Simulator
 
-    sim = Simulator(SimConfig(seed=cfg.seed, attribution_window_s=settings.attribution_window_s))
+    sim = Simulator(
+        SimConfig(
+            seed=cfg.seed,
+            impressions_per_s=cfg.impressions_per_s,
+            attribution_window_s=settings.attribution_window_s,
+        )
+    )
     tmp = Path(tempfile.mkdtemp(prefix="bertctr-demo-"))
     sim.render_catalogue(tmp / "images")
     messages = list(sim.messages(cfg.events))

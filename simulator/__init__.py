@@ -1,12 +1,19 @@
 """A seeded traffic simulator with ground truth (pure: no Kafka, no Redis).
 
 ``Simulator(SimConfig(seed=7)).messages(n)`` yields what producers would
-publish; ``true_p`` and ``true_ctr`` give the real click probabilities, so
-oracle metrics and ranking lifts are exact.
+publish to ``impressions`` and ``clicks``, faults included; ``true_p`` and
+``true_ctr`` give the real click probabilities, so oracle metrics and ranking
+lifts are exact. ``render_catalogue`` draws the catalogue's images as PNGs.
+
+Modules, one concept each: ``config`` (knobs), ``catalogue`` (items and
+variants), ``render`` (images), ``audience`` (segments and hidden
+preferences), ``delays`` (click delays), ``faults`` (malformed payloads),
+``messages`` (what is handed out), ``traffic`` (the simulator itself).
 """
 
 from simulator.catalogue import CatalogueEntry
 from simulator.config import SimConfig
-from simulator.traffic import RankingRequest, SimMessage, Simulator
+from simulator.messages import RankingRequest, SimMessage
+from simulator.traffic import Simulator
 
 __all__ = ["CatalogueEntry", "RankingRequest", "SimConfig", "SimMessage", "Simulator"]

@@ -1,7 +1,10 @@
 """The catalogue: items with visual variants, each described by attributes.
 
 Attributes are what the renderer draws and what hidden segment preferences
-react to, so an encoder that sees the pixels has something real to find.
+react to, so an encoder that sees the pixels has something real to find. The
+title names the category, the variant's colour and a style adjective, the
+way shop titles do; brightness, clutter, scale and the text overlay are only
+visible in the image, so ids and titles alone cannot explain every click.
 """
 
 from __future__ import annotations
@@ -11,20 +14,32 @@ from dataclasses import dataclass, field
 import numpy as np
 
 CATEGORIES = ("shoe", "bag", "lamp", "mug", "chair")
-COLOURS = {
-    "red": (200, 40, 40),
-    "blue": (40, 70, 200),
-    "green": (40, 160, 70),
-    "yellow": (230, 200, 40),
+#: colour name -> RGB of the product at full brightness
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (205, 40, 45),
+    "blue": (40, 75, 205),
+    "green": (45, 160, 75),
+    "yellow": (235, 200, 40),
+    "orange": (240, 130, 30),
+    "purple": (130, 55, 170),
     "black": (30, 30, 30),
-    "white": (235, 235, 235),
+    "white": (240, 240, 240),
 }
 ADJECTIVES = ("classic", "modern", "compact", "premium", "everyday", "vintage", "bold", "soft")
+#: the numeric visual attributes, each in [0, 1]; ``text_overlay`` is 0 or 1
+NUMERIC_ATTRIBUTES = ("brightness", "clutter", "scale", "text_overlay")
+#: chance that a non-first variant keeps the item's main colour
+SAME_COLOUR_P = 0.3
 
 
 @dataclass(frozen=True)
 class CatalogueEntry:
-    """One (item, variant): the unit a ranking service chooses between."""
+    """One (item, variant): the unit a ranking service chooses between.
+
+    ``attributes`` holds ``colour`` (a name from :data:`COLOURS`) and the
+    :data:`NUMERIC_ATTRIBUTES`. ``quality`` is the item's hidden appeal to
+    everyone, shared by its variants.
+    """
 
     item_id: str
     variant: str
@@ -39,32 +54,51 @@ class CatalogueEntry:
         return str(self.attributes["colour"])
 
     def numeric(self) -> dict[str, float]:
-        """The numeric visual attributes (brightness, clutter, scale, text)."""
-        return {k: float(v) for k, v in self.attributes.items() if k != "colour"}
+        """The numeric visual attributes, by name."""
+        return {name: float(self.attributes[name]) for name in NUMERIC_ATTRIBUTES}
 
 
-def build_catalogue(rng: np.random.Generator, n_items: int, variants: int) -> list[CatalogueEntry]:
-    """Items share category and title words; variants differ in every visual attribute."""
+def item_id(index: int) -> str:
+    return f"item-{index:03d}"
+
+
+def image_id(index: int, variant: int) -> str:
+    return f"img-{index:03d}-v{variant}"
+
+
+def build_catalogue(
+    rng: np.random.Generator, n_items: int, variants_per_item: int
+) -> list[CatalogueEntry]:
+    """Items share category, adjective and quality; variants differ visually.
+
+    Variant ``v0`` shows the item's main colour; the others usually recolour
+    it, and every variant draws its own brightness, clutter, scale and text
+    overlay, which is what makes the choice of variant matter.
+    """
     colours = list(COLOURS)
-    entries = []
+    entries: list[CatalogueEntry] = []
     for i in range(n_items):
         category = CATEGORIES[i % len(CATEGORIES)]
         quality = float(rng.normal(0.0, 0.3))
         adjective = ADJECTIVES[int(rng.integers(len(ADJECTIVES)))]
-        for v in range(variants):
-            colour = colours[int(rng.integers(len(colours)))]
+        main_colour = colours[int(rng.integers(len(colours)))]
+        for v in range(variants_per_item):
+            if v == 0 or rng.random() < SAME_COLOUR_P:
+                colour = main_colour
+            else:
+                colour = colours[int(rng.integers(len(colours)))]
             attributes: dict[str, float | str] = {
                 "colour": colour,
-                "brightness": float(rng.uniform(0.2, 1.0)),
-                "clutter": float(rng.uniform(0.0, 1.0)),
-                "scale": float(rng.uniform(0.3, 1.0)),
+                "brightness": round(float(rng.uniform(0.15, 1.0)), 4),
+                "clutter": round(float(rng.uniform(0.0, 1.0)), 4),
+                "scale": round(float(rng.uniform(0.3, 1.0)), 4),
                 "text_overlay": float(rng.random() < 0.4),
             }
             entries.append(
                 CatalogueEntry(
-                    item_id=f"item-{i:03d}",
+                    item_id=item_id(i),
                     variant=f"v{v}",
-                    image_id=f"img-{i:03d}-v{v}",
+                    image_id=image_id(i, v),
                     title=f"{adjective} {colour} {category}",
                     category=category,
                     quality=quality,

@@ -1,81 +1,110 @@
 """The simulator: impressions, clicks and the mess real producers make.
 
-Messages come out in publish order (simulated time). Clicks follow their
-impression after a heavy-tailed delay (lognormal body, a share from a long
-tail past the attribution window); a share of events is duplicated, some
-clicks are published before their impression, and a few messages are
-malformed. Everything is drawn from one seeded generator, so a seed gives a
-byte-identical stream.
+Impressions arrive as a Poisson process in simulated time; each is clicked
+with its true probability (recorded in ``true_p``), after a heavy-tailed
+delay. On top of that come delivery faults at configured rates: events sent
+twice (same ``event_id``), clicks published before their lagging impression,
+and malformed messages.
+
+Randomness comes from independent generators spawned from the seed (one each
+for the catalogue, the hidden preferences, the audience, the traffic and the
+faults), so one seed gives a byte-identical stream, and changing a fault rate
+leaves the impressions and clicks themselves unchanged.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
 from schemas.events import Click, Impression
-from simulator.audience import draw_preferences, segment_weights, sigmoid, true_logit
+from simulator.audience import Audience, Preferences, draw_preferences, sigmoid, true_logit
 from simulator.catalogue import CatalogueEntry, build_catalogue
 from simulator.config import SimConfig
+from simulator.delays import ClickDelays
+from simulator.faults import malformed_click, malformed_impression
+from simulator.messages import Kind, Outbox, RankingRequest, SimMessage, Topic
 from simulator.render import write_catalogue
 
-Topic = Literal["impressions", "clicks"]
-Kind = Literal["impression", "click", "duplicate", "malformed"]
+log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class SimMessage:
-    """One message as a producer would publish it."""
-
-    topic: Topic
-    key: bytes | None
-    value: bytes
-    ts: float
-    kind: Kind
-
-
-@dataclass(frozen=True)
-class RankingRequest:
-    """A held-out request: which variant of ``item_id`` to show this segment?"""
-
-    segment: dict[str, str]
-    item_id: str
-    candidates: list[str]
-    position: int
-    ts: float
+#: share of malformed messages sent to ``impressions`` (the rest go to ``clicks``)
+MALFORMED_IMPRESSION_SHARE = 0.7
+COUNT_KEYS = (
+    "impressions",
+    "clicks",
+    "late_clicks",
+    "duplicates",
+    "duplicate_impressions",
+    "duplicate_clicks",
+    "malformed",
+    "out_of_order",
+)
 
 
 class Simulator:
-    """Seeded traffic generator with known click probabilities."""
+    """Seeded traffic generator with known click probabilities.
+
+    >>> sim = Simulator(SimConfig(seed=1, n_items=5))
+    >>> msgs = list(sim.messages(100))
+    >>> sum(m.kind == "impression" for m in msgs), len(sim.true_p)
+    (100, 100)
+    """
 
     def __init__(self, config: SimConfig | None = None) -> None:
         self.config = config or SimConfig()
-        rng = np.random.default_rng(self.config.seed)
-        self.catalogue = build_catalogue(rng, self.config.n_items, self.config.variants_per_item)
-        self.preferences = draw_preferences(rng)
-        self.segments, self.segment_p = segment_weights(rng)
-        self._rng = rng
+        c = self.config
+        seeds = np.random.SeedSequence(c.seed).spawn(5)
+        catalogue_rng, prefs_rng, audience_rng, traffic_rng, fault_rng = (
+            np.random.default_rng(s) for s in seeds
+        )
+        self.catalogue: list[CatalogueEntry] = build_catalogue(
+            catalogue_rng, c.n_items, c.variants_per_item
+        )
+        self.preferences: Preferences = draw_preferences(prefs_rng)
+        self.audience = Audience(audience_rng, c.n_users)
+        self._traffic_rng = traffic_rng
+        self._fault_rng = fault_rng
+        self._delays = ClickDelays(c)
+        eligible = self._delays.share_within(min(c.reorder_max_s, c.attribution_window_s))
+        self._reorder_p = min(1.0, c.out_of_order_rate / eligible) if eligible > 0 else 0.0
+        if eligible > 0 and c.out_of_order_rate > eligible:
+            log.warning(
+                "out_of_order_rate %.3f exceeds the share of clicks within reorder_max_s "
+                "(%.3f); fewer clicks will overtake their impression",
+                c.out_of_order_rate,
+                eligible,
+            )
         self._by_key = {(e.item_id, e.variant): e for e in self.catalogue}
         self._items = sorted({e.item_id for e in self.catalogue})
-        self._next = 0
-        self._clock = self.config.start_ts
+        self._variants = [f"v{v}" for v in range(c.variants_per_item)]
+        self._outbox = Outbox()
+        self._generated = 0
+        self._clock = c.start_ts
         self.true_p: dict[str, float] = {}
-        self.expected_counts: dict[str, int] = {
-            "impressions": 0,
-            "clicks": 0,
-            "late_clicks": 0,
-            "duplicates": 0,
-            "malformed": 0,
-            "out_of_order": 0,
-        }
+        self._counts = dict.fromkeys(COUNT_KEYS, 0)
 
-    def render_catalogue(self, image_dir: Path) -> None:
-        write_catalogue(self.catalogue, image_dir, self.config.image_size, self.config.seed)
+    # -- ground truth -----------------------------------------------------------
+
+    @property
+    def segments(self) -> list[dict[str, str]]:
+        """Every segment (device x geo x taste) the audience is drawn from."""
+        return [dict(s) for s in self.audience.segments]
+
+    @property
+    def expected_counts(self) -> dict[str, int]:
+        """What was generated so far (a copy).
+
+        ``impressions`` and ``clicks`` are unique (a clicked impression counts
+        once), ``late_clicks`` are clicks later than the attribution window,
+        ``duplicates`` are re-sent events (split by topic in
+        ``duplicate_impressions`` / ``duplicate_clicks``), ``out_of_order`` are
+        clicks published before their impression.
+        """
+        return dict(self._counts)
 
     def entry(self, item_id: str, variant: str) -> CatalogueEntry:
         return self._by_key[(item_id, variant)]
@@ -83,134 +112,163 @@ class Simulator:
     def true_ctr(
         self, segment: dict[str, str], item_id: str, variant: str, position: int, ts: float
     ) -> float:
+        """The true click probability of this variant for this segment, position and time."""
         c = self.config
-        return sigmoid(
-            true_logit(
-                self.preferences,
-                c.base_logit,
-                c.position_decay,
-                segment,
-                self.entry(item_id, variant),
-                position,
-            )
+        logit = true_logit(
+            self.preferences,
+            c.base_logit,
+            c.position_decay,
+            segment,
+            self.entry(item_id, variant),
+            position,
+            ts,
         )
+        return sigmoid(logit)
 
-    def _click_delay(self, rng: np.random.Generator) -> float:
-        if rng.random() < self.config.late_click_share:
-            return float(self.config.attribution_window_s * rng.uniform(1.05, 2.0))
-        return float(min(rng.lognormal(mean=3.0, sigma=1.4), self.config.attribution_window_s))
+    def render_catalogue(self, image_dir: Path) -> None:
+        """Write ``<image_id>.png`` for every catalogue entry into ``image_dir``."""
+        write_catalogue(self.catalogue, image_dir, self.config.image_size, self.config.seed)
 
-    def messages(self, n_impressions: int) -> Iterator[SimMessage]:
-        """The next ``n_impressions`` impressions with their clicks and noise."""
-        c, rng = self.config, self._rng
-        out: list[tuple[float, int, SimMessage]] = []
-        seq = 0
+    # -- traffic ----------------------------------------------------------------
 
-        def emit(ts: float, msg: SimMessage) -> None:
-            nonlocal seq
-            out.append((ts, seq, msg))
-            seq += 1
+    def messages(self, n_impressions: int, *, flush: bool = True) -> Iterator[SimMessage]:
+        """The next ``n_impressions`` impressions with their clicks and faults.
 
+        Messages come in simulated publish order. With ``flush`` (the default)
+        every click and retry of these impressions is released, however far
+        in the future; with ``flush=False`` messages due after the last
+        impression wait for the next call, so consecutive calls form one
+        ordered stream (finish with ``messages(0)``). Generation is lazy:
+        ``true_p`` and ``expected_counts`` grow as the iterator is consumed.
+        """
         for _ in range(n_impressions):
-            n = self._next
-            self._next += 1
-            self._clock += float(rng.exponential(1.0 / c.impressions_per_s))
-            segment = self.segments[int(rng.choice(len(self.segments), p=self.segment_p))]
-            item = self._items[int(rng.integers(len(self._items)))]
-            variant = f"v{int(rng.integers(c.variants_per_item))}"
-            entry = self.entry(item, variant)
-            position = int(min(rng.geometric(0.35) - 1, 20))
-            iid = f"s{c.seed}-imp-{n}"
-            imp = Impression(
-                event_id=f"s{c.seed}-ev-{n}",
-                impression_id=iid,
-                ts=round(self._clock, 3),
-                item_id=item,
-                image_id=entry.image_id,
-                variant=variant,
-                title=entry.title,
-                position=position,
-                segment=segment,
-                user_id=f"u{int(rng.integers(5000))}",
-            )
-            p = self.true_ctr(segment, item, variant, position, imp.ts)
-            self.true_p[iid] = p
-            self.expected_counts["impressions"] += 1
-            value = imp.model_dump_json().encode()
-            key = iid.encode()
-            emit(imp.ts, SimMessage("impressions", key, value, imp.ts, "impression"))
-            if rng.random() < c.duplicate_rate:
-                emit(
-                    imp.ts + float(rng.uniform(0, 5)),
-                    SimMessage("impressions", key, value, imp.ts, "duplicate"),
-                )
-                self.expected_counts["duplicates"] += 1
-            if rng.random() < p:
-                self.expected_counts["clicks"] += 1
-                delay = self._click_delay(rng)
-                if delay > c.attribution_window_s:
-                    self.expected_counts["late_clicks"] += 1
-                click = Click(
-                    event_id=f"s{c.seed}-click-{n}", impression_id=iid, ts=round(imp.ts + delay, 3)
-                )
-                cvalue = click.model_dump_json().encode()
-                publish_at = click.ts
-                if delay <= c.attribution_window_s and rng.random() < c.out_of_order_rate:
-                    publish_at = imp.ts - 0.5  # the click overtakes its impression
-                    self.expected_counts["out_of_order"] += 1
-                emit(publish_at, SimMessage("clicks", key, cvalue, click.ts, "click"))
-                if rng.random() < c.duplicate_rate:
-                    emit(
-                        publish_at + float(rng.uniform(0, 5)),
-                        SimMessage("clicks", key, cvalue, click.ts, "duplicate"),
-                    )
-                    self.expected_counts["duplicates"] += 1
-            if rng.random() < c.malformed_rate:
-                emit(imp.ts, self._malformed(imp, rng))
-                self.expected_counts["malformed"] += 1
-        out.sort(key=lambda t: (t[0], t[1]))
-        for _, _, msg in out:
-            yield msg
+            self._generate_one()
+            yield from self._outbox.pop_until(self._clock)
+        if flush:
+            yield from self._outbox.drain()
+        log.debug("generated %d impressions so far: %s", self._generated, self._counts)
 
-    def _malformed(self, imp: Impression, rng: np.random.Generator) -> SimMessage:
-        kind = int(rng.integers(3))
-        key = imp.impression_id.encode()
-        if kind == 0:
-            value = b"\x00not json{" + imp.impression_id.encode()
-        elif kind == 1:
-            data = imp.model_dump(mode="json")
-            del data["segment"]
-            value = json.dumps(data).encode()
+    def _draw_position(self, rng: np.random.Generator) -> int:
+        return int(min(rng.geometric(self.config.position_p) - 1, self.config.max_position))
+
+    def _generate_one(self) -> None:
+        c, rng, faults = self.config, self._traffic_rng, self._fault_rng
+        n = self._generated
+        self._generated += 1
+        self._clock = round(self._clock + float(rng.exponential(1.0 / c.impressions_per_s)), 3)
+        ts = self._clock
+        user_id, segment = self.audience.draw(rng)
+        item = self._items[int(rng.integers(len(self._items)))]
+        variant = self._variants[int(rng.integers(len(self._variants)))]
+        position = self._draw_position(rng)
+        entry = self.entry(item, variant)
+        iid = f"s{c.seed}-imp-{n}"
+        key = iid.encode()
+        imp = Impression(
+            event_id=f"s{c.seed}-ev-{n}",
+            impression_id=iid,
+            ts=ts,
+            item_id=item,
+            image_id=entry.image_id,
+            variant=variant,
+            title=entry.title,
+            position=position,
+            segment=segment,
+            user_id=user_id,
+        )
+        p = self.true_ctr(segment, item, variant, position, ts)
+        self.true_p[iid] = p
+        self._counts["impressions"] += 1
+
+        click: Click | None = None
+        impression_at = ts
+        if rng.random() < p:
+            click = Click(
+                event_id=f"s{c.seed}-clk-{n}",
+                impression_id=iid,
+                ts=round(ts + self._delays.draw(rng), 3),
+            )
+            delay = click.ts - ts  # what the join will measure
+            self._counts["clicks"] += 1
+            if delay > c.attribution_window_s:
+                self._counts["late_clicks"] += 1
+            if delay <= c.reorder_max_s and faults.random() < self._reorder_p:
+                # the impression's producer lags: it publishes after the click
+                impression_at = round(click.ts + float(faults.uniform(0.01, 1.0)), 3)
+                self._counts["out_of_order"] += 1
+
+        self._publish("impressions", key, imp.model_dump_json().encode(), impression_at, n)
+        if click is not None:
+            self._publish("clicks", key, click.model_dump_json().encode(), click.ts, n)
+        if faults.random() < c.malformed_rate:
+            self._publish_malformed(imp, ts)
+
+    def _publish(self, topic: Topic, key: bytes, value: bytes, at: float, n: int) -> None:
+        """Queue one valid event and, at ``duplicate_rate``, a producer retry of it."""
+        kind: Kind = "impression" if topic == "impressions" else "click"
+        self._outbox.put(SimMessage(topic, key, value, at, kind))
+        faults = self._fault_rng
+        if faults.random() < self.config.duplicate_rate:
+            retry_at = round(at + float(faults.uniform(0.05, self.config.duplicate_max_gap_s)), 3)
+            self._outbox.put(SimMessage(topic, key, value, retry_at, "duplicate"))
+            self._counts["duplicates"] += 1
+            self._counts[f"duplicate_{topic}"] += 1
+
+    def _publish_malformed(self, imp: Impression, ts: float) -> None:
+        faults = self._fault_rng
+        at = round(ts + float(faults.uniform(0.0, 1.0)), 3)
+        topic: Topic
+        if faults.random() < MALFORMED_IMPRESSION_SHARE:
+            topic = "impressions"
+            fault, value = malformed_impression(imp, faults)
         else:
-            data = imp.model_dump(mode="json")
-            data["position"] = -1
-            value = json.dumps(data).encode()
-        return SimMessage("impressions", key, value, imp.ts, "malformed")
+            topic = "clicks"
+            bad = Click(event_id=f"{imp.event_id}-bad", impression_id=imp.impression_id, ts=at)
+            fault, value = malformed_click(bad, faults)
+        # garbage from a misconfigured producer often comes without a key
+        key = None if fault == "not_json" else imp.impression_id.encode()
+        self._outbox.put(SimMessage(topic, key, value, at, "malformed"))
+        self._counts["malformed"] += 1
+        log.debug("malformed %s message (%s) for %s", topic, fault, imp.impression_id)
+
+    # -- ranking ----------------------------------------------------------------
 
     def ranking_requests(self, n: int, seed: int) -> list[RankingRequest]:
-        """Held-out requests drawn from the traffic distribution (own generator)."""
+        """Held-out requests drawn like traffic, at the current simulated time.
+
+        They use their own generator (``seed``), so asking for them does not
+        change the traffic stream.
+        """
         rng = np.random.default_rng(seed)
-        reqs = []
+        requests = []
         for _ in range(n):
-            segment = self.segments[int(rng.choice(len(self.segments), p=self.segment_p))]
+            _, segment = self.audience.draw(rng)
             item = self._items[int(rng.integers(len(self._items)))]
-            candidates = [f"v{v}" for v in range(self.config.variants_per_item)]
-            reqs.append(
+            requests.append(
                 RankingRequest(
-                    segment=dict(segment),
+                    segment=segment,
                     item_id=item,
-                    candidates=candidates,
-                    position=0,
+                    candidates=list(self._variants),
+                    position=self._draw_position(rng),
                     ts=self._clock,
                 )
             )
-        return reqs
+        return requests
+
+    def oracle_variant(self, req: RankingRequest) -> str:
+        """The candidate with the highest true CTR: what a perfect ranker shows."""
+        return max(
+            req.candidates,
+            key=lambda v: self.true_ctr(req.segment, req.item_id, v, req.position, req.ts),
+        )
 
     def make_impression(self, req: RankingRequest, variant: str) -> Impression:
+        """A hypothetical impression of ``variant`` for ``req``, for a model to score."""
         entry = self.entry(req.item_id, variant)
+        rid = f"rank-{req.item_id}-{variant}"
         return Impression(
-            event_id="rank",
-            impression_id="rank",
+            event_id=rid,
+            impression_id=rid,
             ts=req.ts,
             item_id=req.item_id,
             image_id=entry.image_id,

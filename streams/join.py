@@ -124,6 +124,12 @@ class PartitionClock:
         self._last_event_wall = 0.0
         self.watermark = float("-inf")
 
+    def restore(self, max_event_ts: float | None, watermark: float | None) -> None:
+        """Resume from a persisted clock (after a restart or rebalance)."""
+        self.max_event_ts = max_event_ts
+        if watermark is not None:
+            self.watermark = max(self.watermark, watermark)
+
     def observe(self, ts: float, wall: float) -> None:
         """Record an event's time; ``wall`` is the processing wall-clock time."""
         if self.max_event_ts is None or ts > self.max_event_ts:
@@ -181,6 +187,9 @@ class JoinBook:
     def on_impression(self, impression: Impression, wall: float) -> Effects:
         """Handle one valid impression; may expire others as the clock moves."""
         effects = Effects()
+        # The clock moves first, so a label decided by this event carries a
+        # finite watermark even on a freshly restored book.
+        self.clock.observe(impression.ts, wall)
         iid = impression.impression_id
         state = self._states.get(iid)
         if state is None:
@@ -206,13 +215,13 @@ class JoinBook:
         else:  # a click was waiting for this impression
             state.impression = impression
             self._label_with_click(iid, state, effects)
-        self.clock.observe(impression.ts, wall)
         effects.extend(self.expire(wall))
         return effects
 
     def on_click(self, click: Click, wall: float) -> Effects:
         """Handle one valid click; may expire others as the clock moves."""
         effects = Effects()
+        self.clock.observe(click.ts, wall)
         iid = click.impression_id
         state = self._states.get(iid)
         if state is None:
@@ -243,7 +252,6 @@ class JoinBook:
                 self._put(iid, state, effects)
             else:  # a repeat click on a clicked impression: remembered, not counted
                 self._put(iid, state, effects)
-        self.clock.observe(click.ts, wall)
         effects.extend(self.expire(wall))
         return effects
 

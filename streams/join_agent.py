@@ -74,7 +74,11 @@ class JoinAgent:
             book = JoinBook.restore(partition, self.config, states)
             clock = table.data.get(clock_key)
             if isinstance(clock, dict) and clock.get("max_event_ts") is not None:
-                book.clock.max_event_ts = float(clock["max_event_ts"])
+                watermark = clock.get("watermark")
+                book.clock.restore(
+                    float(clock["max_event_ts"]),
+                    float(watermark) if watermark is not None else None,
+                )
             log.info("join book for partition %d restored with %d states", partition, len(book))
             self.books[partition] = book
         return book
@@ -97,6 +101,7 @@ class JoinAgent:
                 self.stream.join_table[CLOCK_KEY.format(partition=message.partition)] = {
                     "p": -1,
                     "max_event_ts": book.clock.max_event_ts,
+                    "watermark": book.clock.watermark if book.clock.max_event_ts else None,
                 }
         except DecodeError as exc:
             await self._dead(exc.reason, exc.detail, message, message.value)

@@ -63,7 +63,7 @@ def test_demo_accounts_for_every_message_and_learns(stack: EmbeddedStack) -> Non
     ):
         assert key in summary, key
 
-    sim = Simulator(SimConfig(seed=SEED))
+    sim = Simulator(SimConfig(seed=SEED, impressions_per_s=5.0))
     list(sim.messages(EVENTS))
     expected = sim.expected_counts
     assert summary["impressions"] == expected["impressions"] == EVENTS
