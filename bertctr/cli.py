@@ -244,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--speed",
         type=float,
-        default=100.0,
+        default=200.0,
         help="simulated seconds per wall second (0 = flat out)",
     )
     demo.add_argument("--json", action="store_true", help="last stdout line: JSON summary")
