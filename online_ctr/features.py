@@ -10,7 +10,8 @@ What goes in, and why:
 * title tokens and their crosses with the segment: what a title says (colour,
   category, style) generalises across items, which ids cannot;
 * an embedding slot: image and title embeddings (from the encoder service)
-  become dense features ``img.k``/``txt.k`` and crosses with the taste group.
+  become dense features ``img.k``/``txt.k`` and crosses with every segment
+  field (who likes which look).
   Nothing fills it until the encoders are deployed; the simulator's hidden
   image attributes are never used here.
 
@@ -74,12 +75,12 @@ def featurize(
     x[f"hour={hour}"] = 1.0
     x["hour_sin"] = math.sin(2 * math.pi * hour / 24)
     x["hour_cos"] = math.cos(2 * math.pi * hour / 24)
-    taste = segment.get("taste")
     for prefix, emb in (("img", image_embedding), ("txt", title_embedding)):
         if emb is None:
             continue
         for k, v in enumerate(emb):
             x[f"{prefix}.{k}"] = float(v)
-            if taste is not None and k < embedding_crosses:
-                x[f"{prefix}.{k}&taste={taste}"] = float(v)
+            if k < embedding_crosses:
+                for name, value in segment.items():
+                    x[f"{prefix}.{k}&{name}={value}"] = float(v)
     return x

@@ -27,7 +27,7 @@ def test_stack_up_prints_exports_and_stops_cleanly() -> None:
     )
     try:
         assert proc.stdout is not None
-        exports = {}
+        exports: dict[str, str] = {}
         deadline = time.monotonic() + 30
         while len(exports) < 2 and time.monotonic() < deadline:
             line = proc.stdout.readline().decode()
