@@ -161,7 +161,7 @@ def format_summary(s: dict[str, Any]) -> str:
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from bertctr.demo import DemoConfig, run_demo
 
-    cfg = DemoConfig(events=args.events, seed=args.seed, workers=args.workers, speed=args.speed)
+    cfg = DemoConfig(events=args.events, seed=args.seed, speed=args.speed)
 
     def progress(line: str) -> None:
         print(f"[demo] {line}", file=sys.stderr, flush=True)
@@ -240,7 +240,6 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the whole system on simulated traffic")
     demo.add_argument("--events", type=int, default=50_000, help="impressions to simulate")
     demo.add_argument("--seed", type=int, default=7)
-    demo.add_argument("--workers", type=int, default=1)
     demo.add_argument(
         "--speed",
         type=float,

@@ -37,6 +37,8 @@ Progress = Callable[[str], None]
 class DemoConfig:
     events: int = 50_000
     seed: int = 7
+    #: one worker: each worker learns its own model from the partitions it
+    #: owns, and the demo judges one model (multi-worker learning is later work)
     workers: int = 1
     partitions: int = 4
     timeout_s: float = 900.0
