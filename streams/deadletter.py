@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import base64
+import logging
 import time
+from typing import Any
 
 from schemas.events import DeadLetter
+
+log = logging.getLogger(__name__)
 
 
 def dead_letter(
@@ -37,3 +41,20 @@ def dead_letter(
         value_b64=b64,
         failed_at=time.time(),
     )
+
+
+async def send_dead_letter(topic: Any, reason: str, detail: str, message: Any) -> None:
+    """Dead-letter a consumed Kafka message as it was, with where it came from."""
+    record = dead_letter(
+        reason=reason,
+        detail=detail,
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+    )
+    log.warning(
+        "dead-letter %s from %s[%d]@%d", reason, message.topic, message.partition, message.offset
+    )
+    await topic.send(key=message.key, value=record.model_dump_json().encode())

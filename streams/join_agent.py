@@ -19,7 +19,7 @@ from faust.types import TP
 from schemas.events import Click, Impression
 from streams import topics
 from streams.app import StreamApp
-from streams.deadletter import dead_letter
+from streams.deadletter import dead_letter, send_dead_letter
 from streams.decode import DecodeError, decode
 from streams.join import Effects, JoinBook, JoinConfig
 
@@ -104,13 +104,15 @@ class JoinAgent:
                     "watermark": book.clock.watermark if book.clock.max_event_ts else None,
                 }
         except DecodeError as exc:
-            await self._dead(exc.reason, exc.detail, message, message.value)
+            await send_dead_letter(self.stream.dead_letter, exc.reason, exc.detail, message)
             return
         except Exception:  # a bug must not stop the stream: park the message
             log.exception(
                 "join failed on %s[%d]@%d", message.topic, message.partition, message.offset
             )
-            await self._dead("internal_error", traceback.format_exc(), message, message.value)
+            await send_dead_letter(
+                self.stream.dead_letter, "internal_error", traceback.format_exc(), message
+            )
             return
         await self.apply(effects, message)
 
@@ -155,22 +157,3 @@ class JoinAgent:
                 key=record.key.encode() if record.key else None,
                 value=record.model_dump_json().encode(),
             )
-
-    async def _dead(self, reason: str, detail: str, message: Any, value: bytes | None) -> None:
-        record = dead_letter(
-            reason=reason,
-            detail=detail,
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            key=message.key,
-            value=value,
-        )
-        log.warning(
-            "dead-letter %s from %s[%d]@%d",
-            reason,
-            message.topic,
-            message.partition,
-            message.offset,
-        )
-        await self.stream.dead_letter.send(key=message.key, value=record.model_dump_json().encode())

@@ -17,7 +17,7 @@ from streams import topics
 from streams.app import StreamApp, create_app
 from streams.counter_agent import handle_batch
 from streams.counters import RedisCounters
-from streams.deadletter import dead_letter
+from streams.deadletter import send_dead_letter
 from streams.join_agent import JoinAgent
 from streams.keys import KeySpace
 from streams.learner_agent import LearnerAgent
@@ -52,16 +52,7 @@ def build_worker_app(settings: Settings, redis_url: str) -> StreamApp:
             await join.handle(event)
 
     async def dead(reason: str, detail: str, message: Any) -> None:
-        record = dead_letter(
-            reason=reason,
-            detail=detail,
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            key=message.key,
-            value=message.value,
-        )
-        await stream.dead_letter.send(key=message.key, value=record.model_dump_json().encode())
+        await send_dead_letter(stream.dead_letter, reason, detail, message)
 
     @app.agent(stream.labelled, name="counters")
     async def counter_agent(stream_: Any) -> None:
