@@ -122,13 +122,15 @@ def cmd_schemas_export(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_stack_up(args: argparse.Namespace, settings: Settings) -> int:
     from bertctr.stack import start_stack
 
+    # The handler goes in first: a SIGTERM that arrives while the broker is
+    # starting (or right after the exports are printed) must still stop it.
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     stack = start_stack(settings.kafka_bootstrap, settings.redis_url)
     try:
         for key, value in stack.env().items():
             print(f"export {key}={value}", flush=True)
         print(f"# started: {', '.join(stack.started) or 'nothing'}; Ctrl-C stops it", flush=True)
-        stopped = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stopped.set())
         with contextlib.suppress(KeyboardInterrupt):
             stopped.wait()
     finally:
