@@ -100,11 +100,14 @@ async def test_sigkill_and_restart_keeps_join_state_counters_and_model(
         )
     expected = labels1 | labels2 | {f"imp-{i}:late" for i in (1, 2, 3)}
     worker_env.start_worker("second")
-    await publish(boot, late + msgs2)
-    out = await consume(boot, f"{prefix}labelled", len(expected), timeout_s=180)
-    logs = worker_env.worker_logs()
-    assert {m["label_id"] for m in out} == expected, logs
+    await publish(boot, msgs2)
+    # The late clicks go out once the restarted worker is labelling phase 2.
+    await consume(boot, f"{prefix}labelled", len(labels1 | labels2), timeout_s=180, settle_s=0)
+    await publish(boot, late)
+    out = await consume(boot, f"{prefix}labelled", len(expected), timeout_s=120)
     dead = await consume(boot, f"{prefix}dead-letter", 0, timeout_s=5, settle_s=1)
+    logs = worker_env.worker_logs()
+    assert {m["label_id"] for m in out} == expected, (dead, logs)
     assert dead == [], dead
 
     clicks = sum(1 for label in expected if not label.endswith(":neg"))
