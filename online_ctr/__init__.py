@@ -1,1 +1,12 @@
-"""Pure learning code: features, River models, progressive metrics. No I/O imports."""
+"""Pure learning code for the online CTR model: no Kafka, Redis or Triton imports.
+
+One concept per module:
+
+* :mod:`~online_ctr.features` — an impression (and, later, its embeddings) to a sparse dict;
+* :mod:`~online_ctr.ftrl`, :mod:`~online_ctr.bayes` — the River classifiers we wrote;
+* :mod:`~online_ctr.models` — the registry of model variants and ``make_model``;
+* :mod:`~online_ctr.fnw` — the label and weight of a labelled example (late clicks, FNW);
+* :mod:`~online_ctr.metrics` — progressive validation: log loss, NE, AUC, calibration;
+* :mod:`~online_ctr.learner` — predict, record, learn; reorder buffer; dedup;
+* :mod:`~online_ctr.checkpoint` — signed, atomic checkpoints with their offsets.
+"""

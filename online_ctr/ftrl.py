@@ -1,0 +1,147 @@
+"""Logistic regression trained by FTRL-Proximal: the default CTR model.
+
+Why FTRL-Proximal (McMahan et al. 2013, "Ad click prediction: a view from the
+trenches"): every feature gets its own AdaGrad-style step size, so rare
+one-hot crosses (an audience x a variant, seen a few dozen times) keep
+learning fast while frequent ones settle; its L1 term keeps the many crosses
+that carry no signal at exactly zero; and L2 shrinks the rest towards zero,
+which is what a model that sees ~3 clicks per hundred impressions needs.
+
+Why not River's ``LogisticRegression(optimizer=optim.FTRLProximal())``: there
+the weight of a feature is refreshed only when the feature is next learned,
+so predictions lag one occurrence behind (costly for sparse crosses), a
+weight whose ``|z|`` falls back below ``l1`` keeps its stale value instead of
+becoming 0, and the intercept is plain SGD with a fixed rate. Here weights
+are computed from ``(z, n)`` whenever they are used, exactly as in the paper,
+and the intercept is FTRL too (unregularised), started at the log-odds of
+``prior_ctr`` so the first predictions are not 0.5. On the simulator (50k
+impressions, 3 seeds) this gets a slightly lower log loss than River's
+version at ~4x the speed (see ``bench/bench_model.py``).
+
+>>> model = FTRLProximalClassifier()
+>>> for _ in range(200):
+...     model.learn_one({"seg.taste=t1": 1.0}, True)
+...     model.learn_one({"seg.taste=t2": 1.0}, False)
+>>> t1 = model.predict_proba_one({"seg.taste=t1": 1.0})[True]
+>>> t2 = model.predict_proba_one({"seg.taste=t2": 1.0})[True]
+>>> round(t1, 2), round(t2, 2)
+(0.34, 0.07)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from river import base
+from river.base.typing import ClfTarget, FeatureName
+
+__all__ = ["FTRLProximalClassifier", "sigmoid"]
+
+#: logits are clipped here, so one huge feature value cannot overflow exp()
+MAX_LOGIT = 35.0
+
+
+def sigmoid(logit: float) -> float:
+    """The logistic function, with the logit clipped to ``[-35, 35]``."""
+    t = min(max(logit, -MAX_LOGIT), MAX_LOGIT)
+    return 1.0 / (1.0 + math.exp(-t))
+
+
+class FTRLProximalClassifier(base.Classifier):
+    """Binary logistic regression with per-coordinate FTRL-Proximal updates.
+
+    Parameters
+    ----------
+    alpha
+        Per-coordinate learning rate scale (the paper's alpha). Lower is
+        more conservative; tuned on the simulator: 0.07.
+    beta
+        Smooths the first steps of a new feature (the paper's beta).
+    l1
+        L1 strength; features whose accumulated gradient stays below it
+        have weight exactly 0.
+    l2
+        L2 strength (shrinks every weight towards 0).
+    prior_ctr
+        The CTR predicted before anything is learned; the intercept starts
+        at its log-odds and learns from there (unregularised).
+
+    Notes
+    -----
+    ``learn_one(x, y, w)`` scales the gradient by the sample weight ``w``
+    (e.g. fake-negative weights, :mod:`online_ctr.fnw`); ``w = 0`` learns
+    nothing. Predicting never changes the model.
+    """
+
+    def __init__(
+        self,
+        alpha: float = 0.07,
+        beta: float = 1.0,
+        l1: float = 0.5,
+        l2: float = 1.0,
+        prior_ctr: float = 0.03,
+    ) -> None:
+        if alpha <= 0 or beta < 0 or l1 < 0 or l2 < 0:
+            raise ValueError("alpha must be > 0; beta, l1 and l2 must be >= 0")
+        if not 0.0 < prior_ctr < 1.0:
+            raise ValueError("prior_ctr must be in (0, 1)")
+        self.alpha = alpha
+        self.beta = beta
+        self.l1 = l1
+        self.l2 = l2
+        self.prior_ctr = prior_ctr
+        self._z: dict[FeatureName, float] = {}
+        self._n: dict[FeatureName, float] = {}
+        self._bias_z = 0.0
+        self._bias_n = 0.0
+
+    def _weight(self, feature: FeatureName) -> float:
+        z = self._z.get(feature)
+        if z is None or abs(z) <= self.l1:
+            return 0.0
+        rate = (self.beta + math.sqrt(self._n[feature])) / self.alpha + self.l2
+        return -(z - math.copysign(self.l1, z)) / rate
+
+    @property
+    def intercept(self) -> float:
+        """The intercept's log-odds (prior plus what was learned)."""
+        learned = -self._bias_z / ((self.beta + math.sqrt(self._bias_n)) / self.alpha)
+        return math.log(self.prior_ctr / (1.0 - self.prior_ctr)) + learned
+
+    @property
+    def weights(self) -> dict[FeatureName, float]:
+        """The non-zero weights, by feature (for inspection; built on each call)."""
+        out = {i: self._weight(i) for i in self._z}
+        return {i: w for i, w in out.items() if w != 0.0}
+
+    def predict_logit_one(self, x: dict[FeatureName, Any]) -> float:
+        """Log-odds of a click."""
+        logit = self.intercept
+        for i, xi in x.items():
+            if xi:
+                logit += self._weight(i) * xi
+        return logit
+
+    def predict_proba_one(self, x: dict[FeatureName, Any], **kwargs: Any) -> dict[ClfTarget, float]:
+        p = sigmoid(self.predict_logit_one(x))
+        return {False: 1.0 - p, True: p}
+
+    def learn_one(self, x: dict[FeatureName, Any], y: ClfTarget, w: float = 1.0) -> None:
+        if w == 0.0:
+            return
+        active = {i: xi for i, xi in x.items() if xi}
+        weights = {i: self._weight(i) for i in active}
+        intercept = self.intercept
+        logit = intercept + sum(weights[i] * xi for i, xi in active.items())
+        g = w * (sigmoid(logit) - float(bool(y)))
+        for i, xi in active.items():
+            gi = g * xi
+            n = self._n.get(i, 0.0)
+            sigma = (math.sqrt(n + gi * gi) - math.sqrt(n)) / self.alpha
+            self._z[i] = self._z.get(i, 0.0) + gi - sigma * weights[i]
+            self._n[i] = n + gi * gi
+        learned = intercept - math.log(self.prior_ctr / (1.0 - self.prior_ctr))
+        sigma = (math.sqrt(self._bias_n + g * g) - math.sqrt(self._bias_n)) / self.alpha
+        self._bias_z += g - sigma * learned
+        self._bias_n += g * g

@@ -1,0 +1,100 @@
+"""Features: sparse one-hot dicts, stable hashing, crosses and the embedding slot."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from online_ctr.features import FeatureSpec, bucket, featurize, position_bucket, title_tokens
+from schemas import Impression, LabelledImpression
+
+NOON_UTC = 1_767_268_800.0  # 2026-01-01T12:00:00Z
+
+
+def imp(
+    position: int = 4, ts: float = NOON_UTC, title: str = "Red shoe", **segment: str
+) -> Impression:
+    return Impression(
+        event_id="e1",
+        impression_id="i1",
+        ts=ts,
+        item_id="sku-1",
+        image_id="img",
+        variant="v2",
+        title=title,
+        position=position,
+        segment={"device": "mobile", "geo": "DE", "taste": "t1", **segment},
+    )
+
+
+def test_one_hot_context() -> None:
+    x = featurize(imp(age="30s"))
+    assert x["seg.device=mobile"] == x["seg.geo=DE"] == x["seg.taste=t1"] == 1.0
+    assert x["seg.age=30s"] == 1.0  # extra segment keys become features too
+    assert x["pos=3"] == 1.0 and x["pos_decay"] == pytest.approx(1 / 5)
+    assert x["pos_log"] == pytest.approx(math.log(5))
+    assert x["hour=12"] == 1.0 and x["hour_cos"] == pytest.approx(-1.0)
+    assert x["seg.device=mobile&hour_cos"] == pytest.approx(-1.0)
+    assert all(isinstance(v, float) and math.isfinite(v) for v in x.values())
+
+
+def test_hour_is_utc_from_ts() -> None:
+    assert "hour=23" in featurize(imp(ts=NOON_UTC + 11 * 3600 + 59 * 60))
+    assert "hour=0" in featurize(imp(ts=NOON_UTC + 12 * 3600))
+
+
+def test_ids_are_hashed_stably() -> None:
+    """Fixed values: a change of hash function would silently orphan every weight."""
+    assert bucket("sku-1") == 43469
+    assert bucket("sku-1/v2") == 99660
+    x = featurize(imp())
+    assert x["item=43469"] == 1.0 and x["var=99660"] == 1.0
+    assert bucket("sku-2") != bucket("sku-1")
+    assert all(0 <= bucket(f"id-{i}", 64) < 64 for i in range(200))
+
+
+def test_crosses_follow_the_spec() -> None:
+    x = featurize(imp())
+    assert x["seg.taste=t1&var=99660"] == x["seg.device=mobile&item=43469"] == 1.0
+    assert "seg.geo=DE&var=99660" not in x  # geo is not crossed by default
+    assert x["seg.taste=t1&w=shoe"] == 1.0 and "seg.device=mobile&w=shoe" not in x
+    every = featurize(imp(), spec=FeatureSpec(id_cross_fields=None, token_cross_fields=None))
+    assert every["seg.geo=DE&var=99660"] == every["seg.geo=DE&w=red"] == 1.0
+    bare = featurize(imp(), spec=FeatureSpec(id_cross_fields=(), token_cross_fields=()))
+    assert not any("&" in k and "hour" not in k for k in bare)
+
+
+def test_title_tokens() -> None:
+    assert title_tokens("Bold RED shoe, red! a") == ["bold", "red", "shoe"]
+    assert len(title_tokens(" ".join(f"w{i}" for i in range(100)))) == 16
+    assert featurize(imp(title=""))["pos=3"] == 1.0
+
+
+def test_position_buckets() -> None:
+    assert [position_bucket(p) for p in (0, 1, 2, 3, 4, 5, 7, 8, 12, 13, 10_000)] == [
+        0, 1, 2, 3, 3, 5, 5, 8, 8, 13, 13,
+    ]  # fmt: skip
+
+
+def test_no_embedding_features_without_embeddings() -> None:
+    assert not any(k.startswith(("img_", "txt_")) for k in featurize(imp()))
+
+
+def test_embedding_slot() -> None:
+    image = [0.5, -0.5] + [0.01] * 10
+    x = featurize(imp(), image_embedding=image, title_embedding=[0.1, float("nan")])
+    assert x["img_0"] == 0.5 and x["img_1"] == -0.5 and x["img_11"] == 0.01
+    assert x["img_0&seg.taste=t1"] == 0.5 and x["img_1&seg.device=mobile"] == -0.5
+    assert "img_8&seg.taste=t1" not in x  # only the first 8 dimensions are crossed
+    assert x["txt_0"] == 0.1 and "txt_1" not in x  # non-finite values are dropped
+    only_taste = FeatureSpec(embedding_cross_fields=("taste",), embedding_crosses=1)
+    y = featurize(imp(), image_embedding=image, spec=only_taste)
+    assert [k for k in y if k.startswith("img_") and "&" in k] == ["img_0&seg.taste=t1"]
+
+
+def test_labelled_impressions_featurize_like_impressions() -> None:
+    labelled = LabelledImpression.from_impression(
+        imp(), clicked=True, click_delay_s=3.0, late=False, labelled_at=NOON_UTC
+    )
+    assert featurize(labelled) == featurize(imp())

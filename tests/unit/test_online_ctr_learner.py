@@ -1,0 +1,149 @@
+"""The learner: predict-then-learn, late corrections, FNW, reorder buffer, dedup."""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import pytest
+
+from online_ctr.fnw import FNW, fnw_weight
+from online_ctr.learner import Learner
+from online_ctr.models import make_model
+from schemas import Impression, LabelledImpression
+
+T0 = 1_767_225_600.0
+
+
+def imp(i: int, ts: float = T0, taste: str = "t1") -> Impression:
+    return Impression(
+        event_id=f"e{i}",
+        impression_id=f"i{i}",
+        ts=ts,
+        item_id="sku-1",
+        image_id="img",
+        variant="v2",
+        title="red shoe",
+        position=1,
+        segment={"device": "mobile", "geo": "DE", "taste": taste},
+    )
+
+
+def label(
+    i: int, ts: float, clicked: bool, labelled_at: float, late: bool = False, taste: str = "t1"
+) -> LabelledImpression:
+    return LabelledImpression.from_impression(
+        imp(i, ts, taste), clicked=clicked, click_delay_s=None, late=late, labelled_at=labelled_at
+    )
+
+
+class Recorder:
+    """A stand-in model that records what it is asked to learn."""
+
+    def __init__(self, p: float = 0.2) -> None:
+        self.p = p
+        self.learned: list[tuple[dict[str, float], bool, float]] = []
+
+    def predict_proba_one(self, x: dict[str, Any]) -> dict[bool, float]:
+        return {False: 1 - self.p, True: self.p}
+
+    def learn_one(self, x: dict[str, Any], y: bool, w: float = 1.0) -> None:
+        self.learned.append((x, y, w))
+
+
+def test_fnw_weights_and_late_label() -> None:
+    assert fnw_weight(0.2, True) == pytest.approx(1.2)
+    assert fnw_weight(0.2, False) == pytest.approx(0.8 * 1.2)
+    assert FNW(enabled=True).weight(0.5, False) == pytest.approx(0.75)
+    assert FNW(enabled=False).weight(0.5, True) == 1.0
+    assert FNW.label(label(1, T0, clicked=True, labelled_at=T0, late=True))
+    assert not FNW.label(label(1, T0, clicked=False, labelled_at=T0))
+
+
+def test_process_scores_before_learning() -> None:
+    learner = Learner(make_model())
+    example = label(1, T0, clicked=True, labelled_at=T0)
+    before = learner.predict(example)
+    assert learner.process(example) == before
+    assert learner.predict(example) > before  # and then it learned the click
+    assert learner.learned == 1 and learner.metrics.snapshot()["count"] == 1
+
+
+def test_predict_changes_nothing() -> None:
+    learner = Learner(make_model())
+    for i in range(20):
+        learner.process(label(i, T0 + i, clicked=i % 4 == 0, labelled_at=T0))
+    state = pickle.dumps(learner)
+    learner.predict(imp(99), image_embedding=[0.1, 0.2])
+    assert pickle.dumps(learner) == state
+
+
+def test_late_correction_is_a_new_positive_and_counted_as_one() -> None:
+    model = Recorder(p=0.25)
+    learner = Learner(model)
+    learner.process(label(1, T0, clicked=False, labelled_at=T0 + 1800))
+    learner.process(label(1, T0, clicked=True, labelled_at=T0 + 4000, late=True))
+    assert [(y, w) for _, y, w in model.learned] == [(False, 1.0), (True, 1.0)]
+    snap = learner.metrics.snapshot()
+    assert snap["count"] == 2 and snap["ctr"] == 0.5
+
+
+def test_fnw_weights_are_applied_when_enabled() -> None:
+    model = Recorder(p=0.25)
+    learner = Learner(model, fnw=True)
+    learner.process(label(1, T0, clicked=True, labelled_at=T0))
+    learner.process(label(2, T0, clicked=False, labelled_at=T0))
+    assert [w for _, _, w in model.learned] == pytest.approx([1.25, 0.75 * 1.25])
+
+
+def test_embeddings_reach_the_model_through_the_buffer() -> None:
+    model = Recorder()
+    learner = Learner(model, window_s=10)
+    learner.submit(label(1, T0, True, labelled_at=T0), image_embedding=[0.3], title_embedding=[0.7])
+    assert learner.flush() == 1
+    x = model.learned[0][0]
+    assert x["img_0"] == 0.3 and x["txt_0"] == 0.7
+
+
+def test_learner_reorders_by_window_close() -> None:
+    learner = Learner(make_model(), window_s=100)
+    # a positive decided early waits until the watermark passes ts + window
+    assert learner.submit(label(1, 1000, True, labelled_at=1010)) == 0
+    assert learner.buffered == 1
+    # a negative of an earlier impression arrives and releases only itself
+    assert learner.submit(label(0, 900, False, labelled_at=1050)) == 1
+    # a later watermark releases the positive
+    assert learner.submit(label(2, 1001, False, labelled_at=1101)) == 2
+    assert learner.learned == 3 and learner.metrics.snapshot()["count"] == 3
+    learner.submit(label(3, 5000, True, labelled_at=5000))
+    assert learner.flush() == 1 and learner.buffered == 0
+
+
+def test_learner_waits_for_the_slowest_partition() -> None:
+    learner = Learner(make_model(), window_s=100)
+    learner.submit(label(1, 1000, True, labelled_at=1010), source="p0")
+    learner.submit(label(2, 1000, False, labelled_at=900), source="p1")
+    # p0 races ahead, but p1 has not passed 1100 yet: nothing may be learned
+    assert learner.submit(label(3, 5000, False, labelled_at=9000), source="p0") == 0
+    assert learner.submit(label(4, 1200, False, labelled_at=1300), source="p1") == 3
+
+
+def test_replayed_labels_are_learned_once() -> None:
+    learner = Learner(make_model(), window_s=100)
+    first = label(1, 1000, True, labelled_at=1010)
+    learner.submit(first)
+    learner.submit(first)  # a replay while buffered
+    assert learner.submit(label(2, 1200, False, labelled_at=1105)) == 1  # releases `first`
+    learner.submit(first)  # a replay after it was learned, within the horizon
+    assert learner.flush() == 1
+    assert learner.learned == 2 and learner.duplicates == 2
+    # the late correction of the same impression has its own label id
+    learner.submit(label(1, 1000, True, labelled_at=1400, late=True))
+    assert learner.learned == 3
+
+
+def test_dedup_memory_is_bounded_by_the_horizon() -> None:
+    learner = Learner(make_model(), window_s=10, dedup_horizon_s=50)
+    for i in range(100):
+        learner.submit(label(i, 1000 + i * 10, False, labelled_at=1010 + i * 10))
+    assert len(learner._seen) <= 7
