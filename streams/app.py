@@ -21,8 +21,8 @@ class StreamApp:
 
     app: faust.App
     settings: Settings
-    impressions: Any
-    clicks: Any
+    #: impressions + clicks + join-ticks as one co-partitioned source
+    join_source: Any
     ticks: Any
     labelled: Any
     dead_letter: Any
@@ -67,8 +67,14 @@ def create_app(settings: Settings) -> StreamApp:
     return StreamApp(
         app=app,
         settings=settings,
-        impressions=raw_topic(topics.IMPRESSIONS),
-        clicks=raw_topic(topics.CLICKS),
+        join_source=app.topic(
+            settings.topic(topics.IMPRESSIONS),
+            settings.topic(topics.CLICKS),
+            settings.topic(topics.JOIN_TICKS),
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=settings.partitions,
+        ),
         ticks=raw_topic(topics.JOIN_TICKS),
         labelled=raw_topic(topics.LABELLED),
         dead_letter=raw_topic(topics.DEAD_LETTER),

@@ -37,16 +37,8 @@ def build_worker_app(settings: Settings, redis_url: str) -> StreamApp:
     counters = RedisCounters(
         redis_client, KeySpace(settings.redis_prefix), seen_ttl_s=settings.late_click_horizon_s * 2
     )
-    source = app.topic(
-        settings.topic(topics.IMPRESSIONS),
-        settings.topic(topics.CLICKS),
-        settings.topic(topics.JOIN_TICKS),
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=settings.partitions,
-    )
 
-    @app.agent(source, name="join")
+    @app.agent(stream.join_source, name="join")
     async def join_agent(stream_: faust.StreamT[Any]) -> None:
         async for event in stream_.events():
             await join.handle(event)
