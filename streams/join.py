@@ -87,7 +87,6 @@ class JoinState:
     status: Status
     deadline: float
     impression: Impression | None = None
-    click_ts: float | None = None
     click: Click | None = None
     click_event_ids: list[str] = field(default_factory=list)
 
@@ -98,7 +97,6 @@ class JoinState:
             "deadline": self.deadline,
             "imp": self.impression.model_dump(mode="json") if self.impression else None,
             "click": self.click.model_dump(mode="json") if self.click else None,
-            "click_ts": self.click_ts,
             "click_eids": list(self.click_event_ids),
         }
 
@@ -110,7 +108,6 @@ class JoinState:
             deadline=float(data["deadline"]),
             impression=Impression.model_validate(data["imp"]) if data.get("imp") else None,
             click=Click.model_validate(data["click"]) if data.get("click") else None,
-            click_ts=data.get("click_ts"),
             click_event_ids=list(data.get("click_eids", [])),
         )
 
@@ -230,7 +227,6 @@ class JoinBook:
                 status="orphan",
                 deadline=click.ts + self.config.orphan_grace_s,
                 click=click,
-                click_ts=click.ts,
                 click_event_ids=[click.event_id],
             )
             self._put(iid, state, effects)
@@ -239,16 +235,16 @@ class JoinBook:
         else:
             state.click_event_ids.append(click.event_id)
             if state.status == "pending":
-                state.click, state.click_ts = click, click.ts
+                state.click = click
                 self._label_with_click(iid, state, effects)
             elif state.status == "negative":
-                state.click, state.click_ts = click, click.ts
+                state.click = click
                 self._emit_late(state, effects)
                 state.status = "corrected"
                 self._put(iid, state, effects)
-            elif state.status == "orphan" and state.click_ts is not None:
-                if click.ts < state.click_ts:
-                    state.click, state.click_ts = click, click.ts
+            elif state.status == "orphan" and state.click is not None:
+                if click.ts < state.click.ts:
+                    state.click = click
                 self._put(iid, state, effects)
             else:  # a repeat click on a clicked impression: remembered, not counted
                 self._put(iid, state, effects)
@@ -297,8 +293,8 @@ class JoinBook:
     # -- helpers ----------------------------------------------------------------
 
     def _label_with_click(self, iid: str, state: JoinState, effects: Effects) -> None:
-        assert state.impression is not None and state.click_ts is not None
-        delay = max(0.0, state.click_ts - state.impression.ts)
+        assert state.impression is not None and state.click is not None
+        delay = max(0.0, state.click.ts - state.impression.ts)
         if delay <= self.config.window_s:
             effects.labelled.append(
                 LabelledImpression.from_impression(
@@ -329,12 +325,12 @@ class JoinBook:
         )
 
     def _emit_late(self, state: JoinState, effects: Effects) -> None:
-        assert state.impression is not None and state.click_ts is not None
+        assert state.impression is not None and state.click is not None
         effects.labelled.append(
             LabelledImpression.from_impression(
                 state.impression,
                 clicked=True,
-                click_delay_s=max(0.0, state.click_ts - state.impression.ts),
+                click_delay_s=max(0.0, state.click.ts - state.impression.ts),
                 late=True,
                 labelled_at=self.clock.watermark,
             )

@@ -49,7 +49,6 @@ class LearnerAgent:
         self.directory = Path(settings.checkpoint_dir)
         self.secret = settings.checkpoint_key.encode()
         self.learner, self.offsets = self._resume()
-        self.learned = 0
         self._dirty = False
         self._last_checkpoint = time.monotonic()
         self._last_metrics = 0.0
@@ -75,7 +74,6 @@ class LearnerAgent:
         for tp, offset, labelled in batch:
             self.learner.submit(labelled, source=tp)
             self.offsets[tp] = offset
-        self.learned += len(batch)
 
     async def handle_batch(self, events: Sequence[Any]) -> None:
         fresh: list[tuple[str, int, LabelledImpression]] = []
