@@ -73,9 +73,53 @@ class Settings(BaseSettings):
         "is learned as it is (see online_ctr.learner).",
     )
 
+    triton_url: str | None = Field(
+        default=None,
+        description="host:port of Triton's gRPC endpoint serving image_encoder and "
+        "text_encoder; unset means the learner learns without embeddings.",
+    )
+    triton_timeout_s: float = Field(default=10.0, gt=0, description="Deadline of one infer call.")
+    triton_retries: int = Field(default=3, ge=0, description="Retries of a failed infer call.")
+    triton_backoff_s: float = Field(default=0.2, gt=0, description="First retry delay (doubles).")
+    triton_max_batch: int = Field(default=32, ge=1, description="Items per infer request.")
+    triton_batch_window_ms: float = Field(
+        default=5.0, ge=0, description="How long the client gathers concurrent requests."
+    )
+    breaker_failures: int = Field(
+        default=5, ge=1, description="Consecutive failed calls that open the circuit breaker."
+    )
+    breaker_reset_s: float = Field(
+        default=5.0, gt=0, description="How long an open breaker waits before one trial call."
+    )
+    embedding_retry_max_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest pause between retries while Triton is unavailable; examples "
+        "wait (the stream is paused, Kafka keeps them) and are never learned without.",
+    )
+    image_dir: str | None = Field(
+        default=None, description="Local image store: <image_id>.png|jpg|jpeg|webp files."
+    )
+    image_url_prefixes: str = Field(
+        default="",
+        description="Comma-separated http(s) URL prefixes image_url may start with; "
+        "an image_url outside them is refused.",
+    )
+    image_max_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    image_fetch_timeout_s: float = Field(default=5.0, gt=0)
+    clip_path: str | None = Field(
+        default=None,
+        description="Local CLIP checkpoint (transformers format); switches both encoders to it.",
+    )
+
     @property
     def effective_orphan_grace_s(self) -> float:
         return self.orphan_grace_s if self.orphan_grace_s is not None else self.attribution_window_s
+
+    @property
+    def url_prefixes(self) -> tuple[str, ...]:
+        """The allow-listed image URL prefixes, parsed."""
+        return tuple(p.strip() for p in self.image_url_prefixes.split(",") if p.strip())
 
     def topic(self, name: str) -> str:
         """Full topic name, with the configured prefix."""

@@ -83,6 +83,12 @@ class Impression(_Event):
 
     item_id: Identifier
     image_id: Identifier
+    image_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="Where the image's bytes are (http/https, under an allow-listed "
+        "prefix); without it the image store looks ``image_id`` up locally.",
+    )
     variant: Identifier = "default"
     title: str = Field(default="", max_length=2048)
     position: int = Field(ge=0, le=10_000)
