@@ -28,7 +28,6 @@ Run: ``.venv/bin/python bench/bench_model.py [--events 50000] [--seed 7]``
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import random
 import time
@@ -67,22 +66,14 @@ def simulator_stream(n: int, seed: int) -> list[Example] | None:
     """Labelled impressions from the simulator, or ``None`` if it is not importable."""
     try:
         from simulator import SimConfig, Simulator
+        from simulator.offline import labelled_stream
     except ImportError:
         return None
     sim = Simulator(SimConfig(seed=seed))
-    messages = list(sim.messages(n))
-    clicked = set()
-    for m in messages:
-        if m.topic == "clicks" and m.kind == "click":
-            clicked.add(json.loads(m.value)["impression_id"])
-    out = []
-    for m in messages:
-        if m.topic == "impressions" and m.kind == "impression":
-            imp = Impression.model_validate_json(m.value)
-            truth = sim.true_p[imp.impression_id]
-            out.append(Example(imp, imp.impression_id in clicked, truth, _image(sim, imp)))
-    out.sort(key=lambda e: e.impression.ts)
-    return out
+    return [
+        Example(e.impression, e.clicked, e.true_p, _image(sim, e.impression))
+        for e in labelled_stream(sim, n)
+    ]
 
 
 def _image(sim: Any, imp: Impression) -> tuple[float, ...] | None:

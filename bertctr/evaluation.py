@@ -21,6 +21,11 @@ import redis
 from online_ctr.checkpoint import latest_checkpoint, load_checkpoint
 from online_ctr.learner import Learner
 from online_ctr.metrics import ProgressiveMetrics
+from schemas.events import Impression
+
+Vector = tuple[float, ...]
+#: an impression's (image, title) embeddings, as the learner saw them
+EmbeddingLookup = Callable[[Impression], tuple[Vector | None, Vector | None]]
 
 if TYPE_CHECKING:
     from bertctr.demo import DemoConfig, LabelLog
@@ -57,14 +62,28 @@ def wait_for_checkpoint(directory: Path, key: bytes, n_labels: int, timeout_s: f
     raise TimeoutError(f"no checkpoint covering {n_labels} examples in {directory}")
 
 
-def ranking_lifts(sim: Simulator, learner: Learner, n: int, seed: int) -> tuple[float, float]:
-    """(model lift, oracle lift) of top-1 variant choice over a random variant."""
+def ranking_lifts(
+    sim: Simulator,
+    learner: Learner,
+    n: int,
+    seed: int,
+    embeddings: EmbeddingLookup | None = None,
+) -> tuple[float, float]:
+    """(model lift, oracle lift) of top-1 variant choice over a random variant.
+
+    ``embeddings`` gives each candidate the image and title embeddings the
+    model learned with (``None``: it learned without).
+    """
     chosen, best, random_ = [], [], []
     for req in sim.ranking_requests(n, seed):
         truth = [
             sim.true_ctr(req.segment, req.item_id, v, req.position, req.ts) for v in req.candidates
         ]
-        scores = [learner.predict(sim.make_impression(req, v)) for v in req.candidates]
+        scores = []
+        for v in req.candidates:
+            imp = sim.make_impression(req, v)
+            image, title = embeddings(imp) if embeddings is not None else (None, None)
+            scores.append(learner.predict(imp, image, title))
         chosen.append(truth[int(np.argmax(scores))])
         best.append(max(truth))
         random_.append(float(np.mean(truth)))
