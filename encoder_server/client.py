@@ -1,0 +1,491 @@
+"""The embedding service as the stream sees it: one port, a Triton adapter, a fake.
+
+:class:`EmbeddingClient` is the port: ``embed`` a batch of byte strings with a
+named model, ask which ``version`` of it is served, ``close``. Code that needs
+embeddings depends on the port only, so unit tests use
+:class:`InMemoryEmbeddingClient` and production uses
+:class:`TritonEmbeddingClient`.
+
+Why the Triton adapter does more than call ``infer``:
+
+* **micro-batching** — many agents and many small batches ask at once; a
+  request per caller would waste the GPU and the network. Concurrent calls
+  for the same model are gathered for up to ``batch_window_s`` or until
+  ``max_batch`` items are waiting, sent as one infer request, and the rows are
+  scattered back to each caller. A call larger than ``max_batch`` is split.
+* **bounded retries** with exponential backoff and jitter, so a blip (a
+  restart, a deadline exceeded) costs latency, not an error, and many workers
+  do not retry in lockstep.
+* **a circuit breaker** consulted before every attempt: while Triton is down
+  calls fail at once with :class:`~encoder_server.errors.EncoderUnavailable`
+  instead of each waiting out its deadline and retries. Every failed attempt
+  counts toward opening it.
+
+Failures: a whole call that cannot be answered raises
+:class:`~encoder_server.errors.EncoderUnavailable` (the caller waits and
+retries; it never drops the examples). An item the model cannot encode is
+not an exception: its :class:`Embedded` has ``vector=None`` and the model's
+reason in ``error``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+import numpy as np
+
+from encoder_server.base import (
+    EMBEDDING_OUTPUT,
+    ERROR_OUTPUT,
+    IMAGE_ENCODER,
+    TEXT_ENCODER,
+    Encoded,
+    Encoder,
+    input_name,
+)
+from encoder_server.breaker import CircuitBreaker
+from encoder_server.errors import EncoderUnavailable
+
+if TYPE_CHECKING:
+    from bertctr.settings import Settings
+
+__all__ = [
+    "Embedded",
+    "EmbeddingClient",
+    "EncodeFn",
+    "InMemoryEmbeddingClient",
+    "TritonEmbeddingClient",
+]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: gRPC codes that mean "our request is wrong", not "the server is unwell":
+#: retrying cannot help, so they fail at once (still as EncoderUnavailable)
+_NOT_RETRYABLE = frozenset(
+    {
+        "StatusCode.INVALID_ARGUMENT",
+        "StatusCode.UNIMPLEMENTED",
+        "StatusCode.PERMISSION_DENIED",
+        "StatusCode.UNAUTHENTICATED",
+    }
+)
+_MAX_MESSAGE = 2**31 - 1  # tritonclient's MAX_GRPC_MESSAGE_SIZE
+_INPUTS = {IMAGE_ENCODER: input_name("image"), TEXT_ENCODER: input_name("text")}
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """One item's result: a vector, or (``vector=None``) the reason in ``error``."""
+
+    vector: tuple[float, ...] | None
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.vector is not None and not self.error
+
+
+class EmbeddingClient(Protocol):
+    """The embedding service: one result per item, in order."""
+
+    async def embed(self, model: str, items: Sequence[bytes]) -> list[Embedded]:
+        """Embed ``items`` with ``model``; raises ``EncoderUnavailable`` when it cannot."""
+        ...
+
+    async def version(self, model: str) -> int:
+        """The served (highest) version of ``model``."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def _from_encoded(encoded: Encoded, n: int) -> list[Embedded]:
+    if len(encoded.errors) != n:
+        raise EncoderUnavailable(f"encoder returned {len(encoded.errors)} rows for {n} items")
+    return [
+        Embedded(None, error) if error else Embedded(tuple(row.tolist()))
+        for row, error in zip(encoded.embeddings, encoded.errors, strict=True)
+    ]
+
+
+# --- in-memory fake --------------------------------------------------------------
+
+#: what an in-memory model is: the ``encode`` of an :class:`Encoder`
+EncodeFn = Callable[[Sequence[bytes]], Encoded]
+
+
+class InMemoryEmbeddingClient:
+    """An :class:`EmbeddingClient` over in-process encoders, for unit tests.
+
+    Parameters
+    ----------
+    encoders
+        :class:`~encoder_server.base.Encoder` objects, served under their
+        ``name`` and ``version``.
+    functions
+        More models as plain functions ``items -> Encoded``, by model name.
+    versions
+        Versions of the ``functions`` models (default 1); may be changed later
+        through :attr:`versions` to simulate a promotion.
+
+    Set :attr:`available` to ``False`` to simulate an outage: every call then
+    raises :class:`EncoderUnavailable`.
+    """
+
+    def __init__(
+        self,
+        *encoders: Encoder,
+        functions: Mapping[str, EncodeFn] | None = None,
+        versions: Mapping[str, int] | None = None,
+    ) -> None:
+        self.models: dict[str, EncodeFn] = {e.name: e.encode for e in encoders}
+        self.versions: dict[str, int] = {e.name: e.version for e in encoders}
+        for name, fn in (functions or {}).items():
+            self.models[name] = fn
+            self.versions.setdefault(name, 1)
+        self.versions.update(versions or {})
+        self.available = True
+        self.closed = False
+        #: same meaning as on TritonEmbeddingClient: one "request" per embed call
+        self.infer_requests = 0
+        self.items_sent = 0
+
+    def _model(self, model: str) -> EncodeFn:
+        if not self.available or self.closed:
+            raise EncoderUnavailable("in-memory encoder unavailable")
+        try:
+            return self.models[model]
+        except KeyError:
+            raise EncoderUnavailable(f"unknown model {model!r}") from None
+
+    async def embed(self, model: str, items: Sequence[bytes]) -> list[Embedded]:
+        fn = self._model(model)
+        if not items:
+            return []
+        self.infer_requests += 1
+        self.items_sent += len(items)
+        return _from_encoded(fn(list(items)), len(items))
+
+    async def version(self, model: str) -> int:
+        self._model(model)
+        return self.versions[model]
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+# --- Triton -------------------------------------------------------------------------
+
+
+@dataclass
+class _Waiting:
+    items: Sequence[bytes]
+    future: asyncio.Future[list[Embedded]]
+
+
+class _Batcher:
+    """Gathers one model's concurrent requests into infer calls of ``max_batch`` items."""
+
+    def __init__(
+        self,
+        send: Callable[[list[bytes]], Awaitable[list[Embedded]]],
+        max_batch: int,
+        window_s: float,
+    ) -> None:
+        self.send = send
+        self.max_batch = max_batch
+        self.window_s = window_s
+        self.waiting: list[_Waiting] = []
+        self.size = 0
+        self.timer: asyncio.TimerHandle | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def submit(self, items: Sequence[bytes]) -> asyncio.Future[list[Embedded]]:
+        """Queue ``items`` (at most ``max_batch``); the future gets their rows."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Embedded]] = loop.create_future()
+        self.waiting.append(_Waiting(items, future))
+        self.size += len(items)
+        while self.size >= self.max_batch:
+            self._flush_one()
+        if self.waiting and self.timer is None:
+            self.timer = loop.call_later(self.window_s, self._on_timer)
+        return future
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        while self.waiting:
+            self._flush_one()
+
+    def _flush_one(self) -> None:
+        taken: list[_Waiting] = []
+        n = 0
+        while self.waiting and (not taken or n + len(self.waiting[0].items) <= self.max_batch):
+            entry = self.waiting.pop(0)
+            taken.append(entry)
+            n += len(entry.items)
+        self.size -= n
+        if not self.waiting and self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        task = asyncio.get_running_loop().create_task(self._run(taken))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _run(self, taken: list[_Waiting]) -> None:
+        live = [w for w in taken if not w.future.done()]  # callers may have given up
+        if not live:
+            return
+        items = [item for w in live for item in w.items]
+        try:
+            rows = await self.send(items)
+        except asyncio.CancelledError:
+            for w in live:
+                w.future.cancel()
+            raise
+        except Exception as exc:
+            for w in live:
+                if not w.future.done():
+                    w.future.set_exception(exc)
+            return
+        start = 0
+        for w in live:
+            end = start + len(w.items)
+            if not w.future.done():
+                w.future.set_result(rows[start:end])
+            start = end
+
+    def close(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        for w in self.waiting:
+            if not w.future.done():
+                w.future.set_exception(EncoderUnavailable("embedding client closed"))
+        self.waiting.clear()
+        self.size = 0
+        for task in self.tasks:
+            task.cancel()
+
+
+class TritonEmbeddingClient:
+    """:class:`EmbeddingClient` over Triton's gRPC API (``tritonclient.grpc.aio``).
+
+    Parameters
+    ----------
+    url
+        ``host:port`` of Triton's gRPC endpoint.
+    timeout_s
+        Deadline of one attempt (gRPC ``client_timeout``).
+    retries
+        Extra attempts after a failed one; backoff before attempt ``k`` is
+        ``backoff_s * 2**k``, jittered to between half and all of that.
+    max_batch
+        Most items in one infer request (keep it at or under the model's
+        ``max_batch_size``).
+    batch_window_s
+        How long the first waiting call waits for others to join its request.
+    breaker
+        Consulted before every attempt; a fresh one (5 failures, 5 s) if omitted.
+
+    Attributes ``infer_requests`` and ``items_sent`` count infer RPCs sent and
+    the items in them, retries included.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float = 10.0,
+        retries: int = 3,
+        backoff_s: float = 0.2,
+        max_batch: int = 32,
+        batch_window_s: float = 0.005,
+        breaker: CircuitBreaker | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if timeout_s <= 0 or backoff_s < 0 or batch_window_s < 0:
+            raise ValueError("timeout_s must be positive, backoff_s and batch_window_s >= 0")
+        if retries < 0 or max_batch < 1:
+            raise ValueError("retries must be >= 0 and max_batch >= 1")
+        self.url = url
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.max_batch = max_batch
+        self.batch_window_s = batch_window_s
+        self.breaker = breaker if breaker is not None else CircuitBreaker(5, 5.0)
+        self._rng = rng or random.Random()
+        self._triton: Any = None
+        self._batchers: dict[str, _Batcher] = {}
+        self.infer_requests = 0
+        self.items_sent = 0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TritonEmbeddingClient:
+        """The client configured by the ``triton_*`` and ``breaker_*`` settings."""
+        if not settings.triton_url:
+            raise ValueError("BERTCTR_TRITON_URL is not set")
+        return cls(
+            settings.triton_url,
+            timeout_s=settings.triton_timeout_s,
+            retries=settings.triton_retries,
+            backoff_s=settings.triton_backoff_s,
+            max_batch=settings.triton_max_batch,
+            batch_window_s=settings.triton_batch_window_ms / 1000.0,
+            breaker=CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s),
+        )
+
+    def _client(self) -> Any:
+        # made on first use, inside the running loop: never connect at import
+        # or construction time
+        if self._triton is None:
+            from tritonclient.grpc import KeepAliveOptions
+            from tritonclient.grpc.aio import InferenceServerClient
+
+            self._triton = InferenceServerClient(
+                self.url, channel_args=_channel_args(KeepAliveOptions())
+            )
+        return self._triton
+
+    async def embed(self, model: str, items: Sequence[bytes]) -> list[Embedded]:
+        if model not in _INPUTS:
+            raise ValueError(f"unknown encoder model {model!r}; expected one of {sorted(_INPUTS)}")
+        if not items:
+            return []
+        batcher = self._batchers.get(model)
+        if batcher is None:
+            batcher = self._batchers[model] = _Batcher(
+                lambda batch: self._infer(model, batch), self.max_batch, self.batch_window_s
+            )
+        futures = [
+            batcher.submit(items[i : i + self.max_batch])
+            for i in range(0, len(items), self.max_batch)
+        ]
+        parts = await asyncio.gather(*futures, return_exceptions=True)
+        out: list[Embedded] = []
+        for part in parts:
+            if isinstance(part, BaseException):
+                raise part
+            out.extend(part)
+        return out
+
+    async def version(self, model: str) -> int:
+        metadata = await self._attempts(
+            f"metadata of {model}",
+            lambda: self._client().get_model_metadata(model, client_timeout=self.timeout_s),
+        )
+        versions = [int(v) for v in metadata.versions]
+        if not versions:
+            raise EncoderUnavailable(f"Triton serves no version of {model!r}")
+        return max(versions)
+
+    async def close(self) -> None:
+        for batcher in self._batchers.values():
+            batcher.close()
+        self._batchers.clear()
+        if self._triton is not None:
+            triton, self._triton = self._triton, None
+            with contextlib.suppress(Exception):
+                await triton.close()
+
+    async def _infer(self, model: str, items: list[bytes]) -> list[Embedded]:
+        from tritonclient.grpc import InferInput, InferRequestedOutput
+
+        tensor = InferInput(_INPUTS[model], [len(items), 1], "BYTES")
+        tensor.set_data_from_numpy(np.array(items, dtype=np.object_).reshape(len(items), 1))
+        outputs = [InferRequestedOutput(EMBEDDING_OUTPUT), InferRequestedOutput(ERROR_OUTPUT)]
+
+        def attempt() -> Awaitable[Any]:
+            self.infer_requests += 1
+            self.items_sent += len(items)
+            return self._client().infer(  # type: ignore[no-any-return]
+                model, [tensor], outputs=outputs, client_timeout=self.timeout_s
+            )
+
+        result = await self._attempts(f"infer on {model} ({len(items)} items)", attempt)
+        return _parse(model, result, len(items))
+
+    async def _attempts(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """``call`` with the breaker, retries and backoff; EncoderUnavailable when it fails."""
+        from tritonclient.utils import InferenceServerException
+
+        for attempt in range(self.retries + 1):
+            if not self.breaker.allow():
+                raise EncoderUnavailable(f"{what}: circuit breaker open ({self.url})")
+            try:
+                result = await call()
+            except InferenceServerException as exc:
+                self.breaker.record_failure()
+                status = str(exc.status())
+                if status in _NOT_RETRYABLE:
+                    raise EncoderUnavailable(f"{what} refused: {exc}") from exc
+                if attempt == self.retries:
+                    raise EncoderUnavailable(
+                        f"{what} failed after {attempt + 1} attempts: {exc}"
+                    ) from exc
+                delay = self.backoff_s * 2**attempt * self._rng.uniform(0.5, 1.0)
+                log.warning("%s failed (%s); retry %d in %.2fs", what, status, attempt + 1, delay)
+                await asyncio.sleep(delay)
+            else:
+                self.breaker.record_success()
+                return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _channel_args(keepalive: Any) -> list[tuple[str, int]]:
+    """tritonclient's channel options, plus a short reconnect backoff.
+
+    gRPC's default reconnect backoff grows to two minutes, so after a long
+    outage the channel would keep failing fast for up to two minutes after
+    Triton is back; capped at 2 s, recovery follows the breaker's trial.
+    """
+    return [
+        ("grpc.max_send_message_length", _MAX_MESSAGE),
+        ("grpc.max_receive_message_length", _MAX_MESSAGE),
+        ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
+        ("grpc.keepalive_permit_without_calls", keepalive.keepalive_permit_without_calls),
+        ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
+        ("grpc.initial_reconnect_backoff_ms", 200),
+        ("grpc.min_reconnect_backoff_ms", 200),
+        ("grpc.max_reconnect_backoff_ms", 2000),
+    ]
+
+
+def _parse(model: str, result: Any, n: int) -> list[Embedded]:
+    embeddings = result.as_numpy(EMBEDDING_OUTPUT)
+    errors = result.as_numpy(ERROR_OUTPUT)
+    if (
+        embeddings is None
+        or errors is None
+        or embeddings.ndim != 2
+        or embeddings.shape[0] != n
+        or errors.size != n
+    ):
+        raise EncoderUnavailable(
+            f"malformed response from {model}: embedding "
+            f"{None if embeddings is None else embeddings.shape}, error "
+            f"{None if errors is None else errors.shape} for {n} items"
+        )
+    return _from_encoded(
+        Encoded(
+            embeddings=np.asarray(embeddings, dtype=np.float32),
+            errors=[_text(e) for e in errors.reshape(n)],
+        ),
+        n,
+    )
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
