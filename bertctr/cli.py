@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bertctr.encoder_cli import add_encoder_commands
 from bertctr.settings import Settings
 
 log = logging.getLogger("bertctr")
@@ -275,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     topics_sub = topics.add_subparsers(dest="topics_command", required=True)
     create = topics_sub.add_parser("create", help="create all topics with BERTCTR_PARTITIONS")
     create.set_defaults(func=cmd_topics_create)
+    add_encoder_commands(sub)
     return parser
 
 

@@ -1,0 +1,177 @@
+"""``bertctr encoder ...``: serve the encoders on Triton, export a repository, fit a head.
+
+Commands:
+
+* ``encoder serve`` runs PyTriton's Triton with both encoders until SIGTERM
+  or Ctrl-C. Once every model is loaded it prints one JSON line on stdout,
+  ``{"ready": true, "grpc_url": ..., "models": {...}}``, which launchers (the
+  integration tests) wait for; port 0 means "pick a free port".
+* ``encoder export DIR`` writes a model repository for a stock
+  ``tritonserver`` (see :mod:`encoder_server.export`).
+* ``encoder fit-projection`` fits a PCA head on the pooled features of a
+  directory of images (or of titles, one per line) and saves it as a new
+  version.
+
+``BERTCTR_CLIP_PATH`` switches every command to a local CLIP checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from bertctr.settings import Settings
+
+__all__ = ["add_encoder_commands"]
+
+log = logging.getLogger("bertctr.encoder")
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+def _say(line: str, stream: TextIO | None = None) -> None:
+    """One line of command output (stdout for programs, stderr for errors), flushed."""
+    out = stream or sys.stdout
+    out.write(line + "\n")
+    out.flush()
+
+
+def _projection_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--image-projection", type=Path, help="image head .npz (a new version)")
+    parser.add_argument("--text-projection", type=Path, help="text head .npz (a new version)")
+    parser.add_argument(
+        "--input-size", type=int, default=224, help="EfficientNet input side in pixels"
+    )
+
+
+def cmd_encoder_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from encoder_server.models import load_encoders
+    from encoder_server.serve import ServerAddresses, serve
+
+    # A server says where it listens even at the default WARNING level.
+    for name in ("encoder_server", "bertctr.encoder"):
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() > logging.INFO:
+            logger.setLevel(logging.INFO)
+    encoders = load_encoders(
+        settings.clip_path, args.image_projection, args.text_projection, args.input_size
+    )
+
+    # PyTriton echoes tritonserver's own log with print(); send that to
+    # stderr so stdout carries only the readiness line programs wait for.
+    stdout = sys.stdout
+
+    def ready(addresses: ServerAddresses) -> None:
+        _say(addresses.to_json(), stdout)
+
+    with contextlib.redirect_stdout(sys.stderr):
+        serve(
+            encoders,
+            grpc_port=args.grpc_port,
+            http_port=args.http_port,
+            metrics_port=args.metrics_port,
+            host=args.host,
+            max_batch_size=args.max_batch_size,
+            queue_delay_us=args.queue_delay_us,
+            on_ready=ready,
+        )
+    return 0
+
+
+def cmd_encoder_export(args: argparse.Namespace, settings: Settings) -> int:
+    from encoder_server.export import export_repository
+
+    written = export_repository(
+        Path(args.dir),
+        args.image_projection,
+        args.text_projection,
+        clip_path=settings.clip_path,
+        input_size=args.input_size,
+        max_batch_size=args.max_batch_size,
+    )
+    for path in written:
+        _say(str(path))
+    return 0
+
+
+def cmd_encoder_fit_projection(args: argparse.Namespace, settings: Settings) -> int:
+    import numpy as np
+
+    from encoder_server.projection import fit_pca
+
+    if args.titles_file:
+        from encoder_server.text_encoder import TextEncoder
+
+        titles = [line.strip() for line in Path(args.titles_file).read_text().splitlines()]
+        items = [t.encode("utf-8") for t in titles if t]
+        features, errors = TextEncoder().features(items)
+    else:
+        if not args.images:
+            _say("error: give --images DIR or --titles-file FILE", sys.stderr)
+            return 2
+        from encoder_server.image_encoder import ImageEncoder
+
+        paths = sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        items = [p.read_bytes() for p in paths]
+        features, errors = ImageEncoder(input_size=args.input_size).pooled(items)
+    good = np.array([not e for e in errors], dtype=bool)
+    for i in np.flatnonzero(~good):
+        log.warning("skipping item %d: %s", i, errors[i])
+    if good.sum() < args.dim:
+        _say(f"error: {int(good.sum())} good items, need at least --dim {args.dim}", sys.stderr)
+        return 2
+    head = fit_pca(features[good], args.dim, version=args.version)
+    head.save(Path(args.out))
+    _say(
+        json.dumps(
+            {
+                "out": str(args.out),
+                "kind": head.kind,
+                "version": head.version,
+                "d_in": head.d_in,
+                "d_out": head.d_out,
+                "items": int(good.sum()),
+                "skipped": int((~good).sum()),
+                "note": head.note,
+            }
+        )
+    )
+    return 0
+
+
+def add_encoder_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``encoder serve|export|fit-projection`` on the top-level subparsers."""
+    encoder = sub.add_parser("encoder", help="image and text encoders on Triton")
+    encoder_sub = encoder.add_subparsers(dest="encoder_command", required=True)
+
+    serve = encoder_sub.add_parser("serve", help="serve both encoders on Triton until SIGTERM")
+    serve.add_argument("--grpc-port", type=int, default=8001, help="0 picks a free port")
+    serve.add_argument("--http-port", type=int, default=8000, help="0 picks a free port")
+    serve.add_argument("--metrics-port", type=int, default=8002, help="0 picks a free port")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--max-batch-size", type=int, default=64)
+    serve.add_argument(
+        "--queue-delay-us", type=int, default=2000, help="dynamic batcher's max queue delay"
+    )
+    _projection_options(serve)
+    serve.set_defaults(func=cmd_encoder_serve)
+
+    export = encoder_sub.add_parser("export", help="write a Triton model repository")
+    export.add_argument("dir")
+    export.add_argument("--max-batch-size", type=int, default=64)
+    _projection_options(export)
+    export.set_defaults(func=cmd_encoder_export)
+
+    fit = encoder_sub.add_parser("fit-projection", help="fit a PCA head on images or titles")
+    fit.add_argument("--images", help="directory of .png/.jpg/.webp images")
+    fit.add_argument("--titles-file", help="UTF-8 titles, one per line (fits a text head)")
+    fit.add_argument("--dim", type=int, default=16, help="embedding dimension of the head")
+    fit.add_argument("--version", type=int, default=2, help="encoder version the head defines")
+    fit.add_argument("--input-size", type=int, default=224, help="EfficientNet input side")
+    fit.add_argument("--out", required=True, help=".npz file to write")
+    fit.set_defaults(func=cmd_encoder_fit_projection)

@@ -1,0 +1,288 @@
+"""Serving encoders on the real Triton Inference Server, through PyTriton.
+
+Each :class:`~encoder_server.base.Encoder` becomes one Triton model: its
+``name`` is the model name and its ``version`` the model version, so a new
+projection head is visible to every client as a new version. Inputs and
+outputs are the tensors named in :mod:`encoder_server.base`:
+
+* input ``image`` or ``text``: BYTES ``[batch, 1]``;
+* output ``embedding``: FP32 ``[batch, dim]``;
+* output ``error``: BYTES ``[batch, 1]``, empty for a good row.
+
+Dynamic batching is on: requests from several stream workers that arrive
+within ``queue_delay_us`` of each other run as one forward pass, which is
+where a CPU (or GPU) encoder gets its throughput.
+
+Why the inference function runs in this process: PyTriton starts
+``tritonserver`` as a child process whose Python backend is only a thin
+proxy; requests come back here over shared memory, so the model is loaded
+once, by the same code the tests call in-process.
+
+The libpython fix, and why it needs no re-exec. The Python-backend stub
+(a grandchild: this process -> ``tritonserver`` -> stub) links
+``libpython3.11.so``. With a pyenv interpreter the system library is found
+first and the stub dies at model load with ``'_thread.RLock' object has no
+attribute '_recursion_count'``. The stub must find *this* interpreter's
+library, in ``sysconfig.get_config_var("LIBDIR")``. ``LD_LIBRARY_PATH`` is
+read by the dynamic loader only when a process starts, but the process that
+needs it is the stub, not this one: PyTriton spawns ``tritonserver`` with a
+copy of ``os.environ`` taken at start time, so amending ``os.environ`` here
+before :func:`serve` starts Triton is enough (measured: the model loads; without
+it the error above). :func:`libpython_env` does that; re-executing this
+process would only redo work.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import sysconfig
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from types import FrameType
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from encoder_server.base import EMBEDDING_OUTPUT, ERROR_OUTPUT, Encoder, input_name
+
+__all__ = [
+    "DEFAULT_QUEUE_DELAY_US",
+    "ServerAddresses",
+    "bind_encoder",
+    "encoder_parameters",
+    "free_port",
+    "infer_function",
+    "libpython_env",
+    "serve",
+]
+
+log = logging.getLogger(__name__)
+
+#: How long Triton's dynamic batcher holds a request to merge it with others.
+#: 2 ms is small next to a forward pass (tens of ms on CPU) and long enough
+#: to merge the requests several workers send at the same moment.
+DEFAULT_QUEUE_DELAY_US = 2000
+
+InferFn = Callable[..., dict[str, npt.NDArray[Any]]]
+
+
+def libpython_env(env: Mapping[str, str]) -> dict[str, str] | None:
+    """``env`` with this interpreter's ``LIBDIR`` first on ``LD_LIBRARY_PATH``.
+
+    Returns ``None`` when it is already there (or the interpreter has no
+    ``LIBDIR``), so callers can tell whether anything changed.
+    """
+    libdir = sysconfig.get_config_var("LIBDIR")
+    if not libdir:
+        return None
+    current = env.get("LD_LIBRARY_PATH", "")
+    if libdir in current.split(os.pathsep):
+        return None
+    amended = dict(env)
+    amended["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (libdir, current) if p)
+    return amended
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def encoder_parameters(encoder: Encoder) -> dict[str, str]:
+    """Model-config ``parameters`` that say which head this version is.
+
+    Triton shows them in the model config, so an operator can tell a random
+    version-1 head from a fitted PCA version-2 head without reading files.
+    """
+    params = {"bertctr_dim": str(encoder.dim), "bertctr_modality": encoder.modality}
+    projection = getattr(encoder, "projection", None)
+    if projection is not None:
+        params["bertctr_projection_kind"] = str(getattr(projection, "kind", ""))
+        params["bertctr_projection_version"] = str(getattr(projection, "version", ""))
+        params["bertctr_projection_note"] = str(getattr(projection, "note", ""))
+    return params
+
+
+def infer_function(encoder: Encoder) -> InferFn:
+    """The batched inference callable for one encoder (plain numpy in and out).
+
+    The input arrives as an object array ``[n, 1]`` of ``bytes``; errors go
+    back UTF-8 encoded, one per row, so a bad item fails alone.
+    """
+    from pytriton.decorators import batch
+
+    field = input_name(encoder.modality)
+
+    @batch  # type: ignore[untyped-decorator]
+    def infer(**inputs: npt.NDArray[Any]) -> dict[str, npt.NDArray[Any]]:
+        items = [bytes(row[0]) for row in inputs[field]]
+        encoded = encoder.encode(items)
+        errors = np.array([[e.encode("utf-8")] for e in encoded.errors], dtype=object)
+        return {
+            EMBEDDING_OUTPUT: np.ascontiguousarray(encoded.embeddings, dtype=np.float32),
+            ERROR_OUTPUT: errors.reshape(len(items), 1),
+        }
+
+    result: InferFn = infer
+    return result
+
+
+def _publish_parameters(triton: Any, encoder: Encoder) -> None:
+    """Add :func:`encoder_parameters` to the bound model's config.
+
+    PyTriton's public ``ModelConfig`` has no ``parameters`` field; its
+    generated config only carries its own backend parameters (which its proxy
+    reads by key and ignores the rest). We add ours to the cached
+    ``TritonModelConfig`` before Triton loads it. This uses PyTriton
+    internals, so a failure is logged, never fatal: versions stay visible as
+    Triton model versions either way.
+    """
+    try:
+        for model in triton._model_manager.models:
+            if model.model_name == encoder.name and model.model_version == encoder.version:
+                model._get_triton_model_config().backend_parameters.update(
+                    encoder_parameters(encoder)
+                )
+                return
+    except AttributeError as exc:  # a PyTriton release with other internals
+        log.warning("cannot add parameters to %s's model config: %s", encoder.name, exc)
+
+
+def bind_encoder(
+    triton: Any,
+    encoder: Encoder,
+    max_batch_size: int = 64,
+    queue_delay_us: int = DEFAULT_QUEUE_DELAY_US,
+) -> None:
+    """Bind one encoder to a ``pytriton.triton.Triton`` as model ``encoder.name``.
+
+    Parameters
+    ----------
+    triton:
+        A ``Triton`` (not yet started, or started: PyTriton loads it then).
+    max_batch_size:
+        Largest batch Triton forms (and accepts in one request).
+    queue_delay_us:
+        Dynamic batcher's ``max_queue_delay_microseconds``.
+    """
+    from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
+
+    triton.bind(
+        model_name=encoder.name,
+        model_version=encoder.version,
+        infer_func=infer_function(encoder),
+        inputs=[Tensor(name=input_name(encoder.modality), dtype=bytes, shape=(1,))],
+        outputs=[
+            Tensor(name=EMBEDDING_OUTPUT, dtype=np.float32, shape=(encoder.dim,)),
+            Tensor(name=ERROR_OUTPUT, dtype=bytes, shape=(1,)),
+        ],
+        config=ModelConfig(
+            max_batch_size=max_batch_size,
+            batcher=DynamicBatcher(max_queue_delay_microseconds=queue_delay_us),
+        ),
+        strict=True,
+    )
+    _publish_parameters(triton, encoder)
+
+
+@dataclass(frozen=True)
+class ServerAddresses:
+    """Where a running server listens, and what it serves (the readiness line)."""
+
+    grpc_url: str
+    http_url: str
+    metrics_url: str
+    models: dict[str, int]
+    startup_s: float
+
+    def to_json(self) -> str:
+        return json.dumps({"ready": True, **asdict(self)}, sort_keys=True)
+
+
+def serve(
+    encoders: Sequence[Encoder],
+    grpc_port: int = 8001,
+    http_port: int = 8000,
+    metrics_port: int = 8002,
+    *,
+    host: str = "127.0.0.1",
+    max_batch_size: int = 64,
+    queue_delay_us: int = DEFAULT_QUEUE_DELAY_US,
+    on_ready: Callable[[ServerAddresses], None] | None = None,
+    stop: threading.Event | None = None,
+) -> None:
+    """Serve ``encoders`` on Triton until SIGTERM/SIGINT (or ``stop`` is set).
+
+    Ports of 0 are replaced by free ones. ``on_ready`` is called once every
+    model is loaded (the CLI prints the readiness line from it). Must run in
+    the main thread when it is to install the signal handlers.
+    """
+    from pytriton.triton import Triton, TritonConfig
+
+    started = time.perf_counter()
+    amended = libpython_env(os.environ)
+    if amended is not None:
+        os.environ["LD_LIBRARY_PATH"] = amended["LD_LIBRARY_PATH"]
+        log.info("LD_LIBRARY_PATH=%s (for the Python-backend stub)", amended["LD_LIBRARY_PATH"])
+    grpc_port = grpc_port or free_port(host)
+    http_port = http_port or free_port(host)
+    metrics_port = metrics_port or free_port(host)
+    stopping = stop or threading.Event()
+    previous: dict[signal.Signals, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            log.info("signal %d: stopping Triton", signum)
+            stopping.set()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, on_signal)
+    config = TritonConfig(
+        grpc_address=host,
+        grpc_port=grpc_port,
+        http_address=host,
+        http_port=http_port,
+        metrics_address=host,
+        metrics_port=metrics_port,
+        exit_on_error=True,
+    )
+    triton = Triton(config=config)
+    try:
+        for encoder in encoders:
+            bind_encoder(triton, encoder, max_batch_size, queue_delay_us)
+        triton.run()
+        ready = ServerAddresses(
+            grpc_url=f"{host}:{grpc_port}",
+            http_url=f"{host}:{http_port}",
+            metrics_url=f"http://{host}:{metrics_port}/metrics",
+            models={e.name: e.version for e in encoders},
+            startup_s=round(time.perf_counter() - started, 2),
+        )
+        log.info(
+            "serving %s on grpc %s, http %s, metrics %s (started in %.1fs)",
+            ", ".join(f"{e.name} v{e.version} (dim {e.dim})" for e in encoders),
+            ready.grpc_url,
+            ready.http_url,
+            ready.metrics_url,
+            ready.startup_s,
+        )
+        if on_ready is not None:
+            on_ready(ready)
+        while not stopping.wait(1.0):
+            if not triton.is_alive():
+                raise RuntimeError("Triton or one of its models stopped unexpectedly")
+    finally:
+        triton.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        log.info("Triton stopped")
