@@ -247,9 +247,10 @@ class _Batcher:
         items = [item for w in live for item in w.items]
         try:
             rows = await self.send(items)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # the client is closing
             for w in live:
-                w.future.cancel()
+                if not w.future.done():
+                    w.future.set_exception(EncoderUnavailable("embedding client closed"))
             raise
         except Exception as exc:
             for w in live:

@@ -191,3 +191,21 @@ async def test_in_memory_client_outage() -> None:
     with pytest.raises(EncoderUnavailable):
         await client.embed("unknown", [b"a"])
     assert len(await client.embed(IMAGE_ENCODER, [b"a"])) == 1
+
+
+async def test_closing_fails_waiting_and_in_flight_calls_as_unavailable() -> None:
+    started = asyncio.Event()
+
+    async def hang(items: list[bytes]) -> list[Embedded]:
+        started.set()
+        await asyncio.sleep(60)
+        return rows(items)
+
+    batcher = _Batcher(hang, max_batch=1, window_s=60.0)
+    in_flight = batcher.submit([b"a"])  # full batch: sent at once
+    await started.wait()
+    batcher.max_batch = 10
+    waiting = batcher.submit([b"b"])  # waits for the window
+    batcher.close()
+    results = await asyncio.gather(in_flight, waiting, return_exceptions=True)
+    assert all(isinstance(r, EncoderUnavailable) for r in results), results
