@@ -8,6 +8,13 @@ at or below the offsets it records, so no example is learned twice.
 
 Learning is CPU work, so each micro-batch runs in a worker thread and the
 event loop keeps heartbeating.
+
+With an :class:`~encoder_server.embedder.Embedder` (``BERTCTR_TRITON_URL``
+set), every example is learned with its image and title embeddings. While
+Triton or the image store is unavailable the agent waits and retries with
+backoff: the stream pauses, Kafka keeps the examples, and nothing is learned
+without its embedding. An example whose image is permanently unusable
+(missing, refused, undecodable) is dead-lettered with the reason instead.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +31,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from bertctr.settings import Settings
+from encoder_server.embedder import Embedder, ExampleEmbeddings
+from encoder_server.errors import EncoderUnavailable, StoreUnavailable
 from online_ctr.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from online_ctr.learner import Learner
 from online_ctr.models import make_model
@@ -32,6 +41,10 @@ from streams.decode import DecodeError, decode
 from streams.keys import KeySpace
 
 log = logging.getLogger(__name__)
+
+#: ``dead(reason, detail, message)``: dead-letters a consumed message
+DeadLetterFn = Callable[[str, str, Any], Awaitable[None]]
+Fresh = tuple[str, int, LabelledImpression, Any]
 
 
 def model_metrics_key(keys: KeySpace) -> str:
@@ -42,8 +55,22 @@ def model_metrics_key(keys: KeySpace) -> str:
 class LearnerAgent:
     """Owns the worker's learner, its offsets and its checkpoints."""
 
-    def __init__(self, settings: Settings, client: aioredis.Redis, keys: KeySpace) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        client: aioredis.Redis,
+        keys: KeySpace,
+        embedder: Callable[[], Embedder] | None = None,
+        dead: DeadLetterFn | None = None,
+    ) -> None:
         self.settings = settings
+        #: built on first use, inside the worker's event loop (gRPC channels
+        #: belong to the loop they are made in)
+        self._make_embedder = embedder
+        self.embedder: Embedder | None = None
+        self.dead = dead
+        #: examples dead-lettered because their embedding could not be made
+        self.embedding_failures = 0
         self.client = client
         self.keys = keys
         self.directory = Path(settings.checkpoint_dir)
@@ -70,26 +97,69 @@ class LearnerAgent:
         )
         return learner, {}
 
-    def _learn(self, batch: Sequence[tuple[str, int, LabelledImpression]]) -> None:
-        for tp, offset, labelled in batch:
-            self.learner.submit(labelled, source=tp)
+    def _learn(
+        self,
+        batch: Sequence[Fresh],
+        embeddings: Sequence[ExampleEmbeddings | None],
+    ) -> None:
+        for (tp, offset, labelled, _), emb in zip(batch, embeddings, strict=True):
             self.offsets[tp] = offset
+            if emb is None:
+                self.learner.submit(labelled, source=tp)
+            elif not emb.error:
+                self.learner.submit(
+                    labelled, source=tp, image_embedding=emb.image, title_embedding=emb.title
+                )
+
+    async def _embed(self, batch: Sequence[Fresh]) -> list[ExampleEmbeddings | None]:
+        """Embeddings for ``batch``, waiting out transient outages (never skipping)."""
+        if self._make_embedder is None:
+            return [None] * len(batch)
+        if self.embedder is None:
+            self.embedder = self._make_embedder()
+        delay = self.settings.triton_backoff_s
+        while True:
+            try:
+                found = await self.embedder.embed([labelled for _, _, labelled, _ in batch])
+                return list(found)
+            except (EncoderUnavailable, StoreUnavailable) as exc:
+                log.warning(
+                    "embeddings unavailable for %d examples (%s); retrying in %.1fs",
+                    len(batch),
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.embedding_retry_max_s)
+
+    async def _dead_letter_failures(
+        self, batch: Sequence[Fresh], embeddings: Sequence[ExampleEmbeddings | None]
+    ) -> None:
+        for (_, _, labelled, message), emb in zip(batch, embeddings, strict=True):
+            if emb is not None and emb.error:
+                self.embedding_failures += 1
+                log.warning("no embedding for %s: %s", labelled.label_id, emb.error)
+                if self.dead is not None:
+                    await self.dead("embedding_failed", emb.error, message)
 
     async def handle_batch(self, events: Sequence[Any]) -> None:
-        fresh: list[tuple[str, int, LabelledImpression]] = []
+        fresh: list[Fresh] = []
         for event in events:
             message = event.message
             tp = f"{message.topic}:{message.partition}"
             if message.offset <= self.offsets.get(tp, -1):
                 continue  # already inside the checkpoint we resumed from
             try:
-                fresh.append((tp, message.offset, decode(LabelledImpression, message.value)))
+                labelled = decode(LabelledImpression, message.value)
+                fresh.append((tp, message.offset, labelled, message))
             except DecodeError:
                 continue  # the counter agent dead-letters bad labelled messages
+        embeddings = await self._embed(fresh) if fresh else []
+        await self._dead_letter_failures(fresh, embeddings)
         self._last_event = time.monotonic()
         async with self._lock:
             if fresh:
-                await asyncio.to_thread(self._learn, fresh)
+                await asyncio.to_thread(self._learn, fresh, embeddings)
                 self._dirty = True
             await self.maybe_publish()
 
@@ -114,6 +184,7 @@ class LearnerAgent:
             snapshot["model"] = self.settings.model
             snapshot["offsets"] = dict(self.offsets)
             snapshot["updated_at"] = time.time()
+            snapshot["embeddings"] = self.embedding_status()
             try:
                 await self.client.set(model_metrics_key(self.keys), json.dumps(snapshot))
             except (RedisError, OSError) as exc:
@@ -122,6 +193,19 @@ class LearnerAgent:
             force or now - self._last_checkpoint >= self.settings.checkpoint_interval_s
         ):
             await self.checkpoint()
+
+    def embedding_status(self) -> dict[str, Any]:
+        """What ``bertctr stats --json`` shows under ``model.embeddings``."""
+        if self._make_embedder is None:
+            return {"enabled": False}
+        if self.embedder is None:
+            return {"enabled": True, "failures": 0, "computed": {}, "versions": {}}
+        return {
+            "enabled": True,
+            "failures": self.embedding_failures,
+            "computed": dict(self.embedder.computed),
+            "versions": self.embedder.known_versions(),
+        }
 
     async def checkpoint(self) -> Path:
         self._last_checkpoint = time.monotonic()

@@ -7,12 +7,17 @@ subprocess, so what is tested is what runs.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import faust
 import redis.asyncio as aioredis
 
 from bertctr.settings import Settings
+from encoder_server.cache import EmbeddingCache
+from encoder_server.client import TritonEmbeddingClient
+from encoder_server.embedder import Embedder
+from encoder_server.image_store import image_store_from_settings
 from streams import topics
 from streams.app import StreamApp, create_app
 from streams.counter_agent import handle_batch
@@ -26,6 +31,24 @@ log = logging.getLogger(__name__)
 
 COUNTER_BATCH = 500
 COUNTER_BATCH_WITHIN_S = 0.2
+
+
+def embedder_factory(
+    settings: Settings, redis_client: aioredis.Redis
+) -> Callable[[], Embedder] | None:
+    """How the learner makes its embedder: only when Triton is configured."""
+    if not settings.triton_url:
+        log.info("BERTCTR_TRITON_URL unset: learning without image and title embeddings")
+        return None
+
+    def make() -> Embedder:
+        return Embedder(
+            TritonEmbeddingClient.from_settings(settings),
+            image_store_from_settings(settings),
+            EmbeddingCache(redis_client, settings.redis_prefix),
+        )
+
+    return make
 
 
 def build_worker_app(settings: Settings, redis_url: str) -> StreamApp:
@@ -62,7 +85,13 @@ def build_worker_app(settings: Settings, redis_url: str) -> StreamApp:
     async def on_revoked(app_: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         join.forget_books()
 
-    learner = LearnerAgent(settings, redis_client, KeySpace(settings.redis_prefix))
+    learner = LearnerAgent(
+        settings,
+        redis_client,
+        KeySpace(settings.redis_prefix),
+        embedder=embedder_factory(settings, redis_client),
+        dead=dead,
+    )
 
     async def learner_agent(stream_: Any) -> None:
         async for events in stream_.take_events(COUNTER_BATCH, within=COUNTER_BATCH_WITHIN_S):
