@@ -10,7 +10,7 @@ Commands:
   ``tritonserver`` (see :mod:`encoder_server.export`).
 * ``encoder fit-projection`` fits a PCA head on the pooled features of a
   directory of images (or of titles, one per line) and saves it as a new
-  version.
+  version (default 2). Unreadable images are skipped with a warning.
 
 ``BERTCTR_CLIP_PATH`` switches every command to a local CLIP checkpoint.
 """
@@ -104,6 +104,14 @@ def cmd_encoder_fit_projection(args: argparse.Namespace, settings: Settings) -> 
 
     from encoder_server.projection import fit_pca
 
+    if settings.clip_path:
+        # CLIP heads are fitted on joint-space features, which need their own
+        # feature extraction; a head fitted here would not fit a CLIP server.
+        _say(
+            "error: fit-projection fits EfficientNet/MiniLM heads; unset BERTCTR_CLIP_PATH",
+            sys.stderr,
+        )
+        return 2
     if args.titles_file:
         from encoder_server.text_encoder import TextEncoder
 

@@ -70,7 +70,8 @@ log = logging.getLogger(__name__)
 #: to merge the requests several workers send at the same moment.
 DEFAULT_QUEUE_DELAY_US = 2000
 
-InferFn = Callable[..., dict[str, npt.NDArray[Any]]]
+#: what PyTriton calls: the requests of one dynamic batch in, one output dict per request out
+InferFn = Callable[[list[Any]], list[dict[str, npt.NDArray[Any]]]]
 
 
 def libpython_env(env: Mapping[str, str]) -> dict[str, str] | None:
