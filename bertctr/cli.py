@@ -139,6 +139,14 @@ def cmd_stack_up(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _embeddings_line(e: dict[str, Any]) -> str:
+    if not e.get("enabled"):
+        return "off (learned without image and title embeddings)"
+    versions = ", ".join(f"{k} v{v}" for k, v in sorted((e.get("versions") or {}).items()))
+    computed = sum((e.get("computed") or {}).values())
+    return f"{versions}; {computed} computed by Triton, {e.get('failures', 0)} failed"
+
+
 def format_summary(s: dict[str, Any]) -> str:
     def f(v: Any, fmt: str = ".4f") -> str:
         return "-" if v is None else format(v, fmt)
@@ -156,6 +164,7 @@ def format_summary(s: dict[str, Any]) -> str:
             f"AUC {f(s['oracle_auc'])}",
             f"  ranking CTR lift over a random variant: model {s['ranking_ctr_lift']:+.1%}, "
             f"oracle {s['oracle_ranking_ctr_lift']:+.1%}",
+            f"  embeddings: {_embeddings_line(s.get('embeddings') or {})}",
             f"  live counters: BERTCTR_REDIS_PREFIX={s['redis_prefix']} bertctr stats",
         ]
     )
@@ -164,7 +173,9 @@ def format_summary(s: dict[str, Any]) -> str:
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from bertctr.demo import DemoConfig, run_demo
 
-    cfg = DemoConfig(events=args.events, seed=args.seed, speed=args.speed)
+    cfg = DemoConfig(
+        events=args.events, seed=args.seed, speed=args.speed, encoders=not args.no_encoders
+    )
 
     def progress(line: str) -> None:
         print(f"[demo] {line}", file=sys.stderr, flush=True)
@@ -248,6 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=200.0,
         help="simulated seconds per wall second (0 = flat out)",
+    )
+    demo.add_argument(
+        "--no-encoders",
+        action="store_true",
+        help="learn without image and title embeddings (no Triton): the baseline",
     )
     demo.add_argument("--json", action="store_true", help="last stdout line: JSON summary")
     demo.set_defaults(func=cmd_demo)

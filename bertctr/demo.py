@@ -1,9 +1,11 @@
 """``bertctr demo``: the whole system on simulated traffic, with a summary.
 
-Starts the embedded stack, one or more ``bertctr worker`` processes and the
-simulator; publishes a bounded amount of traffic as fast as the broker takes
-it; waits until every impression is labelled and learned; then compares the
-model's progressive metrics and ranking lift with the simulator's oracle.
+Starts the embedded stack, the encoders on Triton (``bertctr encoder
+serve``, with PCA projection heads fitted on the rendered catalogue), one
+``bertctr worker`` and the simulator; publishes a bounded amount of traffic
+at a replay speed; waits until every impression is labelled and learned;
+then compares the model's progressive metrics and ranking lift with the
+simulator's oracle. ``encoders=False`` runs the same without embeddings.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from aiokafka import AIOKafkaConsumer
 from bertctr.settings import Settings
 from bertctr.simulate import publish_messages
 from bertctr.stack import EmbeddedStack, start_stack, stop_process
+from encoder_server.launcher import EncoderServer, start_encoder_server
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,11 @@ class DemoConfig:
     #: 5/s spreads 50k impressions over ~2.8 simulated hours, several
     #: attribution windows, so negatives and positives interleave as in production
     impressions_per_s: float = 5.0
+    #: serve the encoders on Triton and learn with image and title embeddings
+    encoders: bool = True
+    #: dimensions of the PCA heads fitted on the catalogue (see bench_embeddings)
+    image_dim: int = 16
+    text_dim: int = 8
 
 
 @dataclass
@@ -139,6 +147,21 @@ async def read_outputs(
     return out
 
 
+def fit_heads(tmp: Path, titles: list[str], cfg: DemoConfig, progress: Progress) -> list[str]:
+    """PCA heads on the catalogue's images and titles; ``encoder serve`` options."""
+    image_head, text_head = tmp / "image_head.npz", tmp / "text_head.npz"
+    titles_file = tmp / "titles.txt"
+    titles_file.write_text("\n".join(titles) + "\n")
+    fit = [sys.executable, "-m", "bertctr.cli", "encoder", "fit-projection"]
+    for extra in (
+        ["--images", str(tmp / "images"), "--dim", str(cfg.image_dim), "--out", str(image_head)],
+        ["--titles-file", str(titles_file), "--dim", str(cfg.text_dim), "--out", str(text_head)],
+    ):
+        subprocess.run([*fit, *extra], check=True, capture_output=True)
+    progress(f"fitted PCA heads ({cfg.image_dim}-d image, {cfg.text_dim}-d title)")
+    return ["--image-projection", str(image_head), "--text-projection", str(text_head)]
+
+
 def run_demo(settings: Settings, cfg: DemoConfig, progress: Progress) -> dict[str, Any]:
     """Run the demo end to end and return the summary dict."""
     from bertctr.evaluation import evaluate_run
@@ -161,8 +184,15 @@ def run_demo(settings: Settings, cfg: DemoConfig, progress: Progress) -> dict[st
     )
     stack = start_stack(settings.kafka_bootstrap, settings.redis_url)
     workers: list[subprocess.Popen[bytes]] = []
+    encoders: EncoderServer | None = None
     try:
         env = demo_env(stack, settings, cfg, tmp)
+        if cfg.encoders:
+            heads = fit_heads(tmp, sorted({e.title for e in sim.catalogue}), cfg, progress)
+            encoders = start_encoder_server(heads, log_dir=tmp)
+            env["BERTCTR_TRITON_URL"] = encoders.grpc_url
+            env["BERTCTR_IMAGE_DIR"] = str(tmp / "images")
+            progress(f"encoders served by Triton at {encoders.grpc_url}")
         prefix = env["BERTCTR_TOPIC_PREFIX"]
         subprocess.run(
             [sys.executable, "-m", "bertctr.cli", "topics", "create"],
@@ -200,4 +230,6 @@ def run_demo(settings: Settings, cfg: DemoConfig, progress: Progress) -> dict[st
     finally:
         for proc in workers:
             stop_process(proc, timeout_s=10)
+        if encoders is not None:
+            encoders.stop()
         stack.close()

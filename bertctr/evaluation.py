@@ -9,6 +9,7 @@ variant each ranker puts first, over the CTR of a random variant.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import redis
+import redis.asyncio as aioredis
 
 from online_ctr.checkpoint import latest_checkpoint, load_checkpoint
 from online_ctr.learner import Learner
@@ -29,6 +31,7 @@ EmbeddingLookup = Callable[[Impression], tuple[Vector | None, Vector | None]]
 
 if TYPE_CHECKING:
     from bertctr.demo import DemoConfig, LabelLog
+    from encoder_server.embedder import ExampleEmbeddings
     from simulator import Simulator
 
 
@@ -91,6 +94,61 @@ def ranking_lifts(
     return float(np.mean(chosen)) / base - 1.0, float(np.mean(best)) / base - 1.0
 
 
+def catalogue_lookup(sim: Simulator, env: dict[str, str]) -> EmbeddingLookup | None:
+    """Embeddings of every catalogue entry, the way the worker got them (None without Triton).
+
+    Asks the same Triton and the same Redis cache the worker used, so the
+    candidates are ranked with exactly the vectors the model learned from.
+    """
+    if not env.get("BERTCTR_TRITON_URL"):
+        return None
+    impressions = [
+        Impression(
+            event_id=f"catalogue-{e.image_id}",
+            impression_id=f"catalogue-{e.image_id}",
+            ts=0.0,
+            item_id=e.item_id,
+            image_id=e.image_id,
+            variant=e.variant,
+            title=e.title,
+            position=0,
+            segment={"device": "any", "geo": "any"},
+        )
+        for e in sim.catalogue
+    ]
+    found = asyncio.run(_embed_catalogue(env, impressions))
+    images = {imp.image_id: f.image for imp, f in zip(impressions, found, strict=True)}
+    titles = {imp.title: f.title for imp, f in zip(impressions, found, strict=True)}
+
+    def lookup(imp: Impression) -> tuple[Vector | None, Vector | None]:
+        return images.get(imp.image_id), titles.get(imp.title)
+
+    return lookup
+
+
+async def _embed_catalogue(
+    env: dict[str, str], impressions: list[Impression]
+) -> list[ExampleEmbeddings]:
+    from encoder_server.cache import EmbeddingCache
+    from encoder_server.client import TritonEmbeddingClient
+    from encoder_server.embedder import Embedder
+    from encoder_server.image_store import LocalImageStore
+
+    client = TritonEmbeddingClient(env["BERTCTR_TRITON_URL"])
+    cache = aioredis.Redis.from_url(env["BERTCTR_REDIS_URL"])
+    store = LocalImageStore(env["BERTCTR_IMAGE_DIR"], max_bytes=10 * 1024 * 1024)
+    try:
+        embedder = Embedder(client, store, EmbeddingCache(cache, env["BERTCTR_REDIS_PREFIX"]))
+        found = await embedder.embed(impressions)
+    finally:
+        await client.close()
+        await cache.aclose()
+    failed = [f.error for f in found if f.error]
+    if failed:
+        raise RuntimeError(f"{len(failed)} catalogue entries have no embedding: {failed[:3]}")
+    return found
+
+
 def evaluate_run(
     sim: Simulator,
     outputs: LabelLog,
@@ -107,7 +165,8 @@ def evaluate_run(
         oracle.update(sim.true_p[label["impression_id"]], bool(label["clicked"]))
     o = oracle.snapshot()
     progress("ranking held-out requests")
-    lift, oracle_lift = ranking_lifts(sim, learner, cfg.ranking_requests, cfg.seed + 1000)
+    lookup = catalogue_lookup(sim, env)
+    lift, oracle_lift = ranking_lifts(sim, learner, cfg.ranking_requests, cfg.seed + 1000, lookup)
     return {
         "impressions": outputs.base_labels,
         "clicks": sum(1 for m in outputs.labels if m["clicked"]),
@@ -124,4 +183,5 @@ def evaluate_run(
         "ranking_ctr_lift": lift,
         "oracle_ranking_ctr_lift": oracle_lift,
         "model": model.get("model"),
+        "embeddings": model.get("embeddings", {"enabled": False}),
     }
