@@ -23,54 +23,16 @@ Run: ``.venv/bin/python bench/bench_embeddings.py [--events 50000] [--seed 7]``
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import numpy as np
 
-from bertctr.evaluation import EmbeddingLookup, Vector, ranking_lifts
-from encoder_server.image_encoder import ImageEncoder
-from encoder_server.projection import Projection, fit_pca
-from encoder_server.text_encoder import TextEncoder
-from online_ctr.learner import Learner
+from bertctr.evaluation import EmbeddingLookup
+from bertctr.offline import Judgement, catalogue_embeddings, judge, lookup_from, true_attributes
 from online_ctr.metrics import GroupMetrics
-from online_ctr.models import make_model
-from schemas.events import Impression
 from simulator import SimConfig, Simulator
 from simulator.offline import OfflineExample, labelled_stream
-
-
-def catalogue_embeddings(
-    sim: Simulator, image_dim: int, text_dim: int
-) -> tuple[dict[str, Vector], dict[str, Vector]]:
-    """Image and title embeddings of the whole catalogue, with PCA heads fitted on it."""
-    with tempfile.TemporaryDirectory() as tmp:
-        sim.render_catalogue(Path(tmp))
-        ids = [e.image_id for e in sim.catalogue]
-        pngs = [(Path(tmp) / f"{i}.png").read_bytes() for i in ids]
-    encoder = ImageEncoder()
-    pooled, errors = encoder.pooled(pngs)
-    assert not any(errors), errors
-    image_encoder = ImageEncoder(projection=fit_pca(pooled, image_dim))
-    images = image_encoder.encode(pngs)
-    titles = sorted({e.title for e in sim.catalogue})
-    raw = TextEncoder(projection=Projection.identity(384)).encode([t.encode() for t in titles])
-    text_encoder = TextEncoder(projection=fit_pca(raw.embeddings, text_dim))
-    title_vecs = text_encoder.encode([t.encode() for t in titles])
-    return (
-        {i: tuple(map(float, v)) for i, v in zip(ids, images.embeddings, strict=True)},
-        {t: tuple(map(float, v)) for t, v in zip(titles, title_vecs.embeddings, strict=True)},
-    )
-
-
-def true_attributes(sim: Simulator) -> dict[str, Vector]:
-    """The hidden visual attributes, centred, by image id (a ceiling, never a feature)."""
-    return {
-        e.image_id: tuple(float(v) - 0.5 for _, v in sorted(e.numeric().items()))
-        for e in sim.catalogue
-    }
 
 
 def run(
@@ -80,36 +42,14 @@ def run(
     lookup: EmbeddingLookup | None,
     requests: int,
     seed: int,
-) -> dict[str, float]:
-    learner = Learner(make_model())
-    ps = []
-    t0 = time.perf_counter()
-    for e in stream:
-        image, title = lookup(e.impression) if lookup is not None else (None, None)
-        ps.append(learner.process(e.labelled(), image, title))
-    rate = len(stream) / (time.perf_counter() - t0)
-    lift, oracle_lift = ranking_lifts(sim, learner, requests, seed, lookup)
-    group = GroupMetrics()
-    for p, e in zip(ps, stream, strict=True):
-        group.update(p, e.clicked)
-    m = group.snapshot()
+) -> Judgement:
+    j = judge(sim, stream, lookup, requests, seed)
     print(
-        f"{name:<26} {m['ne']:>7.4f} {m['auc']:>6.4f} {lift:>7.3f} "
-        f"{lift / oracle_lift:>8.0%} {rate:>9.0f}",
+        f"{name:<26} {j.ne:>7.4f} {j.auc:>6.4f} {j.lift:>7.3f} "
+        f"{j.lift / j.oracle_lift:>8.0%} {j.events_per_s:>9.0f}",
         flush=True,
     )
-    return {"ne": m["ne"], "lift": lift, "oracle_lift": oracle_lift}
-
-
-def lookup_from(
-    images: dict[str, Vector] | None, titles: dict[str, Vector] | None
-) -> Callable[[Impression], tuple[Vector | None, Vector | None]]:
-    def lookup(imp: Impression) -> tuple[Vector | None, Vector | None]:
-        image = images[imp.image_id] if images is not None else None
-        title = titles.get(imp.title) if titles is not None else None
-        return image, title
-
-    return lookup
+    return j
 
 
 def main() -> None:
@@ -149,11 +89,11 @@ def main() -> None:
         args.requests,
         seed,
     )
-    print(f"oracle lift {base['oracle_lift']:.3f}")
+    print(f"oracle lift {base.oracle_lift:.3f}")
     print(
-        f"image + title vs none: NE {both['ne'] - base['ne']:+.4f}, "
-        f"lift {both['lift'] - base['lift']:+.3f} (image only: NE {img['ne'] - base['ne']:+.4f}, "
-        f"lift {img['lift'] - base['lift']:+.3f})"
+        f"image + title vs none: NE {both.ne - base.ne:+.4f}, "
+        f"lift {both.lift - base.lift:+.3f} (image only: NE {img.ne - base.ne:+.4f}, "
+        f"lift {img.lift - base.lift:+.3f})"
     )
 
 

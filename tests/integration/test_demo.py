@@ -64,7 +64,11 @@ def test_demo_accounts_for_every_message_and_learns(stack: EmbeddedStack) -> Non
         assert key in summary, key
 
     sim = Simulator(SimConfig(seed=SEED, impressions_per_s=5.0))
-    list(sim.messages(EVENTS))
+    shown = {
+        json.loads(m.value)["image_id"]
+        for m in sim.messages(EVENTS)
+        if m.topic == "impressions" and m.kind == "impression"
+    }
     expected = sim.expected_counts
     assert summary["impressions"] == expected["impressions"] == EVENTS
     assert summary["clicks"] == expected["clicks"]
@@ -87,6 +91,11 @@ def test_demo_accounts_for_every_message_and_learns(stack: EmbeddedStack) -> Non
     assert stats["total"]["impressions"] == EVENTS
     assert stats["total"]["clicks"] == expected["clicks"]
     assert stats["model"]["count"] == summary["labelled"]
+    # Learned with embeddings from Triton: each catalogue image embedded once.
+    embeddings = stats["model"]["embeddings"]
+    assert embeddings["enabled"] and embeddings["failures"] == 0
+    assert embeddings["versions"] == {"image_encoder": 2, "text_encoder": 2}  # fitted PCA heads
+    assert embeddings["computed"]["image_encoder"] == len(shown)
     assert stats["model"]["ne"] == summary["ne"]
     assert len(stats["model"]["segments"]) > 10
     client = redis.Redis.from_url(stack.redis_url)

@@ -85,12 +85,21 @@ def test_embedding_slot() -> None:
     image = [0.5, -0.5] + [0.01] * 10
     x = featurize(imp(), image_embedding=image, title_embedding=[0.1, float("nan")])
     assert x["img_0"] == 0.5 and x["img_1"] == -0.5 and x["img_11"] == 0.01
-    assert x["img_0&seg.taste=t1"] == 0.5 and x["img_1&seg.device=mobile"] == -0.5
+    assert x["img_0&seg.taste=t1"] == 0.5 and x["img_1&seg.taste=t1"] == -0.5
+    assert "img_1&seg.device=mobile" not in x  # by default the image crosses taste only
     assert "img_8&seg.taste=t1" not in x  # only the first 8 dimensions are crossed
     assert x["txt_0"] == 0.1 and "txt_1" not in x  # non-finite values are dropped
-    only_taste = FeatureSpec(embedding_cross_fields=("taste",), embedding_crosses=1)
-    y = featurize(imp(), image_embedding=image, spec=only_taste)
-    assert [k for k in y if k.startswith("img_") and "&" in k] == ["img_0&seg.taste=t1"]
+    assert not any(k.startswith("txt_") and "&" in k for k in x)  # titles uncrossed
+    every = FeatureSpec(
+        embedding_cross_fields=None, embedding_crosses=1, title_embedding_cross_fields=("geo",)
+    )
+    y = featurize(imp(), image_embedding=image, title_embedding=[0.1], spec=every)
+    assert sorted(k for k in y if "&" in k and k.startswith(("img_", "txt_"))) == [
+        "img_0&seg.device=mobile",
+        "img_0&seg.geo=DE",
+        "img_0&seg.taste=t1",
+        "txt_0&seg.geo=DE",
+    ]
 
 
 def test_labelled_impressions_featurize_like_impressions() -> None:

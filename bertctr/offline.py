@@ -1,0 +1,113 @@
+"""Offline judgement of the CTR model on the simulator, with in-process encoders.
+
+The questions "do embeddings help?" and "which features learn best?" need
+the same stream learned several ways, quickly and reproducibly, without a
+broker: this module embeds the simulator's catalogue with the encoder
+classes Triton serves (PCA heads fitted on the catalogue, as ``bertctr
+demo`` fits them), learns a labelled stream with the worker's own
+:class:`~online_ctr.learner.Learner`, and scores it against the oracle.
+``bench/bench_embeddings.py`` prints the figures; ``tests`` hold the
+direction.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bertctr.evaluation import EmbeddingLookup, Vector, ranking_lifts
+from online_ctr.features import DEFAULT_SPEC, FeatureSpec
+from online_ctr.learner import Learner
+from online_ctr.metrics import GroupMetrics
+from online_ctr.models import make_model
+from schemas.events import Impression
+from simulator import Simulator
+from simulator.offline import OfflineExample
+
+__all__ = ["Judgement", "catalogue_embeddings", "judge", "lookup_from", "true_attributes"]
+
+
+def catalogue_embeddings(
+    sim: Simulator, image_dim: int, text_dim: int
+) -> tuple[dict[str, Vector], dict[str, Vector]]:
+    """Image (by image id) and title (by title) embeddings of ``sim``'s catalogue.
+
+    The heads are PCA fitted on this catalogue's pooled features, which is
+    what ``bertctr encoder fit-projection`` writes and the demo serves.
+    """
+    from encoder_server.image_encoder import ImageEncoder
+    from encoder_server.projection import Projection, fit_pca
+    from encoder_server.text_encoder import TextEncoder
+
+    with tempfile.TemporaryDirectory() as tmp:
+        sim.render_catalogue(Path(tmp))
+        ids = [e.image_id for e in sim.catalogue]
+        pngs = [(Path(tmp) / f"{i}.png").read_bytes() for i in ids]
+    pooled, errors = ImageEncoder().pooled(pngs)
+    if any(errors):
+        raise RuntimeError(f"catalogue images failed to embed: {errors}")
+    images = ImageEncoder(projection=fit_pca(pooled, image_dim)).encode(pngs)
+    titles = sorted({e.title for e in sim.catalogue})
+    items = [t.encode() for t in titles]
+    raw = TextEncoder(projection=Projection.identity(384)).encode(items)
+    title_vecs = TextEncoder(projection=fit_pca(raw.embeddings, text_dim)).encode(items)
+    return (
+        {i: tuple(map(float, v)) for i, v in zip(ids, images.embeddings, strict=True)},
+        {t: tuple(map(float, v)) for t, v in zip(titles, title_vecs.embeddings, strict=True)},
+    )
+
+
+def true_attributes(sim: Simulator) -> dict[str, Vector]:
+    """The hidden visual attributes, centred, by image id (a ceiling, never a feature)."""
+    return {
+        e.image_id: tuple(float(v) - 0.5 for _, v in sorted(e.numeric().items()))
+        for e in sim.catalogue
+    }
+
+
+def lookup_from(
+    images: dict[str, Vector] | None, titles: dict[str, Vector] | None
+) -> EmbeddingLookup:
+    """An :data:`EmbeddingLookup` over precomputed image and title embeddings."""
+
+    def lookup(imp: Impression) -> tuple[Vector | None, Vector | None]:
+        image = images[imp.image_id] if images is not None else None
+        title = titles.get(imp.title) if titles is not None else None
+        return image, title
+
+    return lookup
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """Progressive metrics and ranking lift of one learned stream."""
+
+    ne: float
+    auc: float
+    lift: float
+    oracle_lift: float
+    events_per_s: float
+
+
+def judge(
+    sim: Simulator,
+    stream: Sequence[OfflineExample],
+    lookup: EmbeddingLookup | None,
+    requests: int,
+    seed: int,
+    spec: FeatureSpec = DEFAULT_SPEC,
+) -> Judgement:
+    """Learn ``stream`` progressively (predict, then learn), then rank held-out requests."""
+    learner = Learner(make_model(), spec=spec)
+    group = GroupMetrics()
+    t0 = time.perf_counter()
+    for e in stream:
+        image, title = lookup(e.impression) if lookup is not None else (None, None)
+        group.update(learner.process(e.labelled(), image, title), e.clicked)
+    rate = len(stream) / (time.perf_counter() - t0)
+    lift, oracle_lift = ranking_lifts(sim, learner, requests, seed, lookup)
+    m = group.snapshot()
+    return Judgement(m["ne"], m["auc"], lift, oracle_lift, rate)
