@@ -40,7 +40,8 @@ from PIL import Image
 from transformers import AutoTokenizer, CLIPModel
 
 from encoder_server.base import IMAGE_ENCODER, TEXT_ENCODER, Encoded, Modality
-from encoder_server.images import BadImage, decode_image
+from encoder_server.chunked import run_chunked
+from encoder_server.images import decode_image
 from encoder_server.projection import Projection, l2_normalise
 from encoder_server.text_encoder import decode_text
 
@@ -131,21 +132,13 @@ class ClipImageEncoder:
 
     def encode(self, items: Sequence[bytes]) -> Encoded:
         """Embed a batch of encoded images; bad items get an error and a zero row."""
-        features = np.zeros((len(items), self._clip.dim), dtype=np.float32)
-        errors = [""] * len(items)
-        good: list[int] = []
-        inputs: list[npt.NDArray[np.float32]] = []
-        for i, data in enumerate(items):
-            try:
-                inputs.append(self._clip.preprocess(bytes(data)))
-                good.append(i)
-            except BadImage as exc:
-                errors[i] = str(exc)
-        for start in range(0, len(good), self.max_batch):
-            rows = good[start : start + self.max_batch]
-            features[rows] = self._clip.image_features(
-                np.stack(inputs[start : start + self.max_batch])
-            )
+        features, errors = run_chunked(
+            items,
+            self._clip.preprocess,
+            lambda batch: self._clip.image_features(np.stack(batch)),
+            self._clip.dim,
+            self.max_batch,
+        )
         return Encoded(embeddings=self.projection.apply(features), errors=errors)
 
 
@@ -163,19 +156,9 @@ class ClipTextEncoder:
 
     def encode(self, items: Sequence[bytes]) -> Encoded:
         """Embed a batch of UTF-8 titles; bad items get an error and a zero row."""
-        features = np.zeros((len(items), self._clip.dim), dtype=np.float32)
-        errors = [""] * len(items)
-        good: list[int] = []
-        texts: list[str] = []
-        for i, data in enumerate(items):
-            try:
-                texts.append(decode_text(data))
-                good.append(i)
-            except ValueError as exc:
-                errors[i] = str(exc)
-        for start in range(0, len(good), self.max_batch):
-            rows = good[start : start + self.max_batch]
-            features[rows] = self._clip.text_features(texts[start : start + self.max_batch])
+        features, errors = run_chunked(
+            items, decode_text, self._clip.text_features, self._clip.dim, self.max_batch
+        )
         return Encoded(embeddings=self.projection.apply(features), errors=errors)
 
 

