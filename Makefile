@@ -41,6 +41,7 @@ test: install lint typecheck
 bench: install
 	$(BIN)/python bench/bench_join.py
 	$(BIN)/python bench/bench_model.py
+	$(BIN)/python bench/bench_encoder.py --quick
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
