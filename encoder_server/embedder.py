@@ -127,6 +127,13 @@ class Embedder:
         self._versions[model] = (now, version)
         return version
 
+    async def close(self) -> None:
+        """Close the encoder client and the image store's connections."""
+        await self.client.close()
+        close = getattr(self.store, "close", None)
+        if close is not None:
+            await close()
+
     def known_versions(self) -> dict[str, int]:
         """The encoder versions last seen served, by model name."""
         return {model: version for model, (_, version) in self._versions.items()}

@@ -194,6 +194,12 @@ class LearnerAgent:
         ):
             await self.checkpoint()
 
+    async def close(self) -> None:
+        """Release the embedder's connections (the worker is stopping)."""
+        if self.embedder is not None:
+            await self.embedder.close()
+            self.embedder = None
+
     def embedding_status(self) -> dict[str, Any]:
         """What ``bertctr stats --json`` shows under ``model.embeddings``."""
         if self._make_embedder is None:

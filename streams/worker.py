@@ -105,6 +105,11 @@ def build_worker_app(settings: Settings, redis_url: str) -> StreamApp:
     app.timer(interval=settings.tick_interval_s)(tick)
     app.on_partitions_revoked.connect(on_revoked)
 
+    async def on_shutdown(app_: Any, /, *args: Any, **kwargs: Any) -> None:
+        await learner.close()
+
+    app.on_before_shutdown.connect(on_shutdown)
+
     return stream
 
 

@@ -132,3 +132,17 @@ def test_a_new_served_version_is_picked_up_after_the_ttl(
     client.versions[IMAGE_ENCODER] = 4
     asyncio.run(embedder.embed([imp(1, "a")]))
     assert embedder.known_versions()[IMAGE_ENCODER] == 4
+
+
+def test_close_releases_the_client_and_the_store(
+    parts: tuple[InMemoryEmbeddingClient, FakeStore],
+) -> None:
+    client, store = parts
+    closed: list[bool] = []
+
+    async def close_store() -> None:
+        closed.append(True)
+
+    store.close = close_store  # type: ignore[attr-defined]
+    asyncio.run(Embedder(client, store).close())
+    assert client.closed and closed == [True]
