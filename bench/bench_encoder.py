@@ -77,6 +77,15 @@ images (an earlier revision), B as committed, to show the noise::
       c=32, client max_batch=1    60.7   0.47x     69.1   1.19x      1      16.8/18.8
       served vs in-process embeddings: max |diff| 1.8e-07; Triton startup 8-9 s
 
+Run C, the same command on a quiet machine (nothing else running; 90 s)::
+
+    in-process batch 1/4/8/16/32:  61.0 / 112.1 / 89.0 / 67.6 / 50.3 images/s
+    fp32 224 146.4 img/s; 192 px 1.26x, 160 px 1.44x, channels_last 0.96x,
+    160 + channels_last 1.55x, bf16 1.33x, int8 0.99x (cosines as above)
+    Triton vs in-process (139.3 img/s): c=1 34.8 (0.25x), c=8 96.1 (0.69x),
+    c=32 107.9 (0.77x, 32 items/exec), c=32 client max_batch=1 99.0 (0.71x,
+    16.8 items/exec); startup 8.2 s
+
 What holds across runs (and the quick runs): forward batch 4 is the fastest
 (1 pays per-call overhead, 16-32 fall out of cache; as the encoder's own
 docstring says); one request at a time through Triton (c=1) runs at 31-35
