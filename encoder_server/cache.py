@@ -7,6 +7,9 @@ cache once per item and never mixes vectors of two versions in one model::
 
     {prefix}emb:{model}:{version}:{item_key}  ->  float32 little-endian bytes
 
+``version`` is the client's cache tag: the served version number, with the
+head's fingerprint after a dash when Triton publishes one (``2-9f3c...``).
+
 Image items are keyed by ``image_id``; titles by :func:`title_key`, a digest
 of the text, so the same title is embedded once per version whatever image
 it captions. Raw little-endian float32 is compact (1.5 KiB for 384 dims) and
@@ -77,11 +80,13 @@ class EmbeddingCache:
         self.prefix = prefix
         self.ttl_ms = None if ttl_s is None else max(1, round(ttl_s * 1000))
 
-    def key(self, model: str, version: int, item_key: str) -> str:
+    def key(self, model: str, version: int | str, item_key: str) -> str:
         """The Redis key of one item's embedding."""
         return f"{self.prefix}emb:{model}:{version}:{item_key}"
 
-    async def get_many(self, model: str, version: int, keys: Iterable[str]) -> dict[str, Vector]:
+    async def get_many(
+        self, model: str, version: int | str, keys: Iterable[str]
+    ) -> dict[str, Vector]:
         """The cached vectors among ``keys`` (one MGET); absent keys are left out.
 
         Raises :class:`redis.exceptions.RedisError` when Redis fails.
@@ -106,7 +111,7 @@ class EmbeddingCache:
         return found
 
     async def put_many(
-        self, model: str, version: int, vectors: Mapping[str, Sequence[float]]
+        self, model: str, version: int | str, vectors: Mapping[str, Sequence[float]]
     ) -> None:
         """Store ``vectors`` in one pipelined round trip (SET, with the TTL if any).
 

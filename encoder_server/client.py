@@ -104,6 +104,14 @@ class EmbeddingClient(Protocol):
         """The served (highest) version of ``model``."""
         ...
 
+    async def cache_tag(self, model: str) -> str:
+        """What the served version's embeddings are cached under.
+
+        ``<version>``, plus ``-<fingerprint>`` of the head when the server
+        publishes one, so a version number reused for another head misses.
+        """
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -114,6 +122,10 @@ def _from_encoded(encoded: Encoded, n: int) -> list[Embedded]:
         Embedded(None, error) if error else Embedded(tuple(row.tolist()))
         for row, error in zip(encoded.embeddings, encoded.errors, strict=True)
     ]
+
+
+#: model-config parameter naming the head (see encoder_server.serve.head_fingerprint)
+FINGERPRINT_PARAMETER = "bertctr_fingerprint"
 
 
 # --- in-memory fake --------------------------------------------------------------
@@ -177,6 +189,9 @@ class InMemoryEmbeddingClient:
     async def version(self, model: str) -> int:
         self._model(model)
         return self.versions[model]
+
+    async def cache_tag(self, model: str) -> str:
+        return str(await self.version(model))
 
     async def close(self) -> None:
         self.closed = True
@@ -388,6 +403,18 @@ class TritonEmbeddingClient:
         if not versions:
             raise EncoderUnavailable(f"Triton serves no version of {model!r}")
         return max(versions)
+
+    async def cache_tag(self, model: str) -> str:
+        version = await self.version(model)
+        config = await self._attempts(
+            f"config of {model}",
+            lambda: self._client().get_model_config(
+                model, str(version), as_json=True, client_timeout=self.timeout_s
+            ),
+        )
+        parameters = config.get("config", {}).get("parameters", {})
+        fingerprint = parameters.get(FINGERPRINT_PARAMETER, {}).get("string_value", "")
+        return f"{version}-{fingerprint}" if fingerprint else str(version)
 
     async def close(self) -> None:
         for batcher in self._batchers.values():

@@ -1,8 +1,9 @@
 """Embeddings for labelled examples: cache first, then the image store and Triton.
 
 The learner asks for a batch of impressions at once. Distinct images and
-titles are looked up in the Redis cache under the *served* encoder version,
-so each image is embedded once per version however often it is shown; only
+titles are looked up in the Redis cache under the *served* encoder version
+and its head's fingerprint (a version number reused for a re-fitted head
+must miss), so each image is embedded once per version however often it is shown; only
 misses are fetched from the image store and sent to Triton, in one call per
 encoder (the client micro-batches further). Fresh embeddings go back to the
 cache.
@@ -112,20 +113,25 @@ class Embedder:
         self.store = store
         self.cache = cache
         self.version_ttl_s = version_ttl_s
-        self._versions: dict[str, tuple[float, int]] = {}
+        self._versions: dict[str, tuple[float, int, str]] = {}
         self._failures = _FailureMemo()
         #: embeddings computed by the encoders (not found in the cache)
         self.computed = {IMAGE_ENCODER: 0, TEXT_ENCODER: 0}
 
     async def version(self, model: str) -> int:
         """The served version of ``model``, asked at most every ``version_ttl_s``."""
+        return (await self._served(model))[0]
+
+    async def _served(self, model: str) -> tuple[int, str]:
+        """(served version, cache tag) of ``model``; see ``EmbeddingClient.cache_tag``."""
         now = time.monotonic()
         known = self._versions.get(model)
         if known is not None and now - known[0] < self.version_ttl_s:
-            return known[1]
+            return known[1], known[2]
         version = await self.client.version(model)
-        self._versions[model] = (now, version)
-        return version
+        tag = await self.client.cache_tag(model)
+        self._versions[model] = (now, version, tag)
+        return version, tag
 
     async def close(self) -> None:
         """Close the encoder client and the image store's connections."""
@@ -136,7 +142,7 @@ class Embedder:
 
     def known_versions(self) -> dict[str, int]:
         """The encoder versions last seen served, by model name."""
-        return {model: version for model, (_, version) in self._versions.items()}
+        return {model: version for model, (_, version, _) in self._versions.items()}
 
     async def embed(self, impressions: Sequence[Impression]) -> list[ExampleEmbeddings]:
         """One result per impression, in order; raises only for transient failures."""
@@ -168,8 +174,8 @@ class Embedder:
             if reason is not None:
                 errors[image_id] = reason
         wanted = [i for i in images if i not in errors]
-        version = await self.version(IMAGE_ENCODER)
-        vectors = await self._cached(IMAGE_ENCODER, version, wanted)
+        _, tag = await self._served(IMAGE_ENCODER)
+        vectors = await self._cached(IMAGE_ENCODER, tag, wanted)
         missing = [i for i in wanted if i not in vectors]
         if not missing:
             return vectors, errors
@@ -190,18 +196,18 @@ class Embedder:
             errors[image_id] = f"bad image: {reason}"
             self._failures.put(image_id, errors[image_id])
         vectors.update(fresh)
-        await self._store(IMAGE_ENCODER, version, fresh)
+        await self._store(IMAGE_ENCODER, tag, fresh)
         return vectors, errors
 
     async def _titles(self, titles: dict[str, str]) -> tuple[dict[str, Vector], dict[str, str]]:
         if not titles:
             return {}, {}
-        version = await self.version(TEXT_ENCODER)
-        vectors = await self._cached(TEXT_ENCODER, version, list(titles))
+        _, tag = await self._served(TEXT_ENCODER)
+        vectors = await self._cached(TEXT_ENCODER, tag, list(titles))
         missing = {k: t.encode("utf-8") for k, t in titles.items() if k not in vectors}
         fresh, errors = await self._encode(TEXT_ENCODER, missing)
         vectors.update(fresh)
-        await self._store(TEXT_ENCODER, version, fresh)
+        await self._store(TEXT_ENCODER, tag, fresh)
         return vectors, errors
 
     async def _encode(
@@ -221,19 +227,19 @@ class Embedder:
         self.computed[model] = self.computed.get(model, 0) + len(vectors)
         return vectors, errors
 
-    async def _cached(self, model: str, version: int, keys: list[str]) -> dict[str, Vector]:
+    async def _cached(self, model: str, tag: str, keys: list[str]) -> dict[str, Vector]:
         if self.cache is None or not keys:
             return {}
         try:
-            return await self.cache.get_many(model, version, keys)
+            return await self.cache.get_many(model, tag, keys)
         except (RedisError, OSError) as exc:
             log.warning("embedding cache unavailable, recomputing: %s", exc)
             return {}
 
-    async def _store(self, model: str, version: int, vectors: dict[str, Vector]) -> None:
+    async def _store(self, model: str, tag: str, vectors: dict[str, Vector]) -> None:
         if self.cache is None or not vectors:
             return
         try:
-            await self.cache.put_many(model, version, vectors)
+            await self.cache.put_many(model, tag, vectors)
         except (RedisError, OSError) as exc:
             log.warning("could not cache %d embeddings: %s", len(vectors), exc)

@@ -34,6 +34,7 @@ process would only redo work.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -58,6 +59,7 @@ __all__ = [
     "bind_encoder",
     "encoder_parameters",
     "free_port",
+    "head_fingerprint",
     "infer_function",
     "libpython_env",
     "serve",
@@ -99,13 +101,46 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+def head_fingerprint(encoder: Encoder) -> str:
+    """16 hex digits naming exactly what this version computes.
+
+    Version numbers are chosen by people and get reused (every ``encoder
+    fit-projection`` defaults to version 2), so the embedding cache keys on
+    this too: a re-fitted head under an old number must never be served
+    vectors cached for the previous one. It hashes the encoder's class, name,
+    version, dimension, input size and the head's arrays.
+    """
+    digest = hashlib.blake2b(digest_size=8)
+    for part in (
+        type(encoder).__qualname__,
+        encoder.name,
+        str(encoder.version),
+        str(encoder.dim),
+        str(getattr(encoder, "input_size", "")),
+    ):
+        digest.update(part.encode() + b"\0")
+    projection = getattr(encoder, "projection", None)
+    for name in ("kind", "mean", "components"):
+        value = getattr(projection, name, None)
+        if isinstance(value, np.ndarray):
+            digest.update(np.ascontiguousarray(value, dtype=np.float32).tobytes())
+        elif value is not None:
+            digest.update(str(value).encode() + b"\0")
+    return digest.hexdigest()
+
+
 def encoder_parameters(encoder: Encoder) -> dict[str, str]:
     """Model-config ``parameters`` that say which head this version is.
 
     Triton shows them in the model config, so an operator can tell a random
-    version-1 head from a fitted PCA version-2 head without reading files.
+    version-1 head from a fitted PCA version-2 head without reading files,
+    and the embedding client reads ``bertctr_fingerprint`` for its cache keys.
     """
-    params = {"bertctr_dim": str(encoder.dim), "bertctr_modality": encoder.modality}
+    params = {
+        "bertctr_dim": str(encoder.dim),
+        "bertctr_modality": encoder.modality,
+        "bertctr_fingerprint": head_fingerprint(encoder),
+    }
     projection = getattr(encoder, "projection", None)
     if projection is not None:
         params["bertctr_projection_kind"] = str(getattr(projection, "kind", ""))

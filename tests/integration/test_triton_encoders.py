@@ -11,6 +11,7 @@ restarted on the same ports.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import re
@@ -29,9 +30,11 @@ import tritonclient.grpc as grpcclient
 from PIL import Image
 
 from encoder_server.base import IMAGE_ENCODER, TEXT_ENCODER, Encoder
+from encoder_server.client import TritonEmbeddingClient
 from encoder_server.image_encoder import ImageEncoder
 from encoder_server.models import load_encoders
 from encoder_server.projection import Projection
+from encoder_server.serve import head_fingerprint
 from simulator.catalogue import build_catalogue
 from simulator.render import render_png
 from tests.integration.triton_server import EncoderServer, start_encoder_server
@@ -204,6 +207,14 @@ def test_concurrent_requests_are_batched_and_counted(
     assert executions < n  # requests queued behind a forward pass ran together
 
 
+async def cache_tag(url: str, model: str) -> str:
+    client = TritonEmbeddingClient(url)
+    try:
+        return await client.cache_tag(model)
+    finally:
+        await client.close()
+
+
 def test_fitted_head_is_served_as_version_2_and_survives_restart(
     tmp_path: Path, images: list[bytes]
 ) -> None:
@@ -235,6 +246,10 @@ def test_fitted_head_is_served_as_version_2_and_survives_restart(
         assert meta["versions"] == ["2"]
         params = c.get_model_config(IMAGE_ENCODER, as_json=True)["config"]["parameters"]
         assert params["bertctr_projection_kind"]["string_value"] == "pca"
+        # The stream's cache tag: version and this head's fingerprint.
+        fingerprint = head_fingerprint(ImageEncoder(head))
+        assert params["bertctr_fingerprint"]["string_value"] == fingerprint
+        assert asyncio.run(cache_tag(srv.grpc_url, IMAGE_ENCODER)) == f"2-{fingerprint}"
         served, errors = infer(c, IMAGE_ENCODER, images[:2], version="2")
         assert served.shape == (2, 8) and errors == ["", ""]
         expected = ImageEncoder(head).encode(images[:2]).embeddings

@@ -13,7 +13,12 @@ from tritonclient.grpc import model_config_pb2
 from encoder_server.base import Encoded, Encoder, Modality
 from encoder_server.export import model_config
 from encoder_server.projection import Projection
-from encoder_server.serve import encoder_parameters, infer_function, libpython_env
+from encoder_server.serve import (
+    encoder_parameters,
+    head_fingerprint,
+    infer_function,
+    libpython_env,
+)
 
 
 class FakeEncoder:
@@ -75,10 +80,23 @@ def test_parameters_name_the_head() -> None:
     assert encoder_parameters(FakeEncoder()) == {
         "bertctr_dim": "4",
         "bertctr_modality": "image",
+        "bertctr_fingerprint": head_fingerprint(FakeEncoder()),
         "bertctr_projection_kind": "identity",
         "bertctr_projection_version": "3",
         "bertctr_projection_note": "identity 4",
     }
+
+
+def test_fingerprint_tells_heads_of_one_version_apart() -> None:
+    a, b = FakeEncoder(), FakeEncoder()
+    assert head_fingerprint(a) == head_fingerprint(b) and len(head_fingerprint(a)) == 16
+    b.projection = Projection(
+        mean=np.full(4, 0.1, dtype=np.float32),
+        components=np.eye(4, dtype=np.float32),
+        version=3,
+        kind="identity",
+    )
+    assert b.version == a.version and head_fingerprint(b) != head_fingerprint(a)
 
 
 def test_exported_config_parses_as_a_triton_model_config() -> None:
