@@ -199,21 +199,19 @@ def test_python_model_splits_a_dynamic_batch_back_into_requests(
     model.finalize()
 
 
-def _pytriton_server_dir() -> Path | None:
-    try:
-        import pytriton
-    except ImportError:
-        return None
+def _pytriton_server_dir() -> Path:
+    """The Triton build shipped in nvidia-pytriton (a pinned dependency)."""
+    import pytriton
+
     path = Path(pytriton.__file__).parent / "tritonserver"
-    return path if (path / "bin" / "tritonserver").exists() else None
+    assert (path / "bin" / "tritonserver").exists(), f"no tritonserver binary under {path}"
+    return path
 
 
 @pytest.fixture(scope="module")
 def stock_server(repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A plain ``tritonserver --model-repository`` on the exported repository."""
     server_dir = _pytriton_server_dir()
-    if server_dir is None:
-        pytest.skip("no tritonserver binary (nvidia-pytriton not installed)")
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     stub = server_dir / "python_backend_stubs" / version / "triton_python_backend_stub"
     work = tmp_path_factory.mktemp("stock-triton")

@@ -32,12 +32,12 @@ from PIL import Image
 from encoder_server.base import IMAGE_ENCODER, TEXT_ENCODER, Encoder
 from encoder_server.client import TritonEmbeddingClient
 from encoder_server.image_encoder import ImageEncoder
+from encoder_server.launcher import EncoderServer, start_encoder_server
 from encoder_server.models import load_encoders
 from encoder_server.projection import Projection
 from encoder_server.serve import head_fingerprint
 from simulator.catalogue import build_catalogue
 from simulator.render import render_png
-from tests.integration.triton_server import EncoderServer, start_encoder_server
 
 pytestmark = pytest.mark.integration
 
