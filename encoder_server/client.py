@@ -8,11 +8,12 @@ embeddings depends on the port only, so unit tests use
 
 Why the Triton adapter does more than call ``infer``:
 
-* **micro-batching** — many agents and many small batches ask at once; a
-  request per caller would waste the GPU and the network. Concurrent calls
-  for the same model are gathered for up to ``batch_window_s`` or until
-  ``max_batch`` items are waiting, sent as one infer request, and the rows are
-  scattered back to each caller. A call larger than ``max_batch`` is split.
+* **micro-batching** (:class:`~encoder_server.batcher.MicroBatcher`) — many
+  agents and many small batches ask at once; a request per caller would
+  waste the GPU and the network. Concurrent calls for the same model are
+  gathered for up to ``batch_window_s`` or until ``max_batch`` items are
+  waiting, sent as one infer request, and the rows are scattered back to each
+  caller. A call larger than ``max_batch`` is split.
 * **bounded retries** with exponential backoff and jitter, so a blip (a
   restart, a deadline exceeded) costs latency, not an error, and many workers
   do not retry in lockstep.
@@ -49,6 +50,7 @@ from encoder_server.base import (
     Encoder,
     input_name,
 )
+from encoder_server.batcher import MicroBatcher
 from encoder_server.breaker import CircuitBreaker
 from encoder_server.errors import EncoderUnavailable
 
@@ -200,98 +202,6 @@ class InMemoryEmbeddingClient:
 # --- Triton -------------------------------------------------------------------------
 
 
-@dataclass
-class _Waiting:
-    items: Sequence[bytes]
-    future: asyncio.Future[list[Embedded]]
-
-
-class _Batcher:
-    """Gathers one model's concurrent requests into infer calls of ``max_batch`` items."""
-
-    def __init__(
-        self,
-        send: Callable[[list[bytes]], Awaitable[list[Embedded]]],
-        max_batch: int,
-        window_s: float,
-    ) -> None:
-        self.send = send
-        self.max_batch = max_batch
-        self.window_s = window_s
-        self.waiting: list[_Waiting] = []
-        self.size = 0
-        self.timer: asyncio.TimerHandle | None = None
-        self.tasks: set[asyncio.Task[None]] = set()
-
-    def submit(self, items: Sequence[bytes]) -> asyncio.Future[list[Embedded]]:
-        """Queue ``items`` (at most ``max_batch``); the future gets their rows."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[Embedded]] = loop.create_future()
-        self.waiting.append(_Waiting(items, future))
-        self.size += len(items)
-        while self.size >= self.max_batch:
-            self._flush_one()
-        if self.waiting and self.timer is None:
-            self.timer = loop.call_later(self.window_s, self._on_timer)
-        return future
-
-    def _on_timer(self) -> None:
-        self.timer = None
-        while self.waiting:
-            self._flush_one()
-
-    def _flush_one(self) -> None:
-        taken: list[_Waiting] = []
-        n = 0
-        while self.waiting and (not taken or n + len(self.waiting[0].items) <= self.max_batch):
-            entry = self.waiting.pop(0)
-            taken.append(entry)
-            n += len(entry.items)
-        self.size -= n
-        if not self.waiting and self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        task = asyncio.get_running_loop().create_task(self._run(taken))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def _run(self, taken: list[_Waiting]) -> None:
-        live = [w for w in taken if not w.future.done()]  # callers may have given up
-        if not live:
-            return
-        items = [item for w in live for item in w.items]
-        try:
-            rows = await self.send(items)
-        except asyncio.CancelledError:  # the client is closing
-            for w in live:
-                if not w.future.done():
-                    w.future.set_exception(EncoderUnavailable("embedding client closed"))
-            raise
-        except Exception as exc:
-            for w in live:
-                if not w.future.done():
-                    w.future.set_exception(exc)
-            return
-        start = 0
-        for w in live:
-            end = start + len(w.items)
-            if not w.future.done():
-                w.future.set_result(rows[start:end])
-            start = end
-
-    def close(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        for w in self.waiting:
-            if not w.future.done():
-                w.future.set_exception(EncoderUnavailable("embedding client closed"))
-        self.waiting.clear()
-        self.size = 0
-        for task in self.tasks:
-            task.cancel()
-
-
 class TritonEmbeddingClient:
     """:class:`EmbeddingClient` over Triton's gRPC API (``tritonclient.grpc.aio``).
 
@@ -341,7 +251,7 @@ class TritonEmbeddingClient:
         self.breaker = breaker if breaker is not None else CircuitBreaker(5, 5.0)
         self._rng = rng or random.Random()
         self._triton: Any = None
-        self._batchers: dict[str, _Batcher] = {}
+        self._batchers: dict[str, MicroBatcher[Embedded]] = {}
         self.infer_requests = 0
         self.items_sent = 0
 
@@ -379,7 +289,7 @@ class TritonEmbeddingClient:
             return []
         batcher = self._batchers.get(model)
         if batcher is None:
-            batcher = self._batchers[model] = _Batcher(
+            batcher = self._batchers[model] = MicroBatcher(
                 lambda batch: self._infer(model, batch), self.max_batch, self.batch_window_s
             )
         futures = [

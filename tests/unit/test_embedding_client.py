@@ -11,13 +11,13 @@ import pytest
 from tritonclient.utils import InferenceServerException
 
 from encoder_server.base import IMAGE_ENCODER, TEXT_ENCODER, Encoded
+from encoder_server.batcher import MicroBatcher
 from encoder_server.breaker import CircuitBreaker
 from encoder_server.client import (
     Embedded,
     EmbeddingClient,
     InMemoryEmbeddingClient,
     TritonEmbeddingClient,
-    _Batcher,
 )
 from encoder_server.errors import EncoderUnavailable
 
@@ -41,7 +41,7 @@ class Recorder:
 
 async def test_batcher_gathers_within_the_window_and_scatters_back() -> None:
     send = Recorder()
-    batcher = _Batcher(send, max_batch=10, window_s=0.01)
+    batcher = MicroBatcher(send, max_batch=10, window_s=0.01)
     futures = [batcher.submit([b"x" * n] * n) for n in (1, 2, 3)]
     results = await asyncio.gather(*futures)
     assert send.batches == [[b"x"] + [b"xx"] * 2 + [b"xxx"] * 3]
@@ -50,7 +50,7 @@ async def test_batcher_gathers_within_the_window_and_scatters_back() -> None:
 
 async def test_batcher_flushes_at_max_batch_without_waiting() -> None:
     send = Recorder()
-    batcher = _Batcher(send, max_batch=4, window_s=60.0)
+    batcher = MicroBatcher(send, max_batch=4, window_s=60.0)
     futures = [batcher.submit([b"a", b"b"]) for _ in range(4)]
     results = await asyncio.wait_for(asyncio.gather(*futures), timeout=1.0)
     assert [len(b) for b in send.batches] == [4, 4]
@@ -60,7 +60,7 @@ async def test_batcher_flushes_at_max_batch_without_waiting() -> None:
 
 async def test_a_failed_request_fails_every_caller_in_it() -> None:
     send = Recorder(fail=EncoderUnavailable("down"))
-    batcher = _Batcher(send, max_batch=10, window_s=0.0)
+    batcher = MicroBatcher(send, max_batch=10, window_s=0.0)
     futures = [batcher.submit([b"a"]), batcher.submit([b"b"])]
     results = await asyncio.gather(*futures, return_exceptions=True)
     assert all(isinstance(r, EncoderUnavailable) for r in results)
@@ -69,7 +69,7 @@ async def test_a_failed_request_fails_every_caller_in_it() -> None:
 
 async def test_a_caller_that_gave_up_is_not_sent() -> None:
     send = Recorder()
-    batcher = _Batcher(send, max_batch=10, window_s=0.01)
+    batcher = MicroBatcher(send, max_batch=10, window_s=0.01)
     gone = batcher.submit([b"gone"])
     kept = batcher.submit([b"kept"])
     gone.cancel()
@@ -201,7 +201,7 @@ async def test_closing_fails_waiting_and_in_flight_calls_as_unavailable() -> Non
         await asyncio.sleep(60)
         return rows(items)
 
-    batcher = _Batcher(hang, max_batch=1, window_s=60.0)
+    batcher = MicroBatcher(hang, max_batch=1, window_s=60.0)
     in_flight = batcher.submit([b"a"])  # full batch: sent at once
     await started.wait()
     batcher.max_batch = 10
