@@ -32,6 +32,16 @@ def stack() -> Iterator[EmbeddedStack]:
         s.close()
 
 
+#: Join settings for tests that publish past event times: a generous
+#: lateness bound, and an idle partition's clock running 2000x, so windows
+#: close within wall seconds once publishing stops.
+FAST_REPLAY = {
+    "BERTCTR_MAX_LATENESS_S": "1000",
+    "BERTCTR_IDLE_AFTER_S": "1",
+    "BERTCTR_IDLE_CLOCK_RATE": "2000",
+}
+
+
 @dataclass
 class WorkerEnv:
     """Environment for one test's workers: its own prefixes on the shared stack."""

@@ -27,7 +27,7 @@ import pytest
 
 from encoder_server.launcher import EncoderServer, start_encoder_server
 from simulator import SimConfig, Simulator
-from tests.integration.conftest import WorkerEnv, wait_until
+from tests.integration.conftest import FAST_REPLAY, WorkerEnv, wait_until
 from tests.integration.kafka_io import consume, publish
 
 pytestmark = pytest.mark.integration
@@ -94,9 +94,7 @@ async def test_learns_with_embeddings_and_survives_a_triton_outage(
     worker_env.overrides.update(
         {
             "BERTCTR_ATTRIBUTION_WINDOW_S": "60",
-            "BERTCTR_MAX_LATENESS_S": "1000",
-            "BERTCTR_IDLE_AFTER_S": "1",
-            "BERTCTR_IDLE_CLOCK_RATE": "2000",
+            **FAST_REPLAY,
             "BERTCTR_CHECKPOINT_DIR": str(worker_env.tmp / "ckpt"),
             "BERTCTR_TRITON_URL": triton.grpc_url,
             "BERTCTR_IMAGE_DIR": str(directory),

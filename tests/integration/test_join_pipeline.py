@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import WorkerEnv
+from tests.integration.conftest import FAST_REPLAY, WorkerEnv
 from tests.integration.kafka_io import consume, publish
 
 pytestmark = pytest.mark.integration
@@ -150,9 +150,7 @@ async def test_join_labels_counts_and_dead_letters_exactly(worker_env: WorkerEnv
     worker_env.overrides.update(
         {
             "BERTCTR_ATTRIBUTION_WINDOW_S": str(WINDOW_S),
-            "BERTCTR_MAX_LATENESS_S": "1000",
-            "BERTCTR_IDLE_AFTER_S": "1",
-            "BERTCTR_IDLE_CLOCK_RATE": "2000",
+            **FAST_REPLAY,
         }
     )
     sc = build(worker_env.topic_prefix)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from bertctr.stack import free_port, stop_process, wait_for_port
-from tests.integration.conftest import WorkerEnv, wait_until
+from tests.integration.conftest import FAST_REPLAY, WorkerEnv, wait_until
 from tests.integration.kafka_io import publish
 
 pytestmark = pytest.mark.integration
@@ -76,9 +76,7 @@ async def test_counters_survive_a_redis_outage(worker_env: WorkerEnv) -> None:
         {
             "BERTCTR_REDIS_URL": url,
             "BERTCTR_ATTRIBUTION_WINDOW_S": "30",
-            "BERTCTR_MAX_LATENESS_S": "1000",
-            "BERTCTR_IDLE_AFTER_S": "1",
-            "BERTCTR_IDLE_CLOCK_RATE": "2000",
+            **FAST_REPLAY,
             "BERTCTR_CHECKPOINT_DIR": str(worker_env.tmp / "ckpt"),
         }
     )

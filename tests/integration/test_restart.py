@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import WorkerEnv, wait_until
+from tests.integration.conftest import FAST_REPLAY, WorkerEnv, wait_until
 from tests.integration.kafka_io import consume, publish
 
 pytestmark = pytest.mark.integration
@@ -56,9 +56,7 @@ async def test_sigkill_and_restart_keeps_join_state_counters_and_model(
     worker_env.overrides.update(
         {
             "BERTCTR_ATTRIBUTION_WINDOW_S": "60",
-            "BERTCTR_MAX_LATENESS_S": "1000",
-            "BERTCTR_IDLE_AFTER_S": "1",
-            "BERTCTR_IDLE_CLOCK_RATE": "2000",
+            **FAST_REPLAY,
             "BERTCTR_CHECKPOINT_DIR": str(worker_env.tmp / "ckpt"),
             "BERTCTR_LATE_CLICK_HORIZON_S": "1000000",
         }
