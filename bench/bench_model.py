@@ -69,20 +69,14 @@ def simulator_stream(n: int, seed: int) -> list[Example] | None:
         from simulator.offline import labelled_stream
     except ImportError:
         return None
+    from bertctr.offline import true_attributes
+
     sim = Simulator(SimConfig(seed=seed))
+    attributes = true_attributes(sim)
     return [
-        Example(e.impression, e.clicked, e.true_p, _image(sim, e.impression))
+        Example(e.impression, e.clicked, e.true_p, attributes[e.impression.image_id])
         for e in labelled_stream(sim, n)
     ]
-
-
-def _image(sim: Any, imp: Impression) -> tuple[float, ...] | None:
-    """The catalogue's hidden image attributes, centred; ``None`` if the API lacks them."""
-    try:
-        attrs = sim.entry(imp.item_id, imp.variant).numeric()
-    except (AttributeError, KeyError):
-        return None
-    return tuple(float(v) - 0.5 for _, v in sorted(attrs.items()))
 
 
 def synthetic_stream(n: int, seed: int) -> list[Example]:
