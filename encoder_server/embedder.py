@@ -149,13 +149,13 @@ class Embedder:
         images: dict[str, str | None] = {}
         for imp in impressions:
             images.setdefault(imp.image_id, imp.image_url)
-        titles = {title_key(imp.title): imp.title for imp in impressions if imp.title}
+        keys = [title_key(imp.title) if imp.title else "" for imp in impressions]
+        titles = {k: imp.title for k, imp in zip(keys, impressions, strict=True) if k}
         image_vectors, image_errors = await self._images(images)
         title_vectors, title_errors = await self._titles(titles)
         out: list[ExampleEmbeddings] = []
-        for imp in impressions:
+        for imp, tkey in zip(impressions, keys, strict=True):
             error = image_errors.get(imp.image_id, "")
-            tkey = title_key(imp.title) if imp.title else ""
             if not error and tkey in title_errors:
                 error = f"title: {title_errors[tkey]}"
             if error:
