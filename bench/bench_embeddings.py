@@ -5,9 +5,12 @@ One simulated stream, one model class, the same learner code the worker runs
 impression-time order; only what goes into the embedding slot differs:
 
 * none: ids, title tokens, segment, position, hour (the model without the encoders);
-* image: EfficientNet-Lite0 embeddings of the catalogue PNGs, projected by a
-  PCA fitted on the catalogue's pooled features (the version-1 projection
-  head ``bertctr encoder fit-projection`` writes);
+* image (last layer): EfficientNet-Lite0 last-layer embeddings of the
+  catalogue PNGs, projected by a 16-d PCA fitted on the catalogue (the first
+  head the demo served), for comparison;
+* image: the demo's head, an 8-d PCA of the multi-scale features
+  (standardised, directions within items: ``fit-projection --features
+  multiscale --groups``);
 * image + title: plus the MiniLM title embeddings, PCA-projected likewise;
 * true attributes: the simulator's hidden visual attributes (a ceiling no
   production feature may use, shown for scale).
@@ -45,7 +48,7 @@ def run(
 ) -> Judgement:
     j = judge(sim, stream, lookup, requests, seed)
     print(
-        f"{name:<26} {j.ne:>7.4f} {j.auc:>6.4f} {j.lift:>7.3f} "
+        f"{name:<28} {j.ne:>7.4f} {j.auc:>6.4f} {j.lift:>7.3f} "
         f"{j.lift / j.oracle_lift:>8.0%} {j.events_per_s:>9.0f}",
         flush=True,
     )
@@ -56,7 +59,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--image-dim", type=int, default=16)
+    parser.add_argument("--image-dim", type=int, default=8)
     parser.add_argument("--text-dim", type=int, default=8)
     parser.add_argument("--requests", type=int, default=3000)
     args = parser.parse_args()
@@ -64,9 +67,11 @@ def main() -> None:
     sim = Simulator(SimConfig(seed=args.seed))
     t0 = time.perf_counter()
     images, titles = catalogue_embeddings(sim, args.image_dim, args.text_dim)
+    last_layer, _ = catalogue_embeddings(sim, 16, args.text_dim, image_features="last")
     print(
         f"embedded {len(images)} images and {len(titles)} titles in "
-        f"{time.perf_counter() - t0:.1f} s (PCA {args.image_dim} / {args.text_dim} dims)"
+        f"{time.perf_counter() - t0:.1f} s "
+        f"(PCA {args.image_dim} multi-scale / {args.text_dim} dims)"
     )
     stream = labelled_stream(sim, args.events)
     oracle = GroupMetrics()
@@ -76,9 +81,11 @@ def main() -> None:
         f"{len(stream)} impressions (seed {args.seed}), CTR "
         f"{np.mean([e.clicked for e in stream]):.4f}, oracle NE {oracle.snapshot()['ne']:.4f}"
     )
-    print(f"{'features':<26} {'NE':>7} {'AUC':>6} {'lift':>7} {'of oracle':>8} {'events/s':>9}")
+    print(f"{'features':<28} {'NE':>7} {'AUC':>6} {'lift':>7} {'of oracle':>8} {'events/s':>9}")
     seed = args.seed + 1000
     base = run("no embeddings", sim, stream, None, args.requests, seed)
+    last = lookup_from(last_layer, None)
+    run("image (last layer, PCA 16)", sim, stream, last, args.requests, seed)
     img = run("image", sim, stream, lookup_from(images, None), args.requests, seed)
     both = run("image + title", sim, stream, lookup_from(images, titles), args.requests, seed)
     run(

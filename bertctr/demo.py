@@ -30,6 +30,7 @@ from bertctr.settings import Settings
 from bertctr.simulate import publish_messages
 from bertctr.stack import EmbeddedStack, start_stack, stop_process
 from encoder_server.launcher import EncoderServer, start_encoder_server
+from simulator.catalogue import CatalogueEntry
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,9 @@ class DemoConfig:
     impressions_per_s: float = 5.0
     #: serve the encoders on Triton and learn with image and title embeddings
     encoders: bool = True
-    #: dimensions of the PCA heads fitted on the catalogue (see bench_embeddings)
-    image_dim: int = 16
+    #: dimensions of the PCA heads fitted on the catalogue (see bench_embeddings);
+    #: the image head is fitted on multi-scale features, within items
+    image_dim: int = 8
     text_dim: int = 8
 
 
@@ -147,14 +149,33 @@ async def read_outputs(
     return out
 
 
-def fit_heads(tmp: Path, titles: list[str], cfg: DemoConfig, progress: Progress) -> list[str]:
-    """PCA heads on the catalogue's images and titles; ``encoder serve`` options."""
+def fit_heads(
+    tmp: Path, catalogue: list[CatalogueEntry], cfg: DemoConfig, progress: Progress
+) -> list[str]:
+    """PCA heads on the catalogue's images and titles; ``encoder serve`` options.
+
+    The image head is fitted the way ``bench/bench_embeddings.py`` measured
+    best: on multi-scale features, with directions from how each item's
+    variants differ (``--groups``: image id -> item id).
+    """
     image_head, text_head = tmp / "image_head.npz", tmp / "text_head.npz"
-    titles_file = tmp / "titles.txt"
-    titles_file.write_text("\n".join(titles) + "\n")
+    titles_file, groups_file = tmp / "titles.txt", tmp / "groups.json"
+    titles_file.write_text("\n".join(sorted({e.title for e in catalogue})) + "\n")
+    groups_file.write_text(json.dumps({e.image_id: e.item_id for e in catalogue}))
     fit = [sys.executable, "-m", "bertctr.cli", "encoder", "fit-projection"]
     for extra in (
-        ["--images", str(tmp / "images"), "--dim", str(cfg.image_dim), "--out", str(image_head)],
+        [
+            "--images",
+            str(tmp / "images"),
+            "--features",
+            "multiscale",
+            "--groups",
+            str(groups_file),
+            "--dim",
+            str(cfg.image_dim),
+            "--out",
+            str(image_head),
+        ],
         ["--titles-file", str(titles_file), "--dim", str(cfg.text_dim), "--out", str(text_head)],
     ):
         subprocess.run([*fit, *extra], check=True, capture_output=True)
@@ -188,7 +209,7 @@ def run_demo(settings: Settings, cfg: DemoConfig, progress: Progress) -> dict[st
     try:
         env = demo_env(stack, settings, cfg, tmp)
         if cfg.encoders:
-            heads = fit_heads(tmp, sorted({e.title for e in sim.catalogue}), cfg, progress)
+            heads = fit_heads(tmp, sim.catalogue, cfg, progress)
             encoders = start_encoder_server(heads, log_dir=tmp)
             env["BERTCTR_TRITON_URL"] = encoders.grpc_url
             env["BERTCTR_IMAGE_DIR"] = str(tmp / "images")

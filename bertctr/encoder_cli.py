@@ -10,7 +10,11 @@ Commands:
   ``tritonserver`` (see :mod:`encoder_server.export`).
 * ``encoder fit-projection`` fits a PCA head on the pooled features of a
   directory of images (or of titles, one per line) and saves it as a new
-  version (default 2). Unreadable images are skipped with a warning.
+  version (default 2). Unreadable images are skipped with a warning. For
+  images, ``--features multiscale`` fits on the multi-scale features (and
+  standardises them), and ``--groups FILE`` (a JSON object: image file name
+  without suffix -> item id) takes the directions from how each item's
+  variants differ; see :mod:`encoder_server.projection` for why.
 
 ``BERTCTR_CLIP_PATH`` switches every command to a local CLIP checkpoint.
 """
@@ -112,7 +116,11 @@ def cmd_encoder_fit_projection(args: argparse.Namespace, settings: Settings) -> 
             sys.stderr,
         )
         return 2
+    groups: list[str] | None = None
     if args.titles_file:
+        if args.groups or args.features != "last":
+            _say("error: --groups and --features are for image heads", sys.stderr)
+            return 2
         from encoder_server.text_encoder import TextEncoder
 
         titles = [line.strip() for line in Path(args.titles_file).read_text().splitlines()]
@@ -125,15 +133,29 @@ def cmd_encoder_fit_projection(args: argparse.Namespace, settings: Settings) -> 
         from encoder_server.image_encoder import ImageEncoder
 
         paths = sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if args.groups:
+            try:
+                groups = _read_groups(Path(args.groups), [p.stem for p in paths])
+            except ValueError as exc:
+                _say(f"error: {exc}", sys.stderr)
+                return 2
         items = [p.read_bytes() for p in paths]
-        features, errors = ImageEncoder(input_size=args.input_size).pooled(items)
+        encoder = ImageEncoder(features=args.features, input_size=args.input_size)
+        features, errors = encoder.pooled(items)
     good = np.array([not e for e in errors], dtype=bool)
     for i in np.flatnonzero(~good):
         log.warning("skipping item %d: %s", i, errors[i])
     if good.sum() < args.dim:
         _say(f"error: {int(good.sum())} good items, need at least --dim {args.dim}", sys.stderr)
         return 2
-    head = fit_pca(features[good], args.dim, version=args.version)
+    head = fit_pca(
+        features[good],
+        args.dim,
+        version=args.version,
+        standardise=args.standardise or args.features == "multiscale",
+        groups=[g for g, ok in zip(groups, good, strict=True) if ok] if groups else None,
+        feature_kind=args.features,
+    )
     head.save(Path(args.out))
     _say(
         json.dumps(
@@ -143,6 +165,7 @@ def cmd_encoder_fit_projection(args: argparse.Namespace, settings: Settings) -> 
                 "version": head.version,
                 "d_in": head.d_in,
                 "d_out": head.d_out,
+                "features": head.features,
                 "items": int(good.sum()),
                 "skipped": int((~good).sum()),
                 "note": head.note,
@@ -150,6 +173,24 @@ def cmd_encoder_fit_projection(args: argparse.Namespace, settings: Settings) -> 
         )
     )
     return 0
+
+
+def _read_groups(path: Path, stems: list[str]) -> list[str]:
+    """The group of each image stem from a JSON object ``{stem: group}``.
+
+    An image the file does not name is its own group (it adds no within-item
+    variation) and is logged, so a stale groups file is visible, not fatal.
+    """
+    try:
+        mapping = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"cannot read --groups {path}: {exc}") from exc
+    if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
+        raise ValueError(f"--groups {path} must be a JSON object of image name -> item id")
+    missing = [s for s in stems if s not in mapping]
+    if missing:
+        log.warning("%d images have no group in %s (e.g. %s)", len(missing), path, missing[0])
+    return [mapping.get(s, f"\0{s}") for s in stems]
 
 
 def add_encoder_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -181,5 +222,15 @@ def add_encoder_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     fit.add_argument("--dim", type=int, default=16, help="embedding dimension of the head")
     fit.add_argument("--version", type=int, default=2, help="encoder version the head defines")
     fit.add_argument("--input-size", type=int, default=224, help="EfficientNet input side")
+    fit.add_argument(
+        "--features",
+        choices=("last", "multiscale"),
+        default="last",
+        help="image features: the last layer, or every level pooled (standardised)",
+    )
+    fit.add_argument(
+        "--standardise", action="store_true", help="scale features to unit variance first"
+    )
+    fit.add_argument("--groups", help="JSON object: image name (no suffix) -> item id")
     fit.add_argument("--out", required=True, help=".npz file to write")
     fit.set_defaults(func=cmd_encoder_fit_projection)

@@ -31,12 +31,15 @@ __all__ = ["Judgement", "catalogue_embeddings", "judge", "lookup_from", "true_at
 
 
 def catalogue_embeddings(
-    sim: Simulator, image_dim: int, text_dim: int
+    sim: Simulator, image_dim: int, text_dim: int, image_features: str = "multiscale"
 ) -> tuple[dict[str, Vector], dict[str, Vector]]:
     """Image (by image id) and title (by title) embeddings of ``sim``'s catalogue.
 
     The heads are PCA fitted on this catalogue's pooled features, which is
-    what ``bertctr encoder fit-projection`` writes and the demo serves.
+    what ``bertctr encoder fit-projection`` writes and the demo serves:
+    ``image_features="multiscale"`` fits as the demo does (multi-scale
+    features, standardised, directions within items); ``"last"`` is the
+    plain last-layer PCA of the first served heads, kept for comparison.
     """
     from encoder_server.image_encoder import ImageEncoder
     from encoder_server.projection import Projection, fit_pca
@@ -46,10 +49,18 @@ def catalogue_embeddings(
         sim.render_catalogue(Path(tmp))
         ids = [e.image_id for e in sim.catalogue]
         pngs = [(Path(tmp) / f"{i}.png").read_bytes() for i in ids]
-    pooled, errors = ImageEncoder().pooled(pngs)
+    pooled, errors = ImageEncoder(features=image_features).pooled(pngs)
     if any(errors):
         raise RuntimeError(f"catalogue images failed to embed: {errors}")
-    images = ImageEncoder(projection=fit_pca(pooled, image_dim)).encode(pngs)
+    multiscale = image_features == "multiscale"
+    head = fit_pca(
+        pooled,
+        image_dim,
+        standardise=multiscale,
+        groups=[e.item_id for e in sim.catalogue] if multiscale else None,
+        feature_kind=image_features,
+    )
+    images = ImageEncoder(projection=head).encode(pngs)
     titles = sorted({e.title for e in sim.catalogue})
     items = [t.encode() for t in titles]
     raw = TextEncoder(projection=Projection.identity(384)).encode(items)

@@ -20,6 +20,22 @@ Two heads, on purpose:
   ignoring. Components are not whitened: whitening would blow up the
   low-variance, mostly-noise directions to the same scale as the real ones.
 
+  Two options of :func:`fit_pca` matter for CTR, both measured with
+  ``bench/bench_embeddings.py``. ``standardise`` scales every feature to
+  unit variance before the SVD (folded into the components, so applying the
+  head stays one matrix product); it is what lets the 40-wide early layers
+  of a multi-scale feature vector count next to the 1280-wide last one.
+  ``groups`` (the item of each image) takes the directions from the
+  variation *within* each item: a ranking service chooses between variants
+  of one item, so the head should spend its few dimensions on how variants
+  differ (colour, light, clutter, overlay), not on what separates a shoe
+  from a lamp, which the title already says.
+
+A head also names the backbone ``features`` it expects: ``"last"`` (the
+last layer, pooled: every text head, and the image default) or
+``"multiscale"`` (see :mod:`encoder_server.image_encoder`). The head file
+carries it, so a server built from the file alone extracts the right ones.
+
 A row that is all zeros in the input stays all zeros in the output: encoders
 mark failed items with zero rows, and a projection must not turn "no
 embedding" into a plausible-looking vector ``-mean @ components.T``.
@@ -28,6 +44,7 @@ embedding" into a plausible-looking vector ``-mean @ components.T``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,11 +52,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Projection", "fit_pca", "l2_normalise"]
+__all__ = ["FEATURE_KINDS", "Projection", "fit_pca", "l2_normalise"]
 
 log = logging.getLogger(__name__)
 
 Array = npt.NDArray[np.float32]
+#: backbone feature sets a head can project (see the module docstring)
+FEATURE_KINDS = ("last", "multiscale")
 
 
 def l2_normalise(x: npt.NDArray[np.floating[Any]]) -> Array:
@@ -65,6 +84,8 @@ class Projection:
         How it was made: ``"random"``, ``"pca"`` or ``"identity"``.
     note:
         Free text for humans (seed, explained variance, source data).
+    features:
+        Which backbone features it projects: ``"last"`` or ``"multiscale"``.
     """
 
     mean: Array
@@ -72,6 +93,7 @@ class Projection:
     version: int
     kind: str
     note: str = ""
+    features: str = "last"
 
     def __post_init__(self) -> None:
         mean = np.ascontiguousarray(self.mean, dtype=np.float32)
@@ -86,6 +108,8 @@ class Projection:
             raise ValueError("projection contains NaN or infinite values")
         if self.version < 1:
             raise ValueError(f"version must be >= 1, got {self.version}")
+        if self.features not in FEATURE_KINDS:
+            raise ValueError(f"features must be one of {FEATURE_KINDS}, got {self.features!r}")
         mean.setflags(write=False)
         components.setflags(write=False)
         object.__setattr__(self, "mean", mean)
@@ -114,7 +138,9 @@ class Projection:
         return l2_normalise(y)
 
     @classmethod
-    def random(cls, d_in: int, d_out: int, seed: int = 0, version: int = 1) -> Projection:
+    def random(
+        cls, d_in: int, d_out: int, seed: int = 0, version: int = 1, features: str = "last"
+    ) -> Projection:
         """A Gaussian Johnson-Lindenstrauss head: entries ``N(0, 1/d_out)``.
 
         Deterministic for ``seed`` (``numpy.random.default_rng``), so the
@@ -128,6 +154,7 @@ class Projection:
             version=version,
             kind="random",
             note=f"gaussian JL {d_in}->{d_out}, seed={seed}",
+            features=features,
         )
 
     @classmethod
@@ -150,6 +177,7 @@ class Projection:
             version=np.int64(self.version),
             kind=np.str_(self.kind),
             note=np.str_(self.note),
+            features=np.str_(self.features),
         )
 
     @classmethod
@@ -172,6 +200,7 @@ class Projection:
                     version=int(data["version"]),
                     kind=str(data["kind"]),
                     note=str(data["note"]) if "note" in data.files else "",
+                    features=str(data["features"]) if "features" in data.files else "last",
                 )
             except ValueError as exc:
                 raise ValueError(f"{path}: bad projection: {exc}") from exc
@@ -186,7 +215,15 @@ class Projection:
         return projection
 
 
-def fit_pca(features: npt.NDArray[np.floating[Any]], d_out: int, version: int = 1) -> Projection:
+def fit_pca(
+    features: npt.NDArray[np.floating[Any]],
+    d_out: int,
+    version: int = 1,
+    *,
+    standardise: bool = False,
+    groups: Sequence[str] | None = None,
+    feature_kind: str = "last",
+) -> Projection:
     """Fit a PCA head on ``features [n, d_in]`` with a numpy SVD.
 
     Signs are made deterministic: in each component the entry of largest
@@ -201,6 +238,20 @@ def fit_pca(features: npt.NDArray[np.floating[Any]], d_out: int, version: int = 
         Number of components; at most ``min(n, d_in)``.
     version:
         The encoder version the fitted head will define.
+    standardise:
+        Scale each feature to unit variance first (constant features are
+        left unscaled); see the module docstring.
+    groups:
+        One label per row (the item an image shows): directions come from
+        the rows minus their group's mean. Groups of one row carry no
+        within-group variation and add nothing.
+    feature_kind:
+        Recorded as the head's :attr:`Projection.features`.
+
+    >>> rng = np.random.default_rng(0)
+    >>> head = fit_pca(rng.normal(size=(20, 5)), 2, groups=["a", "b"] * 10)
+    >>> head.d_in, head.d_out, head.kind
+    (5, 2, 'pca')
     """
     x = np.asarray(features, dtype=np.float64)
     if x.ndim != 2:
@@ -208,19 +259,37 @@ def fit_pca(features: npt.NDArray[np.floating[Any]], d_out: int, version: int = 
     n, d_in = x.shape
     if not 1 <= d_out <= min(n, d_in):
         raise ValueError(f"d_out must be in [1, min(n, d_in)] = [1, {min(n, d_in)}], got {d_out}")
+    if groups is not None and len(groups) != n:
+        raise ValueError(f"groups must have one label per row ({n}), got {len(groups)}")
     mean = x.mean(axis=0)
-    _, singular, vt = np.linalg.svd(x - mean, full_matrices=False)
+    scale = np.ones(d_in)
+    if standardise:
+        std = x.std(axis=0)
+        scale = np.where(std > 1e-12, std, 1.0)
+    z = (x - mean) / scale
+    if groups is not None:
+        labels = np.asarray(groups)
+        for label in np.unique(labels):
+            rows = labels == label
+            z[rows] -= z[rows].mean(axis=0)
+    _, singular, vt = np.linalg.svd(z, full_matrices=False)
     components = vt[:d_out]
     largest = np.argmax(np.abs(components), axis=1)
     signs = np.sign(components[np.arange(d_out), largest])
     components = components * signs[:, None]
     variance = singular**2
     explained = float(variance[:d_out].sum() / variance.sum()) if variance.sum() > 0 else 0.0
-    log.info("PCA %d->%d on %d rows explains %.1f%% of variance", d_in, d_out, n, 100 * explained)
+    how = ", standardised" if standardise else ""
+    how += f", within {len(set(groups))} groups" if groups is not None else ""
+    log.info(
+        "PCA %d->%d on %d rows%s explains %.1f%% of variance", d_in, d_out, n, how, 100 * explained
+    )
     return Projection(
         mean=mean.astype(np.float32),
-        components=components.astype(np.float32),
+        # (x - mean) / scale @ v.T == (x - mean) @ (v / scale).T: one product at serving
+        components=(components / scale[None, :]).astype(np.float32),
         version=version,
         kind="pca",
-        note=f"pca {d_in}->{d_out} on {n} rows, explained variance {explained:.3f}",
+        note=f"pca {d_in}->{d_out} on {n} rows{how}, explained variance {explained:.3f}",
+        features=feature_kind,
     )

@@ -108,7 +108,7 @@ def head_fingerprint(encoder: Encoder) -> str:
     fit-projection`` defaults to version 2), so the embedding cache keys on
     this too: a re-fitted head under an old number must never be served
     vectors cached for the previous one. It hashes the encoder's class, name,
-    version, dimension, input size and the head's arrays.
+    version, dimension, input size, the head's feature set and its arrays.
     """
     digest = hashlib.blake2b(digest_size=8)
     for part in (
@@ -120,7 +120,7 @@ def head_fingerprint(encoder: Encoder) -> str:
     ):
         digest.update(part.encode() + b"\0")
     projection = getattr(encoder, "projection", None)
-    for name in ("kind", "mean", "components"):
+    for name in ("kind", "features", "mean", "components"):
         value = getattr(projection, name, None)
         if isinstance(value, np.ndarray):
             digest.update(np.ascontiguousarray(value, dtype=np.float32).tobytes())
@@ -146,6 +146,7 @@ def encoder_parameters(encoder: Encoder) -> dict[str, str]:
         params["bertctr_projection_kind"] = str(getattr(projection, "kind", ""))
         params["bertctr_projection_version"] = str(getattr(projection, "version", ""))
         params["bertctr_projection_note"] = str(getattr(projection, "note", ""))
+        params["bertctr_projection_features"] = str(getattr(projection, "features", ""))
     return params
 
 

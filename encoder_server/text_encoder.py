@@ -96,8 +96,11 @@ class TextEncoder:
     ) -> None:
         if projection is None:
             projection = Projection.random(FEATURE_DIM, 32, seed=0, version=1)
-        if projection.d_in != FEATURE_DIM:
-            raise ValueError(f"projection expects {projection.d_in} features, not {FEATURE_DIM}")
+        if projection.d_in != FEATURE_DIM or projection.features != "last":
+            raise ValueError(
+                f"projection expects {projection.d_in} {projection.features!r} features, "
+                f"not the {FEATURE_DIM} pooled MiniLM ones"
+            )
         self.name: str = TEXT_ENCODER
         self.modality: Modality = "text"
         self.projection = projection

@@ -5,7 +5,8 @@ versions and head parameters, results deterministic and equal to the same
 encoder class in-process, a batch equal to its items one by one, bad items
 failing alone next to good ones, dynamic batching merging concurrent
 requests, Prometheus counts per model and version. A second server serves a
-PCA head fitted with ``bertctr encoder fit-projection`` as version 2, and is
+multi-scale PCA head fitted with ``bertctr encoder fit-projection --features
+multiscale --groups`` as version 2, and is
 restarted on the same ports.
 """
 
@@ -225,19 +226,24 @@ def test_fitted_head_is_served_as_version_2_and_survives_restart(
     for i, entry in enumerate(entries):
         (image_dir / f"{i}.png").write_bytes(render_png(entry, 96, i))
     (image_dir / "broken.png").write_bytes(b"junk")
+    groups = tmp_path / "groups.json"
+    groups.write_text(json.dumps({str(i): e.item_id for i, e in enumerate(entries)}))
     head_file = tmp_path / "head.npz"
     fitted = subprocess.run(
         [
             *(sys.executable, "-m", "bertctr.cli", "encoder", "fit-projection"),
-            *("--images", str(image_dir), "--dim", "8", "--out", str(head_file)),
+            *("--images", str(image_dir), "--dim", "4", "--out", str(head_file)),
+            *("--features", "multiscale", "--groups", str(groups)),
         ],
         capture_output=True,
         check=True,
         timeout=300,
     )
     summary = json.loads(fitted.stdout.decode().strip().splitlines()[-1])
-    assert (summary["kind"], summary["version"], summary["d_out"]) == ("pca", 2, 8)
+    assert (summary["kind"], summary["version"], summary["d_out"]) == ("pca", 2, 4)
+    assert (summary["features"], summary["d_in"]) == ("multiscale", 3120)
     assert (summary["items"], summary["skipped"]) == (len(entries), 1)
+    assert f"standardised, within {len(entries) // 2} groups" in summary["note"]
     head = Projection.load(head_file)
     with start_encoder_server(["--image-projection", str(head_file)]) as srv:
         assert srv.ready["models"] == {IMAGE_ENCODER: 2, TEXT_ENCODER: 1}
@@ -246,12 +252,13 @@ def test_fitted_head_is_served_as_version_2_and_survives_restart(
         assert meta["versions"] == ["2"]
         params = c.get_model_config(IMAGE_ENCODER, as_json=True)["config"]["parameters"]
         assert params["bertctr_projection_kind"]["string_value"] == "pca"
+        assert params["bertctr_projection_features"]["string_value"] == "multiscale"
         # The stream's cache tag: version and this head's fingerprint.
         fingerprint = head_fingerprint(ImageEncoder(head))
         assert params["bertctr_fingerprint"]["string_value"] == fingerprint
         assert asyncio.run(cache_tag(srv.grpc_url, IMAGE_ENCODER)) == f"2-{fingerprint}"
         served, errors = infer(c, IMAGE_ENCODER, images[:2], version="2")
-        assert served.shape == (2, 8) and errors == ["", ""]
+        assert served.shape == (2, 4) and errors == ["", ""]
         expected = ImageEncoder(head).encode(images[:2]).embeddings
         np.testing.assert_allclose(served, expected, atol=1e-5)
         c.close()

@@ -20,7 +20,7 @@ from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
 from encoder_server.base import IMAGE_ENCODER, TEXT_ENCODER, Encoded, Encoder
-from encoder_server.image_encoder import ImageEncoder
+from encoder_server.image_encoder import FEATURE_DIMS, ImageEncoder
 from encoder_server.models import load_encoders
 from encoder_server.projection import Projection, fit_pca
 from encoder_server.text_encoder import TextEncoder
@@ -230,3 +230,34 @@ def test_tiny_clip_loads_and_encodes(tiny_clip: Path, entries: list[CatalogueEnt
     _check_good(texts, 16)
     single = text.encode([titles[2]]).embeddings[0]
     np.testing.assert_allclose(texts.embeddings[2], single, atol=1e-5)
+
+
+def test_multiscale_features_end_with_the_last_layer_and_batch_equals_single(
+    image_encoder: ImageEncoder, entries: list[CatalogueEntry]
+) -> None:
+    items = [render_png(e, 224, i) for i, e in enumerate(entries)] + [b"junk"]
+    multiscale = ImageEncoder(features="multiscale")
+    features, errors = multiscale.pooled(items)
+    assert features.shape == (len(items), FEATURE_DIMS["multiscale"])
+    assert errors[-1] == "not an image" and not features[-1].any()
+    last, _ = image_encoder.pooled(items)
+    np.testing.assert_allclose(features[:, -1280:], last, atol=1e-5)
+    singles = np.stack([multiscale.pooled([item])[0][0] for item in items[:3]])
+    np.testing.assert_allclose(features[:3], singles, atol=1e-4)
+    head = fit_pca(features[:-1], 3, version=2, standardise=True, feature_kind="multiscale")
+    served = ImageEncoder(head)
+    assert served.features == "multiscale"
+    np.testing.assert_allclose(served.encode(items).embeddings, head.apply(features), atol=1e-5)
+
+
+def test_image_rejects_a_head_for_other_features() -> None:
+    head = Projection.random(FEATURE_DIMS["multiscale"], 4, features="multiscale")
+    with pytest.raises(ValueError, match="but the head's are"):
+        ImageEncoder(head, features="last")
+    with pytest.raises(ValueError, match="features must be"):
+        ImageEncoder(features="penultimate")
+    lying = Projection.random(1280, 4, features="multiscale")
+    with pytest.raises(ValueError, match="3120"):
+        ImageEncoder(lying)
+    with pytest.raises(ValueError, match="MiniLM"):
+        TextEncoder(Projection.random(384, 4, features="multiscale"))

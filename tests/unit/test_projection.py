@@ -83,3 +83,48 @@ def test_invalid_heads_and_inputs_are_rejected() -> None:
         Projection.identity(3).apply(np.zeros((2, 4)))
     with pytest.raises(ValueError, match="d_out"):
         fit_pca(np.zeros((3, 5)), 4)
+
+
+def test_save_load_keeps_the_feature_set_and_old_files_mean_last(tmp_path: Path) -> None:
+    head = fit_pca(np.random.default_rng(1).normal(size=(30, 6)), 2, feature_kind="multiscale")
+    head.save(tmp_path / "ms.npz")
+    assert Projection.load(tmp_path / "ms.npz").features == "multiscale"
+    # a head written before the field existed projects the last layer
+    np.savez(tmp_path / "old.npz", mean=np.zeros(3), components=np.eye(3), version=2, kind="pca")
+    assert Projection.load(tmp_path / "old.npz").features == "last"
+    with pytest.raises(ValueError, match="features must be"):
+        Projection.identity(3).__class__(
+            mean=np.zeros(3, np.float32),
+            components=np.eye(3, dtype=np.float32),
+            version=1,
+            kind="pca",
+            features="penultimate",
+        )
+
+
+def test_standardise_lets_a_narrow_scale_feature_lead() -> None:
+    """Feature 0 carries the structure at a tiny scale; feature 1 is large noise."""
+    rng = np.random.default_rng(2)
+    signal = rng.normal(size=200)
+    x = np.stack([0.01 * signal, 5.0 * rng.normal(size=200), 0.01 * signal], axis=1)
+    plain = fit_pca(x, 1)
+    assert abs(plain.components[0, 1]) > 0.99  # raw variance: the noise wins
+    scaled = fit_pca(x, 1, standardise=True)
+    # the scaling is folded into the components: raw input in, as served
+    direction = (x - scaled.mean) @ scaled.components[0]
+    assert abs(np.corrcoef(direction, signal)[0, 1]) > 0.95
+
+
+def test_groups_take_directions_from_within_group_variation() -> None:
+    """Groups differ along feature 0; members of a group differ along feature 1."""
+    rng = np.random.default_rng(3)
+    groups = [f"item-{i // 4}" for i in range(80)]
+    between = np.repeat(rng.normal(size=20) * 10, 4)
+    within = rng.normal(size=80)
+    x = np.stack([between, within, 0.01 * rng.normal(size=80)], axis=1)
+    assert abs(fit_pca(x, 1).components[0, 0]) > 0.99
+    head = fit_pca(x, 1, groups=groups)
+    assert abs(head.components[0, 1]) > 0.99
+    assert "within 20 groups" in head.note
+    with pytest.raises(ValueError, match="one label per row"):
+        fit_pca(x, 1, groups=groups[:-1])

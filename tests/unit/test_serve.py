@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sysconfig
 from collections.abc import Sequence
 
@@ -84,6 +85,7 @@ def test_parameters_name_the_head() -> None:
         "bertctr_projection_kind": "identity",
         "bertctr_projection_version": "3",
         "bertctr_projection_note": "identity 4",
+        "bertctr_projection_features": "last",
     }
 
 
@@ -97,6 +99,10 @@ def test_fingerprint_tells_heads_of_one_version_apart() -> None:
         kind="identity",
     )
     assert b.version == a.version and head_fingerprint(b) != head_fingerprint(a)
+    # the same arrays over another feature set are another head
+    c = FakeEncoder()
+    c.projection = dataclasses.replace(a.projection, features="multiscale")
+    assert head_fingerprint(c) != head_fingerprint(a)
 
 
 def test_exported_config_parses_as_a_triton_model_config() -> None:
