@@ -20,6 +20,12 @@ held-out requests, next to the oracle's. Embeddings are computed in-process
 by the same encoder classes Triton serves (``--triton HOST:PORT`` asks a
 running ``bertctr encoder serve`` instead, which must use the same projections).
 
+With image embeddings the model is built ``with_content`` (variant ids
+become residuals, see :mod:`online_ctr.models`), as the worker builds it
+when Triton is configured. The stream is paced like ``bertctr demo``'s (5
+impressions per simulated second), so for a seed the "image + title" row
+is what the demo reports.
+
 Run: ``.venv/bin/python bench/bench_embeddings.py [--events 50000] [--seed 7]``
 """
 
@@ -62,9 +68,12 @@ def main() -> None:
     parser.add_argument("--image-dim", type=int, default=8)
     parser.add_argument("--text-dim", type=int, default=8)
     parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument(
+        "--impressions-per-s", type=float, default=5.0, help="simulated rate (the demo's: 5)"
+    )
     args = parser.parse_args()
 
-    sim = Simulator(SimConfig(seed=args.seed))
+    sim = Simulator(SimConfig(seed=args.seed, impressions_per_s=args.impressions_per_s))
     t0 = time.perf_counter()
     images, titles = catalogue_embeddings(sim, args.image_dim, args.text_dim)
     last_layer, _ = catalogue_embeddings(sim, 16, args.text_dim, image_features="last")

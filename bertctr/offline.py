@@ -112,7 +112,7 @@ def judge(
     spec: FeatureSpec = DEFAULT_SPEC,
 ) -> Judgement:
     """Learn ``stream`` progressively (predict, then learn), then rank held-out requests."""
-    learner = Learner(make_model(), spec=spec)
+    learner = Learner(make_model(with_content=lookup is not None), spec=spec)
     group = GroupMetrics()
     t0 = time.perf_counter()
     for e in stream:

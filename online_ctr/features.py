@@ -55,6 +55,7 @@ __all__ = [
     "EMBEDDING_CROSSES",
     "ID_BUCKETS",
     "POSITION_BUCKETS",
+    "VARIANT_ID",
     "FeatureSpec",
     "bucket",
     "featurize",
@@ -72,6 +73,8 @@ MAX_TOKEN_CHARS = 32
 #: how many leading embedding dimensions are crossed with the segment fields
 EMBEDDING_CROSSES = 8
 _TOKEN = re.compile(r"[a-z0-9]+")
+#: every variant-id feature, crossed or not, has this in its name (and no other)
+VARIANT_ID = "var="
 
 
 @dataclass(frozen=True)
@@ -206,7 +209,7 @@ def featurize(
     fields = sorted(impression.segment.as_dict().items())
     segment = {name: f"seg.{name}={value}" for name, value in fields}
     item = f"item={bucket(impression.item_id)}"
-    variant = f"var={bucket(impression.item_id + '/' + impression.variant)}"
+    variant = f"{VARIANT_ID}{bucket(impression.item_id + '/' + impression.variant)}"
     words = [f"w={t}" for t in title_tokens(impression.title)]
     x: dict[str, float] = {item: 1.0, variant: 1.0}
     x.update(dict.fromkeys(words, 1.0))

@@ -31,6 +31,7 @@ version at ~4x the speed (see ``bench/bench_model.py``).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from river import base
@@ -66,6 +67,17 @@ class FTRLProximalClassifier(base.Classifier):
     prior_ctr
         The CTR predicted before anything is learned; the intercept starts
         at its log-odds and learns from there (unregularised).
+    l1_overrides
+        ``{name fragment: l1}``: a feature whose name contains the fragment
+        gets that L1 instead of ``l1`` (the first matching fragment wins).
+        Why: some features are residuals. With image embeddings in the
+        features, a variant's id should only learn what its image does not
+        show; at the default L1 each variant-id weight chases the noise of
+        its own ~10 clicks and outvotes the embeddings when variants are
+        ranked. An L1 of 5 keeps it at exactly 0 until the evidence for it
+        outweighs that, which on the simulator raised the ranking lift from
+        76% to 82% of the oracle's at equal NE (see
+        :func:`online_ctr.models.make_model`).
 
     Notes
     -----
@@ -81,9 +93,11 @@ class FTRLProximalClassifier(base.Classifier):
         l1: float = 0.5,
         l2: float = 1.0,
         prior_ctr: float = 0.03,
+        l1_overrides: Mapping[str, float] | None = None,
     ) -> None:
-        if alpha <= 0 or beta < 0 or l1 < 0 or l2 < 0:
-            raise ValueError("alpha must be > 0; beta, l1 and l2 must be >= 0")
+        overrides = dict(l1_overrides or {})
+        if alpha <= 0 or beta < 0 or l1 < 0 or l2 < 0 or any(v < 0 for v in overrides.values()):
+            raise ValueError("alpha must be > 0; beta, l1, l2 and l1_overrides must be >= 0")
         if not 0.0 < prior_ctr < 1.0:
             raise ValueError("prior_ctr must be in (0, 1)")
         self.alpha = alpha
@@ -91,17 +105,37 @@ class FTRLProximalClassifier(base.Classifier):
         self.l1 = l1
         self.l2 = l2
         self.prior_ctr = prior_ctr
+        self.l1_overrides = overrides
+        #: the overridden L1 of each feature seen that matches a fragment
+        self._l1_of: dict[FeatureName, float] = {}
         self._z: dict[FeatureName, float] = {}
         self._n: dict[FeatureName, float] = {}
         self._bias_z = 0.0
         self._bias_n = 0.0
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # checkpoints written before l1_overrides existed load without them
+        state.setdefault("l1_overrides", {})
+        state.setdefault("_l1_of", {})
+        self.__dict__.update(state)
+
     def _weight(self, feature: FeatureName) -> float:
         z = self._z.get(feature)
-        if z is None or abs(z) <= self.l1:
+        if z is None:
+            return 0.0
+        l1 = self._l1_of.get(feature, self.l1) if self._l1_of else self.l1
+        if abs(z) <= l1:
             return 0.0
         rate = (self.beta + math.sqrt(self._n[feature])) / self.alpha + self.l2
-        return -(z - math.copysign(self.l1, z)) / rate
+        return -(z - math.copysign(l1, z)) / rate
+
+    def _first_seen(self, feature: FeatureName) -> None:
+        """Record ``feature``'s overridden L1, if a fragment matches its name."""
+        name = str(feature)
+        for fragment, l1 in self.l1_overrides.items():
+            if fragment in name:
+                self._l1_of[feature] = l1
+                return
 
     @property
     def intercept(self) -> float:
@@ -137,7 +171,11 @@ class FTRLProximalClassifier(base.Classifier):
         g = w * (sigmoid(logit) - float(bool(y)))
         for i, xi in active.items():
             gi = g * xi
-            n = self._n.get(i, 0.0)
+            n = self._n.get(i)
+            if n is None:
+                n = 0.0
+                if self.l1_overrides:
+                    self._first_seen(i)
             sigma = (math.sqrt(n + gi * gi) - math.sqrt(n)) / self.alpha
             self._z[i] = self._z.get(i, 0.0) + gi - sigma * weights[i]
             self._n[i] = n + gi * gi

@@ -93,7 +93,8 @@ class LearnerAgent:
             except Exception:  # a bad checkpoint must not stop the worker
                 log.exception("checkpoint %s unusable; starting a fresh model", path)
         learner = Learner(
-            make_model(self.settings.model), window_s=self.settings.attribution_window_s
+            make_model(self.settings.model, with_content=bool(self.settings.triton_url)),
+            window_s=self.settings.attribution_window_s,
         )
         return learner, {}
 

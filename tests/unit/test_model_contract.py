@@ -1,7 +1,9 @@
 """The contract every registered online model keeps (River style).
 
-Run against every entry of ``online_ctr.models.MODELS``: a model added to the
-registry is tested without touching this file.
+Run against every entry of ``online_ctr.models.MODELS``, each also as built
+for features with image content (``with_content=True``, which makes variant
+ids residuals): a model added to the registry is tested without touching
+this file.
 """
 
 from __future__ import annotations
@@ -20,18 +22,32 @@ Stream = list[tuple[dict[str, float], bool]]
 
 
 def stream(n: int, seed: int) -> Stream:
-    """Sparse one-hot examples; ``f1`` clicks at 30%, everything else at 5%."""
+    """Sparse one-hot examples; ``f1`` clicks at 30%, everything else at 5%.
+
+    The ``var=`` features are variant ids, which ``with_content`` models
+    regularise on their own terms.
+    """
     rnd = random.Random(seed)
     out = []
     for _ in range(n):
-        x = {f"f{rnd.randrange(20)}": 1.0, "pos_decay": rnd.random(), f"g{rnd.randrange(5)}": 1.0}
+        x = {
+            f"f{rnd.randrange(20)}": 1.0,
+            "pos_decay": rnd.random(),
+            f"var={rnd.randrange(5)}": 1.0,
+        }
         y = rnd.random() < (0.3 if "f1" in x else 0.05)
         out.append((x, y))
     return out
 
 
+def build(name: str, seed: int = 0) -> Any:
+    """``name`` as registered, or ``name+content``: built with ``with_content=True``."""
+    base, _, content = name.partition("+")
+    return make_model(base, seed=seed, with_content=content == "content")
+
+
 def trained(name: str, n: int = 300, seed: int = 0) -> Any:
-    model = make_model(name)
+    model = build(name)
     for x, y in stream(n, seed):
         model.learn_one(x, y)
     return model
@@ -41,18 +57,18 @@ def p1(model: Any, x: dict[str, float]) -> float:
     return float(model.predict_proba_one(x)[True])
 
 
-@pytest.fixture(params=sorted(MODELS))
+@pytest.fixture(params=sorted(MODELS) + [f"{m}+content" for m in sorted(MODELS)])
 def name(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
 def test_river_conventions(name: str) -> None:
     """River's own estimator checks: clone, repr, pickling, shuffled/emerging features..."""
-    check_estimator(make_model(name))
+    check_estimator(build(name))
 
 
 def test_probabilities_in_unit_interval(name: str) -> None:
-    model = make_model(name)
+    model = build(name)
     for x, y in [*stream(300, 1), ({"f1": 1e6}, True), ({"f2": -1e6}, False)]:
         p = model.predict_proba_one(x)
         assert 0.0 <= p[True] <= 1.0
@@ -61,7 +77,7 @@ def test_probabilities_in_unit_interval(name: str) -> None:
 
 
 def test_input_not_mutated(name: str) -> None:
-    model = make_model(name)
+    model = build(name)
     for x, y in stream(50, 2):
         before = copy.deepcopy(x)
         model.predict_proba_one(x)
@@ -89,7 +105,7 @@ def test_survives_pickling(name: str) -> None:
 
 
 def test_new_and_missing_features_are_fine(name: str) -> None:
-    model = make_model(name)
+    model = build(name)
     model.learn_one({"a": 1.0, "b": 1.0}, True)
     assert 0 < p1(model, {"never_seen": 1.0}) < 1
     assert 0 < p1(model, {}) < 1
@@ -98,7 +114,7 @@ def test_new_and_missing_features_are_fine(name: str) -> None:
 
 
 def test_same_seed_same_result(name: str) -> None:
-    a, b = make_model(name, seed=5), make_model(name, seed=5)
+    a, b = build(name, seed=5), build(name, seed=5)
     for x, y in stream(200, 6):
         a.learn_one(x, y)
         b.learn_one(x, y)
@@ -115,7 +131,7 @@ def test_it_learns(name: str) -> None:
 def test_sample_weight_scales_learning(name: str) -> None:
     """``w`` is a real sample weight: a heavier positive moves the prediction further."""
     x = {"f1": 1.0, "g1": 1.0}
-    light, heavy = make_model(name), make_model(name)
+    light, heavy = build(name), build(name)
     for _ in range(5):
         light.learn_one(x, True, w=1.0)
         heavy.learn_one(x, True, w=3.0)

@@ -1,0 +1,58 @@
+"""FTRL-Proximal's per-feature L1 overrides: variant ids as residuals.
+
+The model-wide contract (probabilities, pickling, ...) is in
+``test_model_contract``; this is the one behaviour of its own.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from online_ctr.features import VARIANT_ID
+from online_ctr.ftrl import FTRLProximalClassifier
+from online_ctr.models import CONTENT_VARIANT_ID_L1, make_model
+
+VAR = f"{VARIANT_ID}42"
+CROSSED = f"seg.taste=t1&{VARIANT_ID}42"
+
+
+def _learn(model: FTRLProximalClassifier, clicks: int, views: int) -> None:
+    """``views`` impressions of one variant shown next to an image feature, ``clicks`` clicked."""
+    for i in range(views):
+        model.learn_one({VAR: 1.0, CROSSED: 1.0, "img_0": 1.0}, i < clicks)
+
+
+def test_an_overridden_feature_needs_more_evidence_before_it_moves() -> None:
+    plain = FTRLProximalClassifier()
+    residual = FTRLProximalClassifier(l1_overrides={VARIANT_ID: 5.0})
+    for model in (plain, residual):
+        _learn(model, clicks=3, views=40)  # a few lucky clicks
+    assert plain.weights.get(VAR, 0.0) > 0 and plain.weights.get(CROSSED, 0.0) > 0
+    assert VAR not in residual.weights and CROSSED not in residual.weights
+    assert residual.weights["img_0"] != 0.0  # other features learn as before
+
+    for model in (plain, residual):
+        _learn(model, clicks=150, views=400)  # overwhelming evidence gets through
+    assert residual.weights[VAR] > 0 and residual.weights[CROSSED] > 0
+
+
+def test_overrides_survive_pickling_and_old_pickles_load() -> None:
+    model = FTRLProximalClassifier(l1_overrides={VARIANT_ID: 5.0})
+    _learn(model, clicks=3, views=40)
+    clone = pickle.loads(pickle.dumps(model))
+    assert clone.l1_overrides == {VARIANT_ID: 5.0} and clone.weights == model.weights
+    # a checkpoint from before the overrides existed has neither attribute
+    state = dict(model.__dict__)
+    del state["l1_overrides"], state["_l1_of"]
+    old = FTRLProximalClassifier.__new__(FTRLProximalClassifier)
+    old.__setstate__(state)
+    assert old.l1_overrides == {} and old.predict_proba_one({"img_0": 1.0})[True] > 0
+
+
+def test_make_model_turns_it_on_only_with_content() -> None:
+    assert make_model().l1_overrides == {}
+    assert make_model(with_content=True).l1_overrides == {VARIANT_ID: CONTENT_VARIANT_ID_L1}
+    with pytest.raises(ValueError, match="l1_overrides"):
+        FTRLProximalClassifier(l1_overrides={VARIANT_ID: -1.0})
