@@ -22,7 +22,8 @@ running ``bertctr encoder serve`` instead, which must use the same projections).
 
 With image embeddings the model is built ``with_content`` (variant ids
 become residuals, see :mod:`online_ctr.models`), as the worker builds it
-when Triton is configured. The stream is paced like ``bertctr demo``'s (5
+when Triton is configured; the "ids not resid." row learns the same
+features without that, for comparison. The stream is paced like ``bertctr demo``'s (5
 impressions per simulated second), so for a seed the "image + title" row
 is what the demo reports.
 
@@ -51,10 +52,11 @@ def run(
     lookup: EmbeddingLookup | None,
     requests: int,
     seed: int,
+    with_content: bool | None = None,
 ) -> Judgement:
-    j = judge(sim, stream, lookup, requests, seed)
+    j = judge(sim, stream, lookup, requests, seed, with_content=with_content)
     print(
-        f"{name:<28} {j.ne:>7.4f} {j.auc:>6.4f} {j.lift:>7.3f} "
+        f"{name:<30} {j.ne:>7.4f} {j.auc:>6.4f} {j.lift:>7.3f} "
         f"{j.lift / j.oracle_lift:>8.0%} {j.events_per_s:>9.0f}",
         flush=True,
     )
@@ -90,13 +92,22 @@ def main() -> None:
         f"{len(stream)} impressions (seed {args.seed}), CTR "
         f"{np.mean([e.clicked for e in stream]):.4f}, oracle NE {oracle.snapshot()['ne']:.4f}"
     )
-    print(f"{'features':<28} {'NE':>7} {'AUC':>6} {'lift':>7} {'of oracle':>8} {'events/s':>9}")
+    print(f"{'features':<30} {'NE':>7} {'AUC':>6} {'lift':>7} {'of oracle':>8} {'events/s':>9}")
     seed = args.seed + 1000
     base = run("no embeddings", sim, stream, None, args.requests, seed)
     last = lookup_from(last_layer, None)
     run("image (last layer, PCA 16)", sim, stream, last, args.requests, seed)
     img = run("image", sim, stream, lookup_from(images, None), args.requests, seed)
     both = run("image + title", sim, stream, lookup_from(images, titles), args.requests, seed)
+    run(
+        "image + title, ids not resid.",
+        sim,
+        stream,
+        lookup_from(images, titles),
+        args.requests,
+        seed,
+        with_content=False,
+    )
     run(
         "true attributes (ceiling)",
         sim,

@@ -110,9 +110,15 @@ def judge(
     requests: int,
     seed: int,
     spec: FeatureSpec = DEFAULT_SPEC,
+    with_content: bool | None = None,
 ) -> Judgement:
-    """Learn ``stream`` progressively (predict, then learn), then rank held-out requests."""
-    learner = Learner(make_model(with_content=lookup is not None), spec=spec)
+    """Learn ``stream`` progressively (predict, then learn), then rank held-out requests.
+
+    ``with_content`` is passed to :func:`~online_ctr.models.make_model`;
+    by default it is on exactly when there are embeddings, as in the worker.
+    """
+    content = lookup is not None if with_content is None else with_content
+    learner = Learner(make_model(with_content=content), spec=spec)
     group = GroupMetrics()
     t0 = time.perf_counter()
     for e in stream:

@@ -25,7 +25,10 @@ from typing import Any
 
 import pytest
 
+from bertctr.evaluation import wait_for_checkpoint
 from encoder_server.launcher import EncoderServer, start_encoder_server
+from online_ctr.features import VARIANT_ID
+from online_ctr.models import CONTENT_VARIANT_ID_L1
 from simulator import SimConfig, Simulator
 from tests.integration.conftest import FAST_REPLAY, WorkerEnv, wait_until
 from tests.integration.kafka_io import consume, publish
@@ -154,3 +157,7 @@ async def test_learns_with_embeddings_and_survives_a_triton_outage(
     assert inference_count(triton, "image_encoder") == len(second)
     dead = await consume(boot, f"{prefix}dead-letter", bad1, timeout_s=10, settle_s=1)
     assert len(dead) == bad1, [(d["detail"][:12], d["partition"], d["offset"]) for d in dead]
+    # Built for features with image content: variant ids are residuals.
+    key = worker_env.env().get("BERTCTR_CHECKPOINT_KEY", "bertctr-dev-checkpoint-key").encode()
+    learner = wait_for_checkpoint(worker_env.tmp / "ckpt", key, good1 + good2, timeout_s=60)
+    assert learner.model.l1_overrides == {VARIANT_ID: CONTENT_VARIANT_ID_L1}
