@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     model: str = Field(default="default", description="Online model variant to learn.")
     checkpoint_dir: str = "var/checkpoints"
     checkpoint_interval_s: float = Field(default=30.0, gt=0)
+    checkpoint_idle_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="Wall seconds without labelled examples before the learner checkpoints "
+        "(and metrics are published) whatever the interval.",
+    )
     checkpoint_key: str = Field(
         default="bertctr-dev-checkpoint-key",
         description="HMAC key checkpoints are signed with; set a secret one in production.",

@@ -6,6 +6,15 @@ module only feeds it, publishes its metrics to Redis for dashboards and
 it covers. A restarted worker loads the newest checkpoint and skips messages
 at or below the offsets it records, so no example is learned twice.
 
+Nor is one lost: Faust commits a message's offset once every agent has
+acked it, and a worker killed after that commit but before the next
+checkpoint would restart past examples its model never kept. So the agent
+holds one reference on every message it learns (``Message.incref``) and
+acks it only when a checkpoint covering it is on disk; the committed offset
+of ``labelled`` never passes the newest checkpoint, and a restart replays
+exactly what the model lost (the counter agent, also on ``labelled``, is
+idempotent under replays).
+
 Learning is CPU work, so each micro-batch runs in a worker thread and the
 event loop keeps heartbeating.
 
@@ -80,6 +89,8 @@ class LearnerAgent:
         self._last_checkpoint = time.monotonic()
         self._last_metrics = 0.0
         self._last_event = time.monotonic()
+        #: events learned since the last checkpoint, acked once one covers them
+        self._held: list[Any] = []
         #: learning, metrics and checkpoints never overlap (threads + a timer)
         self._lock = asyncio.Lock()
 
@@ -145,6 +156,7 @@ class LearnerAgent:
 
     async def handle_batch(self, events: Sequence[Any]) -> None:
         fresh: list[Fresh] = []
+        learned_events = []
         for event in events:
             message = event.message
             tp = f"{message.topic}:{message.partition}"
@@ -153,6 +165,7 @@ class LearnerAgent:
             try:
                 labelled = decode(LabelledImpression, message.value)
                 fresh.append((tp, message.offset, labelled, message))
+                learned_events.append(event)
             except DecodeError:
                 continue  # the counter agent dead-letters bad labelled messages
         embeddings = await self._embed(fresh) if fresh else []
@@ -162,12 +175,25 @@ class LearnerAgent:
             if fresh:
                 await asyncio.to_thread(self._learn, fresh, embeddings)
                 self._dirty = True
+                self._hold(learned_events)
             await self.maybe_publish()
 
-    async def on_timer(self, idle_after_s: float = 2.0) -> None:
+    def _hold(self, events: Sequence[Any]) -> None:
+        """Keep ``events`` from being committed until a checkpoint covers them."""
+        for event in events:
+            event.message.incref()
+        self._held.extend(events)
+
+    def _release_held(self) -> None:
+        """Ack every held event: the checkpoint just written covers them all."""
+        for event in self._held:
+            event.ack()
+        self._held.clear()
+
+    async def on_timer(self) -> None:
         """Publish metrics, and checkpoint once the stream has gone quiet."""
         quiet_for = time.monotonic() - self._last_event
-        idle = quiet_for >= idle_after_s
+        idle = quiet_for >= self.settings.checkpoint_idle_s
         async with self._lock:
             # Flushing learns buffered positives before the negatives of their
             # time, so only a stream that has really stopped is flushed.
@@ -215,10 +241,16 @@ class LearnerAgent:
         }
 
     async def checkpoint(self) -> Path:
+        """Save the learner with its offsets, then let Faust commit what it covers.
+
+        Called with the lock held, so every held event was learned before
+        the snapshot was taken.
+        """
         self._last_checkpoint = time.monotonic()
         self._dirty = False
         path = await asyncio.to_thread(
             save_checkpoint, self.directory, self.learner, dict(self.offsets), self.secret
         )
+        self._release_held()
         log.info("checkpoint %s covers %s", path, self.offsets)
         return path

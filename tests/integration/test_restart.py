@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 import pytest
+import redis
 
 from tests.integration.conftest import FAST_REPLAY, WorkerEnv, wait_until
 from tests.integration.kafka_io import consume, publish
@@ -122,3 +123,49 @@ async def test_sigkill_and_restart_keeps_join_state_counters_and_model(
     # (A fresh model would count only phase 2, a re-learning one more than this.)
     time.sleep(3)
     assert model_count() == len(expected)
+
+
+async def test_sigkill_between_checkpoints_loses_no_example(worker_env: WorkerEnv) -> None:
+    """The learner's crash window: learned and committed by Faust, not yet checkpointed.
+
+    No checkpoint is ever due here (interval and idle delay of an hour), so
+    everything the first worker learned is lost with it. Had Faust committed
+    the ``labelled`` offsets (it commits every ~2.8 s), the restarted worker
+    would start after them and its fresh model would never see those
+    examples; the learner holds its acks until a checkpoint covers them, so
+    the restart replays every one.
+    """
+    worker_env.overrides.update(
+        {
+            "BERTCTR_ATTRIBUTION_WINDOW_S": "60",
+            **FAST_REPLAY,
+            "BERTCTR_CHECKPOINT_DIR": str(worker_env.tmp / "ckpt"),
+            "BERTCTR_CHECKPOINT_INTERVAL_S": "3600",
+            "BERTCTR_CHECKPOINT_IDLE_S": "3600",
+        }
+    )
+    boot, prefix = worker_env.stack.kafka_bootstrap, worker_env.topic_prefix
+    worker_env.cli("topics", "create")
+    msgs, labels = phase(prefix, 0, 40, time.time() - 1_000_000)
+    first = worker_env.start_worker("first")
+    await publish(boot, msgs)
+    await consume(boot, f"{prefix}labelled", len(labels), timeout_s=120)
+
+    def model_count() -> int:
+        stats = json.loads(worker_env.cli("stats", "--json"))
+        return int((stats["model"] or {}).get("count", 0))
+
+    assert wait_until(lambda: model_count() == len(labels), 60), worker_env.worker_logs()
+    time.sleep(6)  # two of Faust's commit intervals
+    assert not list((worker_env.tmp / "ckpt").glob("ckpt-*.bin"))
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait(10)
+
+    # Forget the dead worker's metrics: what counts is what the new one learns.
+    client = redis.Redis.from_url(worker_env.env()["BERTCTR_REDIS_URL"])
+    client.delete(f"{worker_env.redis_prefix}model:metrics")
+    client.close()
+    worker_env.start_worker("second")
+    assert wait_until(lambda: model_count() == len(labels), 120), worker_env.worker_logs()
+    time.sleep(3)
+    assert model_count() == len(labels)
