@@ -24,21 +24,26 @@ lateness):
 * a labelled impression is remembered for ``late_click_horizon_s`` so that
   duplicates and late clicks still find it, then forgotten.
 
-Expiry is driven by a watermark: the newest event time on the partition minus
-``max_lateness_s``; while a partition is idle the watermark keeps advancing at
-``idle_clock_rate`` event-seconds per wall-second, so expiry never waits for
-traffic that is not coming, and never sleeps per event.
+Expiry is driven by a watermark: the newest event time of the partition's
+slower input (impressions or clicks) minus ``max_lateness_s``; while an input
+is idle its time keeps advancing at ``idle_clock_rate`` event-seconds per
+wall-second, so expiry never waits for traffic that is not coming, and never
+sleeps per event (see :class:`PartitionClock`).
 """
 
 from __future__ import annotations
 
 import heapq
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from schemas.events import Click, Impression, LabelledImpression
 
 Status = Literal["pending", "orphan", "negative", "positive", "corrected"]
+#: the inputs of a partition's clock
+IMPRESSION_INPUT = "impressions"
+CLICK_INPUT = "clicks"
 
 
 @dataclass(frozen=True)
@@ -113,38 +118,70 @@ class JoinState:
 
 
 class PartitionClock:
-    """Event-time watermark of one partition with bounded lateness and idle advance."""
+    """Event-time watermark of one partition: the slowest input, with bounded lateness.
+
+    Each input topic (impressions, clicks) keeps its own newest event time,
+    and the watermark is the minimum over the inputs seen so far, each minus
+    ``max_lateness_s`` (Flink's per-input watermarks). One clock over both
+    topics would let a consumer that reads a partition's impressions far
+    ahead of its clicks expire impressions whose in-window clicks it simply
+    has not read yet, turning them into late corrections.
+
+    An input with no events for ``idle_after_s`` wall seconds is idle: its
+    time advances at ``idle_clock_rate`` event seconds per wall second, so a
+    topic that goes quiet (no clicks for a while) never holds expiry back for
+    good. Idle time counts from the input's last event, from the last
+    :meth:`hold`, or from :meth:`restore` after a restart.
+    """
 
     def __init__(self, config: JoinConfig) -> None:
         self._config = config
-        self.max_event_ts: float | None = None
-        self._last_event_wall = 0.0
+        #: newest event time of each input seen, by input name
+        self.inputs: dict[str, float] = {}
+        self._last_wall: dict[str, float] = {}
         self.watermark = float("-inf")
 
-    def restore(self, max_event_ts: float | None, watermark: float | None) -> None:
-        """Resume from a persisted clock (after a restart or rebalance)."""
-        self.max_event_ts = max_event_ts
+    @property
+    def max_event_ts(self) -> float | None:
+        """The newest event time of any input (``None`` before the first event)."""
+        return max(self.inputs.values()) if self.inputs else None
+
+    def restore(
+        self,
+        inputs: dict[str, float],
+        watermark: float | None,
+        wall: float,
+    ) -> None:
+        """Resume from a persisted clock (after a restart or rebalance) at wall time ``wall``."""
+        for name, ts in inputs.items():
+            self.inputs[name] = max(self.inputs.get(name, ts), ts)
+            self._last_wall[name] = wall
         if watermark is not None:
             self.watermark = max(self.watermark, watermark)
 
-    def observe(self, ts: float, wall: float) -> None:
-        """Record an event's time; ``wall`` is the processing wall-clock time."""
-        if self.max_event_ts is None or ts > self.max_event_ts:
-            self.max_event_ts = ts
-        self._last_event_wall = wall
+    def observe(self, ts: float, wall: float, source: str = "impressions") -> None:
+        """Record an event of input ``source``; ``wall`` is the processing wall-clock time."""
+        if source not in self.inputs or ts > self.inputs[source]:
+            self.inputs[source] = ts
+        self._last_wall[source] = wall
         self.advance(wall)
 
-    def hold(self, wall: float) -> None:
-        """The partition is not idle, only behind: restart the idle timer."""
-        self._last_event_wall = wall
+    def hold(self, wall: float, inputs: Iterable[str]) -> None:
+        """These inputs are not idle, only behind: restart their idle timers."""
+        for name in inputs:
+            if name in self._last_wall:
+                self._last_wall[name] = wall
 
     def advance(self, wall: float) -> float:
         """Recompute the watermark at wall time ``wall``; it never goes back."""
-        if self.max_event_ts is None:
+        if not self.inputs:
             return self.watermark
-        idle = max(0.0, wall - self._last_event_wall - self._config.idle_after_s)
-        candidate = (
-            self.max_event_ts - self._config.max_lateness_s + idle * self._config.idle_clock_rate
+        c = self._config
+        candidate = min(
+            ts
+            - c.max_lateness_s
+            + max(0.0, wall - self._last_wall[name] - c.idle_after_s) * c.idle_clock_rate
+            for name, ts in self.inputs.items()
         )
         self.watermark = max(self.watermark, candidate)
         return self.watermark
@@ -186,7 +223,7 @@ class JoinBook:
         effects = Effects()
         # The clock moves first, so a label decided by this event carries a
         # finite watermark even on a freshly restored book.
-        self.clock.observe(impression.ts, wall)
+        self.clock.observe(impression.ts, wall, IMPRESSION_INPUT)
         iid = impression.impression_id
         state = self._states.get(iid)
         if state is None:
@@ -218,7 +255,7 @@ class JoinBook:
     def on_click(self, click: Click, wall: float) -> Effects:
         """Handle one valid click; may expire others as the clock moves."""
         effects = Effects()
-        self.clock.observe(click.ts, wall)
+        self.clock.observe(click.ts, wall, CLICK_INPUT)
         iid = click.impression_id
         state = self._states.get(iid)
         if state is None:
@@ -251,15 +288,16 @@ class JoinBook:
         effects.extend(self.expire(wall))
         return effects
 
-    def on_tick(self, wall: float, caught_up: bool = True) -> Effects:
-        """Advance the clock without an event (idle partitions still expire).
+    def on_tick(self, wall: float, behind: Collection[str] = ()) -> Effects:
+        """Advance the clock without an event (idle inputs still expire).
 
-        A partition with unread messages (``caught_up=False``) is lagging, not
-        idle: its clock must not run ahead of the events still waiting, or
-        their impressions would expire before their clicks are read.
+        ``behind`` names the inputs with unread messages: they are lagging,
+        not idle, so their clocks must not run ahead of the events still
+        waiting, or impressions would expire before their clicks are read.
+        An input that is read to its end may idle meanwhile.
         """
-        if not caught_up:
-            self.clock.hold(wall)
+        if behind:
+            self.clock.hold(wall, behind)
         return self.expire(wall)
 
     def expire(self, wall: float) -> Effects:

@@ -21,7 +21,7 @@ from streams import topics
 from streams.app import StreamApp
 from streams.deadletter import dead_letter, send_dead_letter
 from streams.decode import DecodeError, decode
-from streams.join import Effects, JoinBook, JoinConfig
+from streams.join import CLICK_INPUT, IMPRESSION_INPUT, Effects, JoinBook, JoinConfig
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +75,12 @@ class JoinAgent:
             clock = table.data.get(clock_key)
             if isinstance(clock, dict) and clock.get("max_event_ts") is not None:
                 watermark = clock.get("watermark")
+                # clocks persisted before per-input times had only the maximum
+                inputs = clock.get("inputs") or {IMPRESSION_INPUT: clock["max_event_ts"]}
                 book.clock.restore(
-                    float(clock["max_event_ts"]),
+                    {str(k): float(v) for k, v in inputs.items()},
                     float(watermark) if watermark is not None else None,
+                    wall=time.time(),
                 )
             log.info("join book for partition %d restored with %d states", partition, len(book))
             self.books[partition] = book
@@ -97,10 +100,11 @@ class JoinAgent:
             elif kind == topics.CLICKS:
                 effects = book.on_click(decode(Click, message.value, message.key), wall)
             else:
-                effects = book.on_tick(wall, caught_up=self.caught_up(message.partition))
+                effects = book.on_tick(wall, behind=self.behind(message.partition))
                 self.stream.join_table[CLOCK_KEY.format(partition=message.partition)] = {
                     "p": -1,
                     "max_event_ts": book.clock.max_event_ts,
+                    "inputs": dict(book.clock.inputs),
                     "watermark": book.clock.watermark if book.clock.max_event_ts else None,
                 }
         except DecodeError as exc:
@@ -116,19 +120,20 @@ class JoinAgent:
             return
         await self.apply(effects, message)
 
-    def caught_up(self, partition: int) -> bool:
-        """True when every impression and click of ``partition`` has been handled."""
+    def behind(self, partition: int) -> set[str]:
+        """The inputs (impressions, clicks) of ``partition`` with messages not yet handled."""
         consumer = self.stream.app.consumer
         names = topics.full_names(self.stream.settings)
-        for logical in (topics.IMPRESSIONS, topics.CLICKS):
+        lagging = set()
+        for logical, name in ((topics.IMPRESSIONS, IMPRESSION_INPUT), (topics.CLICKS, CLICK_INPUT)):
             topic = names[logical]
             try:
                 highwater = consumer.highwater(TP(topic, partition))
             except Exception:  # no fetch yet: unknown means "not known to be behind"
                 continue
             if highwater is not None and highwater > self.positions.get((topic, partition), -1) + 1:
-                return False
-        return True
+                lagging.add(name)
+        return lagging
 
     async def apply(self, effects: Effects, message: Any) -> None:
         """Mirror state into the table, then emit labels and rejections."""

@@ -151,7 +151,7 @@ def test_restore_from_upserts_continues_the_same_way() -> None:
             else:
                 table[key] = value
     restored = JoinBook.restore(0, CFG, table)
-    restored.clock.max_event_ts = book.clock.max_event_ts
+    restored.clock.restore(book.clock.inputs, book.clock.watermark, wall=0)
     assert labels(restored.on_click(click(1, 110), wall=0)) == ["i1:pos"]
     assert labels(restored.on_impression(imp(2, 100), wall=0)) == ["i2:pos"]
 
@@ -208,8 +208,50 @@ def test_lagging_partition_is_not_idle() -> None:
     """Unread messages mean 'behind', not 'idle': the clock must wait for them."""
     book = JoinBook(0, CFG)
     book.on_impression(imp(1, 100), wall=1000)
-    assert labels(book.on_tick(wall=1100, caught_up=False)) == []
+    assert labels(book.on_tick(wall=1100, behind={"impressions"})) == []
     assert book.clock.watermark == 90
     # once caught up, idle time counts from the last hold
-    assert labels(book.on_tick(wall=1150, caught_up=True)) == []
-    assert labels(book.on_tick(wall=1172, caught_up=True)) == ["i1:neg"]
+    assert labels(book.on_tick(wall=1150, behind=())) == []
+    assert labels(book.on_tick(wall=1172, behind=())) == ["i1:neg"]
+
+
+def test_impressions_read_ahead_of_clicks_do_not_expire_their_clicks() -> None:
+    """The watermark is the slower input's: a lagging clicks topic holds expiry back."""
+    book = JoinBook(0, CFG)
+    book.on_click(click(9, 50), wall=0)  # clicks are read up to ts 50 so far
+    book.on_impression(imp(1, 100), wall=0)
+    for i, ts in enumerate(range(110, 400, 10), start=10):
+        assert "i1:neg" not in labels(book.on_impression(imp(i, ts), wall=0))
+    assert book.clock.watermark == 40  # clicks' 50 - lateness, not impressions' 390 - 10
+    # the click of i1, inside its window, arrives late in wall time: still a positive
+    assert labels(book.on_click(click(1, 130), wall=0)) == ["i1:pos"]
+
+
+def test_a_quiet_clicks_topic_goes_idle_and_stops_holding_expiry() -> None:
+    book = JoinBook(0, CFG)
+    book.on_click(click(9, 50), wall=1000)
+    book.on_impression(imp(1, 100), wall=1000)
+    # clicks quiet since wall 1000: idle after 1 s, then +1 event-s per wall-s
+    assert labels(book.on_impression(imp(2, 300), wall=1100)) == []  # min(290, 40+99)=139
+    assert labels(book.on_impression(imp(3, 300), wall=1122)) == ["i1:neg"]  # 40+121=161
+
+
+def test_only_the_lagging_input_is_held() -> None:
+    """Clicks still arriving must not keep an impressions topic read to its end from idling."""
+    book = JoinBook(0, CFG)
+    book.on_impression(imp(1, 100), wall=1000)
+    book.on_click(click(9, 500), wall=1000)
+    assert labels(book.on_tick(wall=1050, behind={"clicks"})) == []  # 90 + 49 = 139
+    assert labels(book.on_tick(wall=1072, behind={"clicks"})) == ["i1:neg"]  # 90 + 71
+
+
+def test_restored_clock_counts_idle_time_from_the_restore() -> None:
+    """After a restart a caught-up partition must not jump its watermark ahead."""
+    book = JoinBook(0, CFG)
+    table: dict[str, Any] = {}
+    for key, value in book.on_impression(imp(1, 100), wall=0).upserts.items():
+        table[key] = value
+    restored = JoinBook.restore(0, CFG, table)
+    restored.clock.restore(dict(book.clock.inputs), book.clock.watermark, wall=5000)
+    assert labels(restored.on_tick(wall=5010, behind=())) == []  # 90 + 9 = 99
+    assert labels(restored.on_tick(wall=5072, behind=())) == ["i1:neg"]  # 90 + 71
