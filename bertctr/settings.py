@@ -43,12 +43,15 @@ class Settings(BaseSettings):
         description="How long a labelled impression is remembered for duplicates and late clicks.",
     )
     idle_after_s: float = Field(
-        default=2.0, ge=0, description="Wall seconds without events before a partition is idle."
+        default=2.0,
+        ge=0,
+        description="Wall seconds without events before an input (impressions or clicks) "
+        "of a partition, read to its end, is idle.",
     )
     idle_clock_rate: float = Field(
         default=1.0,
         gt=0,
-        description="Event seconds the watermark of an idle partition advances per wall "
+        description="Event seconds the clock of an idle input advances per wall "
         "second. 1.0 in production; replays of simulated time set it higher.",
     )
     tick_interval_s: float = Field(default=1.0, gt=0)
