@@ -152,7 +152,7 @@ def cmd_encoder_fit_projection(args: argparse.Namespace, settings: Settings) -> 
         features[good],
         args.dim,
         version=args.version,
-        standardise=args.standardise or args.features == "multiscale",
+        standardise=True if args.standardise else None,
         groups=[g for g, ok in zip(groups, good, strict=True) if ok] if groups else None,
         feature_kind=args.features,
     )

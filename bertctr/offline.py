@@ -52,12 +52,11 @@ def catalogue_embeddings(
     pooled, errors = ImageEncoder(features=image_features).pooled(pngs)
     if any(errors):
         raise RuntimeError(f"catalogue images failed to embed: {errors}")
-    multiscale = image_features == "multiscale"
+    within_items = image_features == "multiscale"
     head = fit_pca(
         pooled,
         image_dim,
-        standardise=multiscale,
-        groups=[e.item_id for e in sim.catalogue] if multiscale else None,
+        groups=[e.item_id for e in sim.catalogue] if within_items else None,
         feature_kind=image_features,
     )
     images = ImageEncoder(projection=head).encode(pngs)

@@ -220,7 +220,7 @@ def fit_pca(
     d_out: int,
     version: int = 1,
     *,
-    standardise: bool = False,
+    standardise: bool | None = None,
     groups: Sequence[str] | None = None,
     feature_kind: str = "last",
 ) -> Projection:
@@ -240,7 +240,8 @@ def fit_pca(
         The encoder version the fitted head will define.
     standardise:
         Scale each feature to unit variance first (constant features are
-        left unscaled); see the module docstring.
+        left unscaled); see the module docstring. ``None``: exactly for
+        ``"multiscale"`` features, whose levels differ in width and scale.
     groups:
         One label per row (the item an image shows): directions come from
         the rows minus their group's mean. Groups of one row carry no
@@ -261,6 +262,8 @@ def fit_pca(
         raise ValueError(f"d_out must be in [1, min(n, d_in)] = [1, {min(n, d_in)}], got {d_out}")
     if groups is not None and len(groups) != n:
         raise ValueError(f"groups must have one label per row ({n}), got {len(groups)}")
+    if standardise is None:
+        standardise = feature_kind == "multiscale"
     mean = x.mean(axis=0)
     scale = np.ones(d_in)
     if standardise:
