@@ -113,8 +113,11 @@ class _Clip:
 
 def _check_projection(projection: Projection | None, dim: int) -> Projection:
     projection = projection or Projection.identity(dim, version=1)
-    if projection.d_in != dim:
-        raise ValueError(f"projection expects {projection.d_in} features, CLIP gives {dim}")
+    if projection.d_in != dim or projection.features != "last":
+        raise ValueError(
+            f"projection expects {projection.d_in} {projection.features!r} features, "
+            f"CLIP gives {dim} joint-space ones"
+        )
     return projection
 
 

@@ -20,6 +20,7 @@ from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
 from encoder_server.base import IMAGE_ENCODER, TEXT_ENCODER, Encoded, Encoder
+from encoder_server.clip import ClipImageEncoder
 from encoder_server.image_encoder import FEATURE_DIMS, ImageEncoder
 from encoder_server.models import load_encoders
 from encoder_server.projection import Projection, fit_pca
@@ -230,6 +231,12 @@ def test_tiny_clip_loads_and_encodes(tiny_clip: Path, entries: list[CatalogueEnt
     _check_good(texts, 16)
     single = text.encode([titles[2]]).embeddings[0]
     np.testing.assert_allclose(texts.embeddings[2], single, atol=1e-5)
+
+    # a head fitted on EfficientNet's multi-scale features is not a CLIP head
+    multiscale = Projection.random(16, 4, features="multiscale")
+    assert isinstance(image, ClipImageEncoder)
+    with pytest.raises(ValueError, match="CLIP gives 16"):
+        ClipImageEncoder(image._clip, multiscale)
 
 
 def test_multiscale_features_end_with_the_last_layer_and_batch_equals_single(
