@@ -30,8 +30,9 @@ class Settings(BaseSettings):
     max_lateness_s: float = Field(
         default=60.0,
         ge=0,
-        description="How far event time may run behind the newest event on a partition "
-        "before an impression is judged expired (bounded out-of-orderness).",
+        description="How far event time may run behind the newest event of an input "
+        "(impressions or clicks) of a partition before an impression is judged expired "
+        "(bounded out-of-orderness).",
     )
     orphan_grace_s: float | None = Field(
         default=None,
