@@ -8,20 +8,77 @@ definition of an event and it has no Kafka dependency.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "MAX_SEGMENT_FIELDS",
+    "MAX_TS",
+    "RECORD_HEADER",
+    "SCHEMA_VERSION",
+    "WATERMARK_RECORD",
+    "Click",
+    "DeadLetter",
+    "Impression",
+    "LabelledImpression",
+    "Segment",
+    "WatermarkRecord",
+]
 
 SCHEMA_VERSION: Literal[1] = 1
+
+#: Largest accepted event time: 2286-11-20, ten digits of epoch seconds. A
+#: producer that sends epoch *milliseconds* (13 digits) is refused with a
+#: clear error instead of being read as a date 50,000 years ahead.
+MAX_TS = 1e10
+#: A segment is a handful of audience fields, not a bag of attributes.
+MAX_SEGMENT_FIELDS = 16
+
+
+def _no_bool_or_str(value: Any) -> Any:
+    """JSON numbers only: ``true`` and ``"5"`` are not numbers.
+
+    pydantic's lax mode would read ``true`` as 1 and ``"5"`` as 5, while the
+    exported JSON Schema (``type: number``) refuses both; producers must not
+    get two different answers from the two halves of one contract.
+    """
+    if isinstance(value, bool | str | bytes):
+        raise ValueError(f"must be a JSON number, not {type(value).__name__}")
+    return value
+
+
+#: A JSON number (integer or not), never a bool or a numeric string.
+JsonNumber = Annotated[float, BeforeValidator(_no_bool_or_str)]
+#: A JSON integer (``3`` or ``3.0``, as JSON Schema's ``integer``), never a bool or string.
+JsonInt = Annotated[int, BeforeValidator(_no_bool_or_str)]
 
 #: Identifiers are opaque, non-empty strings of bounded length; they end up in
 #: Redis keys and Kafka keys, so unbounded ones would be a memory hazard.
 Identifier = Annotated[str, Field(min_length=1, max_length=256)]
+#: Segment values end up in the canonical segment key ``k=v,k=v``, so they
+#: may not contain its separators.
+_NO_SEPARATORS = r"^[^,=]*$"
+SegmentValue = Annotated[str, Field(min_length=1, max_length=256, pattern=_NO_SEPARATORS)]
+
+
+def _has_separator(text: str) -> bool:
+    return "," in text or "=" in text
 
 
 def _finite_ts(value: float) -> float:
-    if not math.isfinite(value) or value < 0:
-        raise ValueError("ts must be a finite, non-negative epoch time in seconds")
+    if not math.isfinite(value) or not 0 <= value <= MAX_TS:
+        raise ValueError(
+            f"ts must be a finite epoch time in seconds in [0, {MAX_TS:.0e}] "
+            "(milliseconds are refused)"
+        )
     return value
 
 
@@ -33,10 +90,23 @@ class Segment(BaseModel):
     strings so that the segment key stays a readable dashboard label.
     """
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(
+        extra="allow",
+        frozen=True,
+        json_schema_extra={
+            "additionalProperties": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 256,
+                "pattern": _NO_SEPARATORS,
+            },
+            "propertyNames": {"minLength": 1, "maxLength": 64, "pattern": _NO_SEPARATORS},
+            "maxProperties": MAX_SEGMENT_FIELDS,
+        },
+    )
 
-    device: Identifier
-    geo: Identifier
+    device: SegmentValue
+    geo: SegmentValue
 
     @field_validator("*", mode="before")
     @classmethod
@@ -47,11 +117,16 @@ class Segment(BaseModel):
 
     @model_validator(mode="after")
     def _extras_are_short_strings(self) -> Segment:
-        for name, value in (self.model_extra or {}).items():
-            if not isinstance(value, str) or not 0 < len(value) <= 256:
-                raise ValueError(f"segment field {name!r} must be a string of 1-256 chars")
-            if len(name) > 64:
-                raise ValueError("segment field names must be at most 64 chars")
+        extra = self.model_extra or {}
+        if len(extra) + 2 > MAX_SEGMENT_FIELDS:
+            raise ValueError(f"a segment has at most {MAX_SEGMENT_FIELDS} fields")
+        for name, value in extra.items():
+            if not isinstance(value, str) or not 0 < len(value) <= 256 or _has_separator(value):
+                raise ValueError(
+                    f"segment field {name!r} must be a string of 1-256 chars without ',' or '='"
+                )
+            if not 0 < len(name) <= 64 or _has_separator(name):
+                raise ValueError("segment field names are 1-64 chars without ',' or '='")
         return self
 
     def as_dict(self) -> dict[str, str]:
@@ -69,8 +144,12 @@ class _Event(BaseModel):
 
     event_id: Identifier = Field(description="Unique per event; duplicates share it.")
     impression_id: Identifier = Field(description="Kafka key; joins clicks to impressions.")
-    ts: float = Field(description="Event time, epoch seconds (float).")
-    schema_version: Literal[1] = SCHEMA_VERSION
+    ts: JsonNumber = Field(
+        ge=0,
+        le=MAX_TS,
+        description="Event time, epoch seconds (a JSON number; not milliseconds, not a string).",
+    )
+    schema_version: Annotated[Literal[1], BeforeValidator(_no_bool_or_str)] = SCHEMA_VERSION
 
     @field_validator("ts")
     @classmethod
@@ -91,7 +170,7 @@ class Impression(_Event):
     )
     variant: Identifier = "default"
     title: str = Field(default="", max_length=2048)
-    position: int = Field(ge=0, le=10_000)
+    position: JsonInt = Field(ge=0, le=10_000)
     segment: Segment
     user_id: Identifier | None = None
 
@@ -156,3 +235,31 @@ class DeadLetter(BaseModel):
     value: str | None = None
     value_b64: str | None = None
     failed_at: float
+
+
+#: Kafka header that marks a control record on ``labelled`` (value: its kind).
+RECORD_HEADER = "bertctr-record"
+#: :data:`RECORD_HEADER` value of a :class:`WatermarkRecord`.
+WATERMARK_RECORD: Literal["watermark"] = "watermark"
+
+
+class WatermarkRecord(BaseModel):
+    """A join partition's event-time watermark, written in-band to ``labelled``.
+
+    The join sends every label of its partition ``p`` to partition ``p`` of
+    ``labelled``, and after them, whenever the partition's watermark has
+    moved, one of these (header ``bertctr-record: watermark``, no key). Kafka
+    keeps a partition in order, so a consumer that reads a watermark ``W``
+    has read every label the join decided at or before ``W``: every window
+    that closed by ``W`` is complete. That is what lets the learner learn in
+    window-close order on a quiet stream, where no new label would say that
+    time has passed. ``watermark`` is ``null`` while the partition has seen
+    no event. Consumers that only want labels skip records with the header.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    record: Literal["watermark"] = WATERMARK_RECORD
+    partition: int = Field(ge=0)
+    watermark: float | None = Field(description="Event-time watermark of the join partition.")
+    emitted_at: float = Field(description="Wall-clock time the join sent it.")
