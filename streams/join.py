@@ -25,10 +25,24 @@ lateness):
   duplicates and late clicks still find it, then forgotten.
 
 Expiry is driven by a watermark: the newest event time of the partition's
-slower input (impressions or clicks) minus ``max_lateness_s``; while an input
-is idle its time keeps advancing at ``idle_clock_rate`` event-seconds per
-wall-second, so expiry never waits for traffic that is not coming, and never
-sleeps per event (see :class:`PartitionClock`).
+slower input (impressions or clicks) minus ``max_lateness_s``. An input that
+has not been seen yet holds the watermark back until it is known to be empty
+(read to its end and quiet for ``idle_after_s``): a worker that reads a burst
+of impressions before the first click of its partition must not expire them.
+While an input is idle its time keeps advancing at ``idle_clock_rate``
+event-seconds per wall-second, so expiry never waits for traffic that is not
+coming, and never sleeps per event (see :class:`PartitionClock`).
+
+Producers' clocks are not trusted. An event more than ``max_future_skew_s``
+ahead of the worker's wall clock is refused as ``future_timestamp`` before it
+can move the watermark (one such event would otherwise expire every pending
+impression of its partition at once). An event older than the watermark by
+the late-click horizon or more is refused as ``too_old``: the join no longer
+remembers that time, so it could neither deduplicate it nor attach it.
+
+Besides labels the join reports what the live counters count at once (see
+:class:`LiveCount`): an impression when it is accepted, a click when it
+first attaches to its impression, both at the impression's time.
 """
 
 from __future__ import annotations
@@ -56,6 +70,21 @@ class JoinConfig:
     horizon_s: float = 86_400.0
     idle_after_s: float = 2.0
     idle_clock_rate: float = 1.0
+    max_future_skew_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class LiveCount:
+    """What the live counters add for one impression: its arrival or its first click.
+
+    Counted when it happens, at the impression's time, so a dashboard sees
+    impressions and clicks as they arrive rather than when the window of an
+    impression closes. ``kind`` is ``"impression"`` or ``"click"``; each is
+    applied at most once per impression (the counters deduplicate on it).
+    """
+
+    impression: Impression
+    kind: Literal["impression", "click"]
 
 
 @dataclass(frozen=True)
@@ -75,13 +104,23 @@ class Effects:
     rejected: list[Rejected] = field(default_factory=list)
     #: impression_id -> new state (a JSON-able dict) or None to delete it.
     upserts: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    #: live counter increments, in the order they happened
+    live: list[LiveCount] = field(default_factory=list)
+    #: events dropped because their event_id was already seen
     duplicates: int = 0
+    #: distinct clicks on an impression that was already clicked (add nothing)
+    repeat_clicks: int = 0
+    #: what happened to the event itself: ``accepted``, ``duplicate``,
+    #: ``repeat`` (a further distinct click), ``rejected`` or ``""`` (a tick)
+    outcome: str = ""
 
     def extend(self, other: Effects) -> None:
         self.labelled.extend(other.labelled)
         self.rejected.extend(other.rejected)
         self.upserts.update(other.upserts)
+        self.live.extend(other.live)
         self.duplicates += other.duplicates
+        self.repeat_clicks += other.repeat_clicks
 
 
 @dataclass
@@ -121,21 +160,33 @@ class PartitionClock:
     """Event-time watermark of one partition: the slowest input, with bounded lateness.
 
     Each input topic (impressions, clicks) keeps its own newest event time,
-    and the watermark is the minimum over the inputs seen so far, each minus
+    and the watermark is the minimum over the inputs, each minus
     ``max_lateness_s`` (Flink's per-input watermarks). One clock over both
     topics would let a consumer that reads a partition's impressions far
     ahead of its clicks expire impressions whose in-window clicks it simply
     has not read yet, turning them into late corrections.
 
-    An input with no events for ``idle_after_s`` wall seconds is idle: its
-    time advances at ``idle_clock_rate`` event seconds per wall second, so a
-    topic that goes quiet (no clicks for a while) never holds expiry back for
-    good. Idle time counts from the input's last event, from the last
-    :meth:`hold`, or from :meth:`restore` after a restart.
+    An input that has not been seen yet holds the watermark at minus
+    infinity until it is known to be empty: not behind (see :meth:`hold`)
+    for ``idle_after_s`` wall seconds. Only then is it left out of the
+    minimum, as Flink leaves out an idle source. Taking the minimum over the
+    inputs *seen so far* instead would let the first burst of impressions on
+    a new partition expire them before the first click was read.
+
+    A seen input with no events for ``idle_after_s`` wall seconds is idle:
+    its time advances at ``idle_clock_rate`` event seconds per wall second,
+    so a topic that goes quiet (no clicks for a while) never holds expiry
+    back for good. Idle time counts from the input's last event, from the
+    last :meth:`hold`, from :meth:`restore` after a restart, or, for an
+    input never seen, from the first time the clock is consulted.
     """
 
-    def __init__(self, config: JoinConfig) -> None:
+    def __init__(
+        self, config: JoinConfig, expected: Iterable[str] = (IMPRESSION_INPUT, CLICK_INPUT)
+    ) -> None:
         self._config = config
+        #: the inputs that must be seen (or known empty) before time can pass
+        self.expected = tuple(expected)
         #: newest event time of each input seen, by input name
         self.inputs: dict[str, float] = {}
         self._last_wall: dict[str, float] = {}
@@ -159,7 +210,7 @@ class PartitionClock:
         if watermark is not None:
             self.watermark = max(self.watermark, watermark)
 
-    def observe(self, ts: float, wall: float, source: str = "impressions") -> None:
+    def observe(self, ts: float, wall: float, source: str = IMPRESSION_INPUT) -> None:
         """Record an event of input ``source``; ``wall`` is the processing wall-clock time."""
         if source not in self.inputs or ts > self.inputs[source]:
             self.inputs[source] = ts
@@ -169,21 +220,21 @@ class PartitionClock:
     def hold(self, wall: float, inputs: Iterable[str]) -> None:
         """These inputs are not idle, only behind: restart their idle timers."""
         for name in inputs:
-            if name in self._last_wall:
-                self._last_wall[name] = wall
+            self._last_wall[name] = wall
 
     def advance(self, wall: float) -> float:
         """Recompute the watermark at wall time ``wall``; it never goes back."""
-        if not self.inputs:
-            return self.watermark
         c = self._config
-        candidate = min(
-            ts
-            - c.max_lateness_s
-            + max(0.0, wall - self._last_wall[name] - c.idle_after_s) * c.idle_clock_rate
-            for name, ts in self.inputs.items()
-        )
-        self.watermark = max(self.watermark, candidate)
+        candidates = []
+        for name in (*self.expected, *(n for n in self.inputs if n not in self.expected)):
+            idle_for = wall - self._last_wall.setdefault(name, wall) - c.idle_after_s
+            ts = self.inputs.get(name)
+            if ts is not None:
+                candidates.append(ts - c.max_lateness_s + max(0.0, idle_for) * c.idle_clock_rate)
+            elif idle_for < 0:
+                candidates.append(float("-inf"))  # unseen, not yet known to be empty
+        if candidates:
+            self.watermark = max(self.watermark, min(candidates))
         return self.watermark
 
 
@@ -218,9 +269,17 @@ class JoinBook:
 
     # -- inputs -----------------------------------------------------------------
 
-    def on_impression(self, impression: Impression, wall: float) -> Effects:
-        """Handle one valid impression; may expire others as the clock moves."""
-        effects = Effects()
+    def on_impression(
+        self, impression: Impression, wall: float, behind: Collection[str] = ()
+    ) -> Effects:
+        """Handle one valid impression; may expire others as the clock moves.
+
+        ``behind`` names the inputs with unread messages (see :meth:`on_tick`).
+        """
+        effects = Effects(outcome="accepted")
+        if self._refuse_time(impression, wall, effects):
+            return effects
+        self.clock.hold(wall, behind)
         # The clock moves first, so a label decided by this event carries a
         # finite watermark even on a freshly restored book.
         self.clock.observe(impression.ts, wall, IMPRESSION_INPUT)
@@ -234,10 +293,13 @@ class JoinBook:
                 impression=impression,
             )
             self._put(iid, state, effects)
+            effects.live.append(LiveCount(impression, "impression"))
         elif state.impression is not None:
             if state.impression.event_id == impression.event_id:
                 effects.duplicates += 1
+                effects.outcome = "duplicate"
             else:
+                effects.outcome = "rejected"
                 effects.rejected.append(
                     Rejected(
                         "conflicting_impression",
@@ -248,13 +310,17 @@ class JoinBook:
                 )
         else:  # a click was waiting for this impression
             state.impression = impression
+            effects.live.append(LiveCount(impression, "impression"))
             self._label_with_click(iid, state, effects)
         effects.extend(self.expire(wall))
         return effects
 
-    def on_click(self, click: Click, wall: float) -> Effects:
+    def on_click(self, click: Click, wall: float, behind: Collection[str] = ()) -> Effects:
         """Handle one valid click; may expire others as the clock moves."""
-        effects = Effects()
+        effects = Effects(outcome="accepted")
+        if self._refuse_time(click, wall, effects):
+            return effects
+        self.clock.hold(wall, behind)
         self.clock.observe(click.ts, wall, CLICK_INPUT)
         iid = click.impression_id
         state = self._states.get(iid)
@@ -269,6 +335,7 @@ class JoinBook:
             self._put(iid, state, effects)
         elif click.event_id in state.click_event_ids:
             effects.duplicates += 1
+            effects.outcome = "duplicate"
         else:
             state.click_event_ids.append(click.event_id)
             if state.status == "pending":
@@ -276,17 +343,48 @@ class JoinBook:
                 self._label_with_click(iid, state, effects)
             elif state.status == "negative":
                 state.click = click
+                assert state.impression is not None
+                effects.live.append(LiveCount(state.impression, "click"))
                 self._emit_late(state, effects)
                 state.status = "corrected"
                 self._put(iid, state, effects)
-            elif state.status == "orphan" and state.click is not None:
-                if click.ts < state.click.ts:
-                    state.click = click
-                self._put(iid, state, effects)
-            else:  # a repeat click on a clicked impression: remembered, not counted
+            else:  # a further click on a clicked impression (or orphan): adds nothing
+                orphan = state.status == "orphan"
+                if orphan and state.click is not None and click.ts < state.click.ts:
+                    state.click = click  # the impression's first click is the one kept
+                effects.repeat_clicks += 1
+                effects.outcome = "repeat"
                 self._put(iid, state, effects)
         effects.extend(self.expire(wall))
         return effects
+
+    def _refuse_time(self, event: Impression | Click, wall: float, effects: Effects) -> bool:
+        """Refuse an event whose time the join cannot trust or no longer covers."""
+        c = self.config
+        effects.outcome = "rejected"
+        if event.ts > wall + c.max_future_skew_s:
+            effects.rejected.append(
+                Rejected(
+                    "future_timestamp",
+                    f"ts {event.ts:.3f} is {event.ts - wall:.0f}s ahead of the worker's clock "
+                    f"(BERTCTR_MAX_FUTURE_SKEW_S={c.max_future_skew_s:g})",
+                    event,
+                )
+            )
+            return True
+        if event.ts + c.horizon_s <= self.clock.watermark:
+            effects.rejected.append(
+                Rejected(
+                    "too_old",
+                    f"ts {event.ts:.3f} is {self.clock.watermark - event.ts:.0f}s behind the "
+                    f"partition's watermark, past the late-click horizon "
+                    f"(BERTCTR_LATE_CLICK_HORIZON_S={c.horizon_s:g})",
+                    event,
+                )
+            )
+            return True
+        effects.outcome = "accepted"
+        return False
 
     def on_tick(self, wall: float, behind: Collection[str] = ()) -> Effects:
         """Advance the clock without an event (idle inputs still expire).
@@ -332,6 +430,7 @@ class JoinBook:
 
     def _label_with_click(self, iid: str, state: JoinState, effects: Effects) -> None:
         assert state.impression is not None and state.click is not None
+        effects.live.append(LiveCount(state.impression, "click"))
         delay = max(0.0, state.click.ts - state.impression.ts)
         if delay <= self.config.window_s:
             effects.labelled.append(

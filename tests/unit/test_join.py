@@ -52,9 +52,10 @@ def test_click_in_window_is_a_positive_with_its_delay() -> None:
 def test_expiry_makes_a_negative_once_the_watermark_passes() -> None:
     book = JoinBook(0, CFG)
     book.on_impression(imp(1, 100), wall=0)
+    # by wall 5 the clicks input, never seen and not behind, is known empty;
     # window ends at 160; watermark = newest ts - lateness
-    assert labels(book.on_impression(imp(2, 169), wall=0)) == []
-    fx = book.on_impression(imp(3, 171), wall=0)
+    assert labels(book.on_impression(imp(2, 169), wall=5)) == []
+    fx = book.on_impression(imp(3, 171), wall=5)
     assert labels(fx) == ["i1:neg"]
     assert not fx.labelled[0].clicked and fx.labelled[0].click_delay_s is None
 
@@ -255,3 +256,85 @@ def test_restored_clock_counts_idle_time_from_the_restore() -> None:
     restored.clock.restore(dict(book.clock.inputs), book.clock.watermark, wall=5000)
     assert labels(restored.on_tick(wall=5010, behind=())) == []  # 90 + 9 = 99
     assert labels(restored.on_tick(wall=5072, behind=())) == ["i1:neg"]  # 90 + 71
+
+
+# -- issue 9: unseen inputs, producers' clocks, live counts ---------------------
+
+
+def test_an_unseen_input_holds_the_watermark_while_it_is_behind() -> None:
+    """A burst of impressions read before the first click must not expire them."""
+    book = JoinBook(0, CFG)
+    book.on_impression(imp(1, 100), wall=0, behind={"clicks"})
+    # far past the window in impression time, and long after idle_after_s:
+    # clicks are still unread (behind), so nothing may expire
+    fx = book.on_impression(imp(2, 10_000), wall=50, behind={"clicks"})
+    assert labels(fx) == [] and book.clock.watermark == float("-inf")
+    assert labels(book.on_tick(wall=60, behind={"clicks"})) == []
+    # the click of impression 1, 1 s after it, is then still a positive
+    assert labels(book.on_click(click(1, 101), wall=61)) == ["i1:pos"]
+
+
+def test_an_unseen_input_known_empty_stops_holding() -> None:
+    book = JoinBook(0, CFG)
+    book.on_impression(imp(1, 100), wall=0)
+    book.on_impression(imp(2, 200), wall=0)
+    assert book.clock.watermark == float("-inf")
+    # clicks are read to their end (not behind) and quiet for idle_after_s
+    fx = book.on_tick(wall=1.5)
+    assert labels(fx) == ["i1:neg"]
+
+
+def test_a_future_event_is_refused_and_moves_nothing() -> None:
+    book = JoinBook(0, CFG)
+    wall = 1_000.0
+    book.on_impression(imp(1, 990), wall=wall)
+    book.on_click(click(9, 991), wall=wall)  # clicks seen
+    before = book.clock.watermark
+    fx = book.on_impression(imp(2, wall + 1e7), wall=wall)
+    assert [r.reason for r in fx.rejected] == ["future_timestamp"]
+    assert "ahead of the worker's clock" in fx.rejected[0].detail
+    fx = book.on_click(click(2, wall + 1e7), wall=wall)
+    assert [r.reason for r in fx.rejected] == ["future_timestamp"]
+    assert book.clock.watermark == before and book.get("i2") is None
+    # within the skew bound an event is fine
+    assert book.on_impression(imp(3, wall + 200), wall=wall).rejected == []
+    # and the genuine click still joins its impression
+    assert labels(book.on_click(click(1, 995), wall=wall)) == ["i1:pos"]
+
+
+def test_an_event_older_than_the_horizon_is_refused() -> None:
+    book = JoinBook(0, CFG)
+    book.on_impression(imp(1, 5_000), wall=10_000)
+    book.on_click(click(1, 5_001), wall=10_000)
+    assert book.clock.watermark == 4_990
+    fx = book.on_impression(imp(2, 4_990 - CFG.horizon_s), wall=10_000)
+    assert [r.reason for r in fx.rejected] == ["too_old"]
+    fx = book.on_click(click(3, 3_000), wall=10_000)
+    assert [r.reason for r in fx.rejected] == ["too_old"]
+    # an old impression inside the horizon is labelled at once (its window closed)
+    fx = book.on_impression(imp(4, 4_500), wall=10_000)
+    assert fx.rejected == [] and labels(fx) == ["i4:neg"]
+
+
+def live(effects: Effects) -> list[tuple[str, str]]:
+    return [(c.impression.impression_id, c.kind) for c in effects.live]
+
+
+def test_live_counts_impressions_on_arrival_and_clicks_once() -> None:
+    book = JoinBook(0, CFG)
+    assert live(book.on_impression(imp(1, 100), wall=0)) == [("i1", "impression")]
+    assert live(book.on_impression(imp(1, 100), wall=0)) == []  # duplicate
+    assert live(book.on_click(click(1, 110), wall=0)) == [("i1", "click")]
+    fx = book.on_click(click(1, 111, event_id="other"), wall=0)
+    assert live(fx) == [] and fx.repeat_clicks == 1
+    # a click that waited for its impression counts both when it arrives
+    assert live(book.on_click(click(2, 120), wall=0)) == []
+    assert live(book.on_impression(imp(2, 115), wall=0)) == [
+        ("i2", "impression"),
+        ("i2", "click"),
+    ]
+    # a late click counts its click when it arrives
+    book.on_impression(imp(3, 130), wall=0)
+    book.on_impression(imp(4, 300), wall=0)
+    book.on_click(click(4, 301), wall=0)  # watermark 290: i3 expired
+    assert live(book.on_click(click(3, 290), wall=0)) == [("i3", "click")]
