@@ -1,7 +1,7 @@
 """The ``bertctr`` command line: thin wrappers over the library.
 
-Commands: ``worker``, ``stats``, ``schemas export``, ``stack up``, ``topics
-create``, ``demo``, ``simulate``. Output meant for programs is JSON on stdout
+Commands: ``worker``, ``stats``, ``health``, ``schemas export``, ``stack up``,
+``topics create``, ``demo``, ``simulate``. Output meant for programs is JSON on stdout
 (``--json``); logs go to stderr.
 """
 
@@ -47,7 +47,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     run_async(lambda: ensure_topics(settings))
     # Faust reads its own argv; give it none of ours.
     sys.argv = sys.argv[:1]
-    run_worker(settings, settings.redis_url, loglevel=args.loglevel)
+    run_worker(settings, loglevel=args.loglevel)
     return 0
 
 
@@ -59,17 +59,20 @@ def cmd_topics_create(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def read_stats(settings: Settings, item: str | None, segment: str | None) -> dict[str, Any]:
+async def read_stats(
+    settings: Settings, item: str | None, segment: str | None, view: str = "live"
+) -> dict[str, Any]:
     import redis.asyncio as aioredis
 
     from streams.counters import StatsReader
-    from streams.keys import KeySpace
+    from streams.keys import SETTLED, KeySpace
     from streams.learner_agent import model_metrics_key
 
     client = aioredis.Redis.from_url(settings.redis_url)
     try:
         keys = KeySpace(settings.redis_prefix)
-        stats = await StatsReader(client, keys).snapshot(item=item, segment=segment)
+        reader = StatsReader(client, keys, SETTLED if view == SETTLED else "live")
+        stats = await reader.snapshot(item=item, segment=segment)
         raw_model = await client.get(model_metrics_key(keys))
         model = json.loads(raw_model) if raw_model is not None else None
         if model is not None and segment is not None:
@@ -107,9 +110,60 @@ def format_stats(stats: dict[str, Any]) -> str:
 
 
 def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
-    stats = run_async(lambda: read_stats(settings, args.item, args.segment))
+    stats = run_async(lambda: read_stats(settings, args.item, args.segment, args.view))
     print(json.dumps(stats, sort_keys=True) if args.json else format_stats(stats))
     return 0
+
+
+async def read_health(settings: Settings) -> list[dict[str, Any]]:
+    """Every worker's health report in Redis."""
+    import redis.asyncio as aioredis
+
+    from streams.keys import KeySpace
+
+    client = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        reports = []
+        async for key in client.scan_iter(match=KeySpace(settings.redis_prefix).health_pattern):
+            raw = await client.get(key)
+            if raw is not None:
+                with contextlib.suppress(ValueError):
+                    reports.append(json.loads(raw))
+        return sorted(reports, key=lambda r: str(r.get("worker")))
+    finally:
+        await client.aclose()
+
+
+def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
+    """Judge the workers' health reports; exit 0 healthy, 1 unhealthy, 3 no report."""
+    import time
+
+    from streams.health import assess, read_local_report
+
+    if args.local:
+        local = read_local_report(Path(settings.data_dir))
+        reports = [local] if local is not None else []
+    else:
+        reports = run_async(lambda: read_health(settings))
+    max_stall = args.max_stall_s if args.max_stall_s is not None else settings.health_max_stall_s
+    now = time.time()
+    workers = []
+    for report in reports:
+        problems = assess(report, now, max_stall)
+        workers.append({**report, "healthy": not problems, "problems": problems})
+    healthy = bool(workers) and all(w["healthy"] for w in workers)
+    if args.json:
+        print(json.dumps({"healthy": healthy, "workers": workers}, sort_keys=True))
+    elif not workers:
+        print("no worker health report found (is a worker running with this prefix?)")
+    for w in [] if args.json else workers:
+        state = "healthy" if w["healthy"] else "UNHEALTHY"
+        print(f"{w.get('worker')}: {state}, report {now - float(w.get('at', 0)):.0f}s old")
+        for problem in w["problems"]:
+            print(f"  - {problem}")
+    if not workers:
+        return 3
+    return 0 if healthy else 1
 
 
 def cmd_schemas_export(args: argparse.Namespace, settings: Settings) -> int:
@@ -237,8 +291,26 @@ def build_parser() -> argparse.ArgumentParser:
     stats = sub.add_parser("stats", help="live CTR counters from Redis")
     stats.add_argument("--item")
     stats.add_argument("--segment", help="segment key, e.g. device=mobile,geo=DE,taste=t1")
+    stats.add_argument(
+        "--view",
+        choices=["live", "settled"],
+        default="live",
+        help="live: counted on arrival (default); settled: counted from labels",
+    )
     stats.add_argument("--json", action="store_true")
     stats.set_defaults(func=cmd_stats)
+
+    health = sub.add_parser(
+        "health", help="are the workers making progress? exit 0 healthy, 1 not, 3 no report"
+    )
+    health.add_argument(
+        "--local",
+        action="store_true",
+        help="judge only this machine's worker (its BERTCTR_DATA_DIR report), not Redis",
+    )
+    health.add_argument("--max-stall-s", type=float, help="default BERTCTR_HEALTH_MAX_STALL_S")
+    health.add_argument("--json", action="store_true")
+    health.set_defaults(func=cmd_health)
 
     schemas = sub.add_parser("schemas", help="event contract")
     schemas_sub = schemas.add_subparsers(dest="schemas_command", required=True)

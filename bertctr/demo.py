@@ -30,6 +30,7 @@ from bertctr.settings import Settings
 from bertctr.simulate import publish_messages
 from bertctr.stack import EmbeddedStack, start_stack, stop_process
 from encoder_server.launcher import EncoderServer, start_encoder_server
+from schemas.events import RECORD_HEADER
 from simulator.catalogue import CatalogueEntry
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,8 @@ def demo_env(
         "BERTCTR_MAX_LATENESS_S": str(lateness),
         "BERTCTR_IDLE_AFTER_S": "2",
         "BERTCTR_IDLE_CLOCK_RATE": str(cfg.speed if cfg.speed > 0 else 1_000_000),
+        # simulated time is not the wall clock: its events may be dated anywhere
+        "BERTCTR_MAX_FUTURE_SKEW_S": "1e10",
         "BERTCTR_SESSION_TIMEOUT_S": "10",
         "BERTCTR_DATA_DIR": str(tmp / "data"),
         "BERTCTR_CHECKPOINT_DIR": str(tmp / "checkpoints"),
@@ -136,7 +139,9 @@ async def read_outputs(
             batch = await consumer.getmany(timeout_ms=250, max_records=5000)
             for tp, records in batch.items():
                 target = out.labels if tp.topic.endswith("labelled") else out.dead
-                target.extend(json.loads(r.value) for r in records)
+                # skip control records (the join's watermarks on labelled)
+                events = (r for r in records if not any(h == RECORD_HEADER for h, _ in r.headers))
+                target.extend(json.loads(r.value) for r in events)
             if settle_until is None and out.base_labels >= expected_base:
                 settle_until = loop.time() + settle_s
             if loop.time() - last_report > 5:

@@ -56,6 +56,13 @@ class Settings(BaseSettings):
         "second. 1.0 in production; replays of simulated time set it higher.",
     )
     tick_interval_s: float = Field(default=1.0, gt=0)
+    max_future_skew_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="How far an event's time may be ahead of the worker's wall clock; "
+        "anything further is dead-lettered as future_timestamp and never moves the "
+        "watermark. Replays of simulated time raise it.",
+    )
 
     session_timeout_s: float = Field(default=30.0, gt=0)
     max_poll_records: int = Field(default=500, ge=1)
@@ -77,10 +84,24 @@ class Settings(BaseSettings):
     )
     metrics_interval_s: float = Field(default=1.0, gt=0)
     learner_flush_idle_s: float = Field(
-        default=30.0,
+        default=600.0,
         gt=0,
-        description="Wall seconds without labels before the learner's reorder buffer "
-        "is learned as it is (see online_ctr.learner).",
+        description="Wall seconds without any watermark progress before the learner "
+        "learns its reorder buffer anyway; those examples are learned but not scored "
+        "(model.unscored), so progressive metrics stay honest.",
+    )
+    health_interval_s: float = Field(
+        default=5.0, gt=0, description="How often a worker writes its health report."
+    )
+    health_max_stall_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="A partition whose messages wait this long without progress makes "
+        "its worker unhealthy (bertctr health).",
+    )
+    worker_id: str | None = Field(
+        default=None,
+        description="Name of this worker in health reports; defaults to <hostname>-<pid>.",
     )
 
     triton_url: str | None = Field(

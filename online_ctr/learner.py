@@ -22,7 +22,14 @@ high AUC). :meth:`Learner.submit` therefore holds each example in a reorder
 buffer keyed by when its window closes (``ts + window``) and learns it once
 the join's watermark (the newest ``labelled_at`` of the slowest partition)
 has passed that point, so examples are learned in impression-time order.
-:meth:`Learner.flush` releases the rest when the stream goes quiet.
+On a quiet stream no new label says that time has passed, so the join also
+sends its watermark on its own (:meth:`Learner.advance`): the buffer then
+empties in order as windows close, whatever the traffic. Nothing is learned
+before the watermark of its own partition has passed its window close,
+except by :meth:`Learner.flush_unscored` (the join's watermark has stopped
+for a long time), which learns without scoring: metrics never include an
+example judged before its label was final. :meth:`Learner.flush` (scored)
+is for the end of an offline stream, when every label is known.
 
 Replays: the join delivers at least once, so :meth:`Learner.submit` drops a
 ``label_id`` it has already taken (label ids are deterministic per
@@ -72,6 +79,9 @@ class Learner:
     spec
         The features' crosses; kept with the model its weights belong to.
     """
+
+    #: examples learned by :meth:`flush_unscored` (class default: older pickles)
+    unscored = 0
 
     def __init__(
         self,
@@ -130,9 +140,42 @@ class Learner:
             )
         return self._release(self.watermark)
 
+    def advance(self, source: str, watermark: float | None) -> int:
+        """The join says ``source``'s watermark reached ``watermark``; learn what is due.
+
+        ``None`` (a partition that has seen no event) says nothing.
+        """
+        if watermark is None:
+            return 0
+        previous = self._partition_watermarks.get(source, float("-inf"))
+        self._partition_watermarks[source] = max(previous, watermark)
+        self.watermark = min(self._partition_watermarks.values())
+        self._forget_expired()
+        return self._release(self.watermark)
+
     def flush(self) -> int:
-        """Learn everything still buffered (the stream went quiet)."""
+        """Learn and score everything still buffered: only at the end of a finished stream.
+
+        Scored is honest only when every label of the buffered windows is
+        known (an offline stream read to its end); a live stream that merely
+        went quiet must use :meth:`flush_unscored`.
+        """
         return self._release(float("inf"))
+
+    def flush_unscored(self) -> int:
+        """Learn everything buffered without recording it in the metrics.
+
+        For a live stream whose watermark has stopped: those windows may
+        still be open, so scoring them now would let positives be judged
+        before the negatives of their time and flatter the model.
+        """
+        n = 0
+        while self._buffer:
+            _, _, labelled, image, title = heapq.heappop(self._buffer)
+            self.process(labelled, image, title, scored=False)
+            n += 1
+        self.unscored += n
+        return n
 
     def _forget_expired(self) -> None:
         while self._seen_expiry and self._seen_expiry[0][0] < self.watermark:
@@ -181,12 +224,17 @@ class Learner:
         labelled: LabelledImpression,
         image_embedding: Embedding = None,
         title_embedding: Embedding = None,
+        scored: bool = True,
     ) -> float:
-        """Score, record, then learn one example; returns the score made before learning."""
+        """Score, record, then learn one example; returns the score made before learning.
+
+        ``scored=False`` learns without recording the score in the metrics.
+        """
         x = self.features(labelled, image_embedding, title_embedding)
         p = self.predict_features(x)
         y = self.weighting.label(labelled)
-        self.metrics.update(p, y, labelled.segment.key())
+        if scored:
+            self.metrics.update(p, y, labelled.segment.key())
         self.model.learn_one(x, y, w=self.weighting.weight(p, y))
         self.learned += 1
         return p

@@ -1,4 +1,4 @@
-"""The counter agent: labelled examples -> live CTR counters in Redis.
+"""The counter agent: labelled examples -> the settled CTR counters in Redis.
 
 Micro-batched (``take_events``) so one Redis round trip carries many labels.
 While Redis is down the batch is retried with backoff and the agent does not
@@ -16,7 +16,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from schemas.events import LabelledImpression
-from streams.decode import DecodeError, decode
+from streams.decode import DecodeError, decode, record_kind
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,8 @@ async def handle_batch(events: Sequence[Any], apply: Apply, dead: DeadLetterSink
     """Decode a batch of labelled messages, dead-letter bad ones, apply the rest."""
     good: list[LabelledImpression] = []
     for event in events:
+        if record_kind(event.message.headers) is not None:
+            continue  # a watermark record: nothing to count
         try:
             good.append(decode(LabelledImpression, event.message.value))
         except DecodeError as exc:

@@ -1,9 +1,13 @@
 """Live CTR counters in Redis: idempotent writes and the dashboard read side.
 
-Each labelled example is applied by one Lua script that first claims a
-``seen:<label_id>`` marker: a replayed message (at-least-once delivery, a
-worker restarted before committing) then changes nothing, which keeps the
-counters exact without Kafka transactions (Tansu has none).
+Two views (see :mod:`streams.keys`): the **live** one is written by the join
+agent as impressions and clicks arrive (:meth:`RedisCounters.apply_live`),
+the **settled** one by the counter agent from labels
+(:meth:`RedisCounters.apply`). Every increment is one Lua script call that
+first claims a dedup marker (``seen:<label_id>``, or
+``seen:live:<impression_id>:<kind>``): a replayed message (at-least-once
+delivery, a worker restarted before committing) then changes nothing, which
+keeps the counters exact without Kafka transactions (Tansu has none).
 """
 
 from __future__ import annotations
@@ -14,8 +18,11 @@ from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 
-from schemas.events import LabelledImpression
-from streams.keys import KeySpace, minute_of, scopes
+from schemas.events import Impression, LabelledImpression
+from streams.join import LiveCount
+from streams.keys import LIVE, SETTLED, KeySpace, View, minute_of, scopes
+
+__all__ = ["RedisCounters", "StatsReader", "StatsStore", "deltas"]
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +63,11 @@ return 1
 
 
 class StatsStore(Protocol):
-    """Port for the live counters; the Redis adapter below is the real one."""
+    """Port for the counters; the Redis adapter below is the real one."""
 
     async def apply(self, labelled: Sequence[LabelledImpression]) -> int: ...
+
+    async def apply_live(self, counts: Sequence[LiveCount]) -> int: ...
 
 
 def deltas(labelled: LabelledImpression) -> tuple[int, int]:
@@ -69,7 +78,7 @@ def deltas(labelled: LabelledImpression) -> tuple[int, int]:
 
 
 class RedisCounters:
-    """Applies labelled examples to the counters, once each."""
+    """Applies labels and live counts to the counters, once each."""
 
     def __init__(
         self, client: aioredis.Redis, keys: KeySpace, seen_ttl_s: float = 7 * 86_400
@@ -80,26 +89,44 @@ class RedisCounters:
         self._script = client.register_script(_APPLY_LUA)
 
     async def apply(self, labelled: Sequence[LabelledImpression]) -> int:
-        """Apply a batch in one round trip; return how many were new."""
-        if not labelled:
+        """Apply labels to the settled view in one round trip; return how many were new."""
+        calls: list[tuple[str, Impression, int, int]] = []
+        for event in labelled:
+            d_imp, d_click = deltas(event)
+            calls.append((self._keys.seen(event.label_id), event, d_imp, d_click))
+        return await self._run(calls, SETTLED)
+
+    async def apply_live(self, counts: Sequence[LiveCount]) -> int:
+        """Apply live counts (see :class:`~streams.join.LiveCount`); return how many were new."""
+        calls: list[tuple[str, Impression, int, int]] = []
+        for count in counts:
+            imp = count.impression
+            seen = self._keys.seen_live(imp.impression_id, count.kind)
+            d_imp, d_click = (1, 0) if count.kind == "impression" else (0, 1)
+            calls.append((seen, imp, d_imp, d_click))
+        return await self._run(calls, LIVE)
+
+    async def _run(self, calls: list[tuple[str, Impression, int, int]], view: View) -> int:
+        if not calls:
             return 0
         async with self._client.pipeline(transaction=False) as pipe:
-            for event in labelled:
-                keys, args = self._script_call(event)
+            for seen, event, d_imp, d_click in calls:
+                keys, args = self._script_args(seen, event, d_imp, d_click, view)
                 await self._script(keys=keys, args=args, client=pipe)
             results = await pipe.execute()
         return sum(int(r) for r in results)
 
-    def _script_call(self, event: LabelledImpression) -> tuple[list[str], list[Any]]:
+    def _script_args(
+        self, seen: str, event: Impression, d_imp: int, d_click: int, view: View
+    ) -> tuple[list[str], list[Any]]:
         k = self._keys
         segment = event.segment.key()
         scope_list = scopes(event.item_id, event.variant, segment)
         minute = minute_of(event.ts)
-        keys = [k.seen(event.label_id), k.clock]
-        keys += [k.counter(s) for s in scope_list]
-        keys += [k.minute_bucket(s, minute) for s in scope_list]
+        keys = [seen, k.view_clock(view)]
+        keys += [k.counter(s, view) for s in scope_list]
+        keys += [k.minute_bucket(s, minute, view) for s in scope_list]
         keys += [k.items_index, k.segments_index, k.variants_index(event.item_id)]
-        d_imp, d_click = deltas(event)
         args: list[Any] = [
             self._seen_ttl,
             d_imp,
@@ -121,19 +148,21 @@ def _ctr(impressions: int, clicks: int) -> float | None:
 class StatsReader:
     """Reads counters back for ``bertctr stats`` and dashboards."""
 
-    def __init__(self, client: aioredis.Redis, keys: KeySpace) -> None:
+    def __init__(self, client: aioredis.Redis, keys: KeySpace, view: View = LIVE) -> None:
         self._client = client
         self._keys = keys
+        self._view = view
 
     async def _counts(self, scope_list: Iterable[str], clock: float | None) -> list[dict[str, Any]]:
         scope_list = list(scope_list)
         minute = minute_of(clock) if clock is not None else None
         async with self._client.pipeline(transaction=False) as pipe:
             for scope in scope_list:
-                pipe.hmget(self._keys.counter(scope), ["impressions", "clicks"])
+                pipe.hmget(self._keys.counter(scope, self._view), ["impressions", "clicks"])
                 if minute is not None:
                     for m in range(minute - 59, minute + 1):
-                        pipe.hmget(self._keys.minute_bucket(scope, m), ["impressions", "clicks"])
+                        bucket = self._keys.minute_bucket(scope, m, self._view)
+                        pipe.hmget(bucket, ["impressions", "clicks"])
             raw = await pipe.execute()
         per_scope = 1 + (60 if minute is not None else 0)
         out = []
@@ -152,7 +181,7 @@ class StatsReader:
     async def snapshot(self, item: str | None = None, segment: str | None = None) -> dict[str, Any]:
         """All counters, optionally narrowed to one item and/or one segment."""
         k = self._keys
-        raw_clock = await self._client.get(k.clock)
+        raw_clock = await self._client.get(k.view_clock(self._view))
         clock = float(raw_clock) if raw_clock is not None else None
         items = sorted(_text(m) for m in await self._client.smembers(k.items_index))
         segments = sorted(_text(m) for m in await self._client.smembers(k.segments_index))
@@ -168,6 +197,7 @@ class StatsReader:
         item_counts = await self._counts([f"item:{i}" for i in items], clock)
         seg_counts = await self._counts([f"segment:{s}" for s in segments], clock)
         result: dict[str, Any] = {
+            "view": self._view,
             "clock": clock,
             "total": total,
             "items": {},

@@ -5,32 +5,66 @@ Impressions, clicks and ticks are one co-partitioned source, so partition
 every event of its impressions. The book's state is mirrored into a Faust
 table (changelog-backed), from which a book is rebuilt after a restart or a
 rebalance.
+
+The agent works on micro-batches (``take_events``) and writes a batch's
+effects in an order that makes a crash at any point safe under at-least-once
+delivery (Faust commits the batch's offsets only after this returns):
+
+1. live counts to Redis (idempotent: a replay is absorbed by their markers);
+2. labels and dead letters to Kafka, waiting until the broker has them;
+3. the join state to the table;
+4. watermark records (after the labels of their partition, see
+   :class:`~schemas.events.WatermarkRecord`).
+
+A crash before 3 replays the batch onto a book that never saw it, so every
+effect is produced again and deduplicated downstream by label id; state is
+never ahead of what was emitted. While Redis is down the batch is retried
+with backoff: the join waits, Kafka keeps the events, nothing is lost.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import traceback
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from faust.types import TP
+from redis.exceptions import RedisError
 
-from schemas.events import Click, Impression
+from bertctr.settings import Settings
+from schemas.events import (
+    RECORD_HEADER,
+    WATERMARK_RECORD,
+    Click,
+    Impression,
+    LabelledImpression,
+    WatermarkRecord,
+)
 from streams import topics
 from streams.app import StreamApp
-from streams.deadletter import dead_letter, send_dead_letter
+from streams.deadletter import dead_letter
 from streams.decode import DecodeError, decode
-from streams.join import CLICK_INPUT, IMPRESSION_INPUT, Effects, JoinBook, JoinConfig
+from streams.join import CLICK_INPUT, IMPRESSION_INPUT, Effects, JoinBook, JoinConfig, LiveCount
+
+__all__ = ["CLOCK_KEY", "JoinAgent", "JoinCounts", "join_config"]
 
 log = logging.getLogger(__name__)
 
 #: Table key of a partition's clock, so a rebuilt book resumes its watermark.
 CLOCK_KEY = "__clock__:{partition}"
+#: Seconds between retries of a failed live-counter write grow to this bound.
+MAX_BACKOFF_S = 5.0
+
+ApplyLive = Callable[[Sequence[LiveCount]], Awaitable[int]]
 
 
-def join_config(stream: StreamApp) -> JoinConfig:
-    s = stream.settings
+def join_config(settings: Settings) -> JoinConfig:
+    """The join's time rules from the settings."""
+    s = settings
     return JoinConfig(
         window_s=s.attribution_window_s,
         max_lateness_s=s.max_lateness_s,
@@ -38,28 +72,83 @@ def join_config(stream: StreamApp) -> JoinConfig:
         horizon_s=s.late_click_horizon_s,
         idle_after_s=s.idle_after_s,
         idle_clock_rate=s.idle_clock_rate,
+        max_future_skew_s=s.max_future_skew_s,
+    )
+
+
+@dataclass
+class JoinCounts:
+    """What the join did with its input since the worker started (health, accounting)."""
+
+    impressions: int = 0
+    clicks: int = 0
+    duplicates: int = 0
+    repeat_clicks: int = 0
+    labels: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+
+    def reject(self, reason: str) -> None:
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "impressions": self.impressions,
+            "clicks": self.clicks,
+            "duplicates": self.duplicates,
+            "repeat_clicks": self.repeat_clicks,
+            "labels": self.labels,
+            "rejected": dict(sorted(self.rejected.items())),
+        }
+
+
+@dataclass
+class _Batch:
+    """A batch's effects, gathered before anything is written."""
+
+    #: (partition, label or watermark record), in the order they were decided
+    labelled: list[tuple[int, LabelledImpression | WatermarkRecord]] = field(default_factory=list)
+    live: list[LiveCount] = field(default_factory=list)
+    #: table key -> (partition, new state or None to delete it)
+    upserts: dict[str, tuple[int, dict[str, Any] | None]] = field(default_factory=dict)
+    #: (reason, detail, key, value, topic, partition, offset) of each dead letter
+    dead: list[tuple[str, str, bytes | None, bytes | None, str, int, int | None]] = field(
+        default_factory=list
     )
 
 
 class JoinAgent:
     """Per-worker join logic; one :class:`JoinBook` per assigned partition."""
 
-    def __init__(self, stream: StreamApp) -> None:
+    def __init__(self, stream: StreamApp, apply_live: ApplyLive) -> None:
         self.stream = stream
-        self.config = join_config(stream)
+        self.config = join_config(stream.settings)
+        self.apply_live = apply_live
         self.books: dict[int, JoinBook] = {}
         #: (topic, partition) -> offset of the last message handled
         self.positions: dict[tuple[str, int], int] = {}
+        #: partition -> the last watermark sent as a record
+        self._sent_watermarks: dict[int, float | None] = {}
+        self.counts = JoinCounts()
         names = topics.full_names(stream.settings)
         self.kind_of_topic = {
             names[topics.IMPRESSIONS]: topics.IMPRESSIONS,
             names[topics.CLICKS]: topics.CLICKS,
             names[topics.JOIN_TICKS]: topics.JOIN_TICKS,
         }
+        self._input_topics = (
+            (names[topics.IMPRESSIONS], IMPRESSION_INPUT),
+            (names[topics.CLICKS], CLICK_INPUT),
+        )
 
     def forget_books(self) -> None:
-        """Drop in-memory books (on rebalance); they are rebuilt from the table."""
+        """Drop in-memory books and positions (on rebalance); books are rebuilt from the table.
+
+        Positions go too: a partition that comes back is read again from its
+        committed offset, and a stale position would call it caught up.
+        """
         self.books.clear()
+        self.positions.clear()
+        self._sent_watermarks.clear()
 
     def book(self, partition: int) -> JoinBook:
         book = self.books.get(partition)
@@ -86,79 +175,205 @@ class JoinAgent:
             self.books[partition] = book
         return book
 
-    async def handle(self, event: Any) -> None:
-        """Process one message; never raises for bad input."""
-        message = event.message
+    # -- one batch ----------------------------------------------------------------
+
+    async def handle_batch(self, events: Sequence[Any]) -> None:
+        """Process a micro-batch; never raises for bad input (see the module docstring)."""
+        batch = _Batch()
+        for event in events:
+            self._step(event.message, batch)
+        await self._apply_live(batch.live)
+        await self._emit(batch)
+        self._write_table(batch.upserts)
+
+    def _write_table(self, upserts: dict[str, tuple[int, dict[str, Any] | None]]) -> None:
+        """Mirror state into the table, each key in its partition's changelog.
+
+        A batch spans events, so there is no "current event" for Faust to take
+        the changelog partition from; the partition is the book's, given here.
+        """
+        table = self.stream.join_table
+        for key, (partition, state) in upserts.items():
+            if state is None:
+                if key in table.data:
+                    table.send_changelog(partition, key, None, value_serializer="raw")
+                    del table.data[key]
+            else:
+                table.send_changelog(partition, key, state)
+                table.data[key] = state
+
+    def _step(self, message: Any, batch: _Batch) -> None:
+        """One message through its book; its effects go into ``batch``."""
         kind = self.kind_of_topic.get(message.topic)
-        book = self.book(message.partition)
+        partition = message.partition
         wall = time.time()
         if kind != topics.JOIN_TICKS:
-            self.positions[(message.topic, message.partition)] = message.offset
+            self.positions[(message.topic, partition)] = message.offset
         try:
+            book = self.book(partition)
+            behind = self.behind(partition)
             if kind == topics.IMPRESSIONS:
-                effects = book.on_impression(decode(Impression, message.value, message.key), wall)
+                impression = decode(Impression, message.value, message.key, keyed=True)
+                effects = book.on_impression(impression, wall, behind)
             elif kind == topics.CLICKS:
-                effects = book.on_click(decode(Click, message.value, message.key), wall)
+                click = decode(Click, message.value, message.key, keyed=True)
+                effects = book.on_click(click, wall, behind)
             else:
-                effects = book.on_tick(wall, behind=self.behind(message.partition))
-                self.stream.join_table[CLOCK_KEY.format(partition=message.partition)] = {
-                    "p": -1,
-                    "max_event_ts": book.clock.max_event_ts,
-                    "inputs": dict(book.clock.inputs),
-                    "watermark": book.clock.watermark if book.clock.max_event_ts else None,
-                }
+                effects = book.on_tick(wall, behind=behind)
+                self._persist_clock(book, batch)
         except DecodeError as exc:
-            await send_dead_letter(self.stream.dead_letter, exc.reason, exc.detail, message)
+            self._dead_message(batch, exc.reason, exc.detail, message)
             return
         except Exception:  # a bug must not stop the stream: park the message
-            log.exception(
-                "join failed on %s[%d]@%d", message.topic, message.partition, message.offset
-            )
-            await send_dead_letter(
-                self.stream.dead_letter, "internal_error", traceback.format_exc(), message
-            )
+            log.exception("join failed on %s[%d]@%d", message.topic, partition, message.offset)
+            self._dead_message(batch, "internal_error", traceback.format_exc(), message)
             return
-        await self.apply(effects, message)
+        self._collect(effects, message, kind, batch)
+        if kind == topics.JOIN_TICKS:
+            self._maybe_watermark(book, batch)
+
+    def _collect(self, effects: Effects, message: Any, kind: str | None, batch: _Batch) -> None:
+        c = self.counts
+        if effects.outcome == "accepted":
+            if kind == topics.IMPRESSIONS:
+                c.impressions += 1
+            else:
+                c.clicks += 1
+        c.duplicates += effects.duplicates
+        c.repeat_clicks += effects.repeat_clicks
+        c.labels += len(effects.labelled)
+        batch.labelled.extend((message.partition, lab) for lab in effects.labelled)
+        batch.live.extend(effects.live)
+        for iid, state in effects.upserts.items():
+            batch.upserts[iid] = (message.partition, state)
+        for rejected in effects.rejected:
+            c.reject(rejected.reason)
+            source = topics.IMPRESSIONS if isinstance(rejected.event, Impression) else topics.CLICKS
+            # a refused event is this message; an orphan click expiring now
+            # was consumed earlier, at an offset not kept here
+            own = effects.outcome == "rejected" and rejected.reason != "orphan_click"
+            batch.dead.append(
+                (
+                    rejected.reason,
+                    rejected.detail,
+                    rejected.event.impression_id.encode(),
+                    rejected.event.model_dump_json().encode(),
+                    self.stream.settings.topic(source),
+                    message.partition,
+                    message.offset if own else None,
+                )
+            )
+
+    def _dead_message(self, batch: _Batch, reason: str, detail: str, message: Any) -> None:
+        self.counts.reject(reason)
+        batch.dead.append(
+            (
+                reason,
+                detail,
+                message.key,
+                message.value,
+                message.topic,
+                message.partition,
+                message.offset,
+            )
+        )
+
+    def _persist_clock(self, book: JoinBook, batch: _Batch) -> None:
+        batch.upserts[CLOCK_KEY.format(partition=book.partition)] = (
+            book.partition,
+            {
+                "p": -1,
+                "max_event_ts": book.clock.max_event_ts,
+                "inputs": dict(book.clock.inputs),
+                "watermark": book.clock.watermark if book.clock.max_event_ts else None,
+            },
+        )
+
+    def _maybe_watermark(self, book: JoinBook, batch: _Batch) -> None:
+        """Queue a watermark record for ``book``'s partition if its watermark moved."""
+        watermark = book.clock.watermark if book.clock.watermark > float("-inf") else None
+        partition = book.partition
+        if partition in self._sent_watermarks and self._sent_watermarks[partition] == watermark:
+            return
+        self._sent_watermarks[partition] = watermark
+        record = WatermarkRecord(partition=partition, watermark=watermark, emitted_at=time.time())
+        batch.labelled.append((partition, record))
+
+    # -- writing ------------------------------------------------------------------
+
+    async def _apply_live(self, live: Sequence[LiveCount]) -> None:
+        """Write live counts until Redis takes them; an outage only delays the join."""
+        delay = 0.1
+        while live:
+            try:
+                await self.apply_live(live)
+                return
+            except (RedisError, OSError) as exc:
+                log.warning(
+                    "redis unavailable (%s); retrying %d live counts in %.1fs",
+                    exc,
+                    len(live),
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(MAX_BACKOFF_S, delay * 2)
+
+    async def _emit(self, batch: _Batch) -> None:
+        """Send labels, watermark records and dead letters; wait until the broker has them."""
+        pending = []
+        for partition, record in batch.labelled:
+            if isinstance(record, WatermarkRecord):
+                fut = await self.stream.labelled.send(
+                    key=None,
+                    value=record.model_dump_json().encode(),
+                    partition=partition,
+                    headers=[(RECORD_HEADER, WATERMARK_RECORD.encode())],
+                )
+            else:
+                fut = await self.stream.labelled.send(
+                    key=record.impression_id.encode(),
+                    value=record.model_dump_json().encode(),
+                    partition=partition,
+                )
+            pending.append(fut)
+        for reason, detail, key, value, topic, partition, offset in batch.dead:
+            record_dl = dead_letter(
+                reason=reason,
+                detail=detail,
+                topic=topic,
+                partition=partition,
+                offset=offset,
+                key=key,
+                value=value,
+            )
+            log.warning("dead-letter %s from %s[%d]@%s", reason, topic, partition, offset)
+            fut = await self.stream.dead_letter.send(
+                key=key, value=record_dl.model_dump_json().encode()
+            )
+            pending.append(fut)
+        if pending:
+            await asyncio.gather(*pending)
+
+    # -- where the inputs are -----------------------------------------------------
 
     def behind(self, partition: int) -> set[str]:
-        """The inputs (impressions, clicks) of ``partition`` with messages not yet handled."""
+        """The inputs (impressions, clicks) of ``partition`` not known to be read to their end.
+
+        An input is behind while its high watermark is unknown (nothing
+        fetched yet) or beyond the next offset to handle: the offset after
+        the last one handled here, or, before any, the committed offset.
+        """
         consumer = self.stream.app.consumer
-        names = topics.full_names(self.stream.settings)
+        committed = getattr(consumer, "_committed_offset", {})
         lagging = set()
-        for logical, name in ((topics.IMPRESSIONS, IMPRESSION_INPUT), (topics.CLICKS, CLICK_INPUT)):
-            topic = names[logical]
+        for topic, name in self._input_topics:
+            tp = TP(topic, partition)
             try:
-                highwater = consumer.highwater(TP(topic, partition))
-            except Exception:  # no fetch yet: unknown means "not known to be behind"
-                continue
-            if highwater is not None and highwater > self.positions.get((topic, partition), -1) + 1:
+                highwater = consumer.highwater(tp)
+            except Exception:  # not assigned or not fetched yet: unknown
+                highwater = None
+            handled = self.positions.get((topic, partition))
+            next_offset = handled + 1 if handled is not None else (committed.get(tp) or 0)
+            if highwater is None or highwater > next_offset:
                 lagging.add(name)
         return lagging
-
-    async def apply(self, effects: Effects, message: Any) -> None:
-        """Mirror state into the table, then emit labels and rejections."""
-        table = self.stream.join_table
-        for iid, state in effects.upserts.items():
-            if state is None:
-                table.pop(iid, None)
-            else:
-                table[iid] = state
-        for labelled in effects.labelled:
-            await self.stream.labelled.send(
-                key=labelled.impression_id.encode(), value=labelled.model_dump_json().encode()
-            )
-        for rejected in effects.rejected:
-            source = topics.IMPRESSIONS if isinstance(rejected.event, Impression) else topics.CLICKS
-            record = dead_letter(
-                reason=rejected.reason,
-                detail=rejected.detail,
-                topic=self.stream.settings.topic(source),
-                partition=message.partition,
-                offset=None,
-                key=rejected.event.impression_id.encode(),
-                value=rejected.event.model_dump_json().encode(),
-            )
-            await self.stream.dead_letter.send(
-                key=record.key.encode() if record.key else None,
-                value=record.model_dump_json().encode(),
-            )

@@ -1,21 +1,31 @@
 """Redis key layout of the live counters (documented in the README).
 
 Pure string building, no Redis import, so dashboards' expectations are unit
-tested. With prefix ``P`` (``BERTCTR_REDIS_PREFIX``, default ``bertctr:``):
+tested. Two views of the same counters are kept, with prefix ``P``
+(``BERTCTR_REDIS_PREFIX``, default ``bertctr:``) and ``V`` the view's root:
+
+* the **live** view (``V`` = ``ctr``), what dashboards read: an impression
+  counts when the join accepts it, a click when it first attaches to its
+  impression, both in the minute of the impression's time;
+* the **settled** view (``V`` = ``settled``): counted from the labels, so an
+  unclicked impression counts only once its attribution window has closed.
+  It is what the model learns from; the two agree once every window closed.
 
 ==============================================  ===================================
 key                                             what
 ==============================================  ===================================
-``P ctr:total``                                 hash ``impressions``, ``clicks``
-``P ctr:item:<item>``                           same, per item
-``P ctr:variant:<item>:<variant>``              same, per (item, variant)
-``P ctr:segment:<segment>``                     same, per segment key
-``P ctr:ivs:<item>:<variant>:<segment>``        same, per (item, variant, segment)
-``P ctr:<scope>:m:<minute>``                    same, per minute of impression time
-``P idx:items`` / ``P idx:segments``            sets of the ids seen
+``P V:total``                                   hash ``impressions``, ``clicks``
+``P V:item:<item>``                             same, per item
+``P V:variant:<item>:<variant>``                same, per (item, variant)
+``P V:segment:<segment>``                       same, per segment key
+``P V:ivs:<item>:<variant>:<segment>``          same, per (item, variant, segment)
+``P V:<scope>:m:<minute>``                      same, per minute of impression time
+``P clock`` / ``P settled:clock``               newest impression time counted
+``P idx:items`` / ``P idx:segments``            sets of the ids seen (both views)
 ``P idx:variants:<item>``                       set of an item's variants
-``P clock``                                     newest impression time counted
 ``P seen:<label_id>``                           dedup marker of an applied label
+``P seen:live:<impression_id>:<kind>``          dedup marker of a live count
+``P health:<worker>``                           a worker's health report (JSON)
 ==============================================  ===================================
 
 ``<segment>`` is :meth:`schemas.events.Segment.key`, e.g.
@@ -25,6 +35,15 @@ key                                             what
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["LIVE", "SETTLED", "VIEWS", "KeySpace", "View", "minute_of", "scopes"]
+
+View = Literal["live", "settled"]
+LIVE: View = "live"
+SETTLED: View = "settled"
+VIEWS: tuple[View, ...] = (LIVE, SETTLED)
+_ROOT = {LIVE: "ctr", SETTLED: "settled"}
 
 
 @dataclass(frozen=True)
@@ -33,14 +52,20 @@ class KeySpace:
 
     prefix: str = "bertctr:"
 
-    def counter(self, scope: str) -> str:
-        return f"{self.prefix}ctr:{scope}"
+    def counter(self, scope: str, view: View = LIVE) -> str:
+        return f"{self.prefix}{_ROOT[view]}:{scope}"
 
-    def minute_bucket(self, scope: str, minute: int) -> str:
-        return f"{self.prefix}ctr:{scope}:m:{minute}"
+    def minute_bucket(self, scope: str, minute: int, view: View = LIVE) -> str:
+        return f"{self.prefix}{_ROOT[view]}:{scope}:m:{minute}"
 
     def seen(self, label_id: str) -> str:
         return f"{self.prefix}seen:{label_id}"
+
+    def seen_live(self, impression_id: str, kind: str) -> str:
+        return f"{self.prefix}seen:live:{impression_id}:{kind}"
+
+    def view_clock(self, view: View = LIVE) -> str:
+        return self.clock if view == LIVE else f"{self.prefix}settled:clock"
 
     @property
     def clock(self) -> str:
@@ -57,9 +82,17 @@ class KeySpace:
     def variants_index(self, item_id: str) -> str:
         return f"{self.prefix}idx:variants:{item_id}"
 
+    def health(self, worker_id: str) -> str:
+        return f"{self.prefix}health:{worker_id}"
+
+    @property
+    def health_pattern(self) -> str:
+        """SCAN pattern of every worker's health report."""
+        return f"{self.prefix}health:*"
+
 
 def scopes(item_id: str, variant: str, segment: str) -> list[str]:
-    """The five counter scopes one labelled impression increments."""
+    """The five counter scopes one impression increments."""
     return [
         "total",
         f"item:{item_id}",

@@ -18,6 +18,12 @@ idempotent under replays).
 Learning is CPU work, so each micro-batch runs in a worker thread and the
 event loop keeps heartbeating.
 
+The join's watermark records (:class:`~schemas.events.WatermarkRecord`),
+in-band on ``labelled``, advance the learner's reorder buffer when no label
+comes, so a quiet stream is learned in window-close order too. Only when no
+watermark has moved for ``BERTCTR_LEARNER_FLUSH_IDLE_S`` (the join of a
+partition is gone) is the buffer learned anyway, unscored.
+
 With an :class:`~encoder_server.embedder.Embedder` (``BERTCTR_TRITON_URL``
 set), every example is learned with its image and title embeddings. While
 Triton or the image store is unavailable the agent waits and retries with
@@ -45,15 +51,19 @@ from encoder_server.errors import EncoderUnavailable, StoreUnavailable
 from online_ctr.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from online_ctr.learner import Learner
 from online_ctr.models import make_model
-from schemas.events import LabelledImpression
-from streams.decode import DecodeError, decode
+from schemas.events import WATERMARK_RECORD, LabelledImpression, WatermarkRecord
+from streams.decode import DecodeError, decode, record_kind
 from streams.keys import KeySpace
+
+__all__ = ["LearnerAgent", "model_metrics_key"]
 
 log = logging.getLogger(__name__)
 
 #: ``dead(reason, detail, message)``: dead-letters a consumed message
 DeadLetterFn = Callable[[str, str, Any], Awaitable[None]]
 Fresh = tuple[str, int, LabelledImpression, Any]
+#: (source, offset, record): a watermark record in its place in the batch
+Mark = tuple[str, int, WatermarkRecord]
 
 
 def model_metrics_key(keys: KeySpace) -> str:
@@ -89,6 +99,10 @@ class LearnerAgent:
         self._last_checkpoint = time.monotonic()
         self._last_metrics = 0.0
         self._last_event = time.monotonic()
+        #: when the learner's watermark last moved (or a label last came)
+        self._last_progress = time.monotonic()
+        #: only watermark records moved the offsets since the last checkpoint
+        self._offsets_moved = False
         #: events learned since the last checkpoint, acked once one covers them
         self._held: list[Any] = []
         #: learning, metrics and checkpoints never overlap (threads + a timer)
@@ -111,17 +125,28 @@ class LearnerAgent:
 
     def _learn(
         self,
-        batch: Sequence[Fresh],
-        embeddings: Sequence[ExampleEmbeddings | None],
+        batch: Sequence[Fresh | Mark],
+        embeddings: dict[int, ExampleEmbeddings | None],
     ) -> None:
-        for (tp, offset, labelled, _), emb in zip(batch, embeddings, strict=True):
+        """Submit labels and apply watermark records in their order in the stream."""
+        watermark = self.learner.watermark
+        for i, item in enumerate(batch):
+            if len(item) == 3:
+                tp, offset, record = item
+                self.offsets[tp] = offset
+                self.learner.advance(tp, record.watermark)
+                continue
+            tp, offset, labelled, _ = item
             self.offsets[tp] = offset
+            emb = embeddings.get(i)
             if emb is None:
                 self.learner.submit(labelled, source=tp)
             elif not emb.error:
                 self.learner.submit(
                     labelled, source=tp, image_embedding=emb.image, title_embedding=emb.title
                 )
+        if self.learner.watermark > watermark:
+            self._last_progress = time.monotonic()
 
     async def _embed(self, batch: Sequence[Fresh]) -> list[ExampleEmbeddings | None]:
         """Embeddings for ``batch``, waiting out transient outages (never skipping)."""
@@ -155,27 +180,38 @@ class LearnerAgent:
                     await self.dead("embedding_failed", emb.error, message)
 
     async def handle_batch(self, events: Sequence[Any]) -> None:
+        items: list[Fresh | Mark] = []
         fresh: list[Fresh] = []
-        learned_events = []
+        kept_events = []
         for event in events:
             message = event.message
             tp = f"{message.topic}:{message.partition}"
             if message.offset <= self.offsets.get(tp, -1):
                 continue  # already inside the checkpoint we resumed from
             try:
-                labelled = decode(LabelledImpression, message.value)
-                fresh.append((tp, message.offset, labelled, message))
-                learned_events.append(event)
+                if record_kind(message.headers) == WATERMARK_RECORD:
+                    items.append((tp, message.offset, decode(WatermarkRecord, message.value)))
+                else:
+                    labelled = decode(LabelledImpression, message.value)
+                    fresh.append((tp, message.offset, labelled, message))
+                    items.append(fresh[-1])
+                kept_events.append(event)
             except DecodeError:
                 continue  # the counter agent dead-letters bad labelled messages
-        embeddings = await self._embed(fresh) if fresh else []
-        await self._dead_letter_failures(fresh, embeddings)
-        self._last_event = time.monotonic()
+        found = await self._embed(fresh) if fresh else []
+        label_positions = (i for i, item in enumerate(items) if len(item) == 4)
+        embeddings = dict(zip(label_positions, found, strict=True))
+        await self._dead_letter_failures(fresh, found)
+        if fresh:
+            self._last_event = self._last_progress = time.monotonic()
         async with self._lock:
-            if fresh:
-                await asyncio.to_thread(self._learn, fresh, embeddings)
-                self._dirty = True
-                self._hold(learned_events)
+            if items:
+                await asyncio.to_thread(self._learn, items, embeddings)
+                if fresh:
+                    self._dirty = True
+                else:
+                    self._offsets_moved = True
+                self._hold(kept_events)
             await self.maybe_publish()
 
     def _hold(self, events: Sequence[Any]) -> None:
@@ -192,14 +228,21 @@ class LearnerAgent:
 
     async def on_timer(self) -> None:
         """Publish metrics, and checkpoint once the stream has gone quiet."""
-        quiet_for = time.monotonic() - self._last_event
-        idle = quiet_for >= self.settings.checkpoint_idle_s
+        now = time.monotonic()
+        idle = now - self._last_event >= self.settings.checkpoint_idle_s
         async with self._lock:
-            # Flushing learns buffered positives before the negatives of their
-            # time, so only a stream that has really stopped is flushed.
-            if quiet_for >= self.settings.learner_flush_idle_s and self.learner.buffered:
-                await asyncio.to_thread(self.learner.flush)
+            stopped_for = now - self._last_progress
+            if stopped_for >= self.settings.learner_flush_idle_s and self.learner.buffered:
+                # The join's watermark has stopped (its worker is gone): learn
+                # what waits, but unscored, since its windows may be open.
+                n = await asyncio.to_thread(self.learner.flush_unscored)
+                log.warning(
+                    "no watermark progress for %.0fs: learned %d buffered examples unscored",
+                    stopped_for,
+                    n,
+                )
                 self._dirty = True
+                self._last_progress = now
             await self.maybe_publish(force=idle)
 
     async def maybe_publish(self, force: bool = False) -> None:
@@ -212,13 +255,18 @@ class LearnerAgent:
             snapshot["offsets"] = dict(self.offsets)
             snapshot["updated_at"] = time.time()
             snapshot["embeddings"] = self.embedding_status()
+            snapshot["buffered"] = self.learner.buffered
+            snapshot["unscored"] = self.learner.unscored
+            watermark = self.learner.watermark
+            snapshot["watermark"] = watermark if watermark > float("-inf") else None
             try:
                 await self.client.set(model_metrics_key(self.keys), json.dumps(snapshot))
             except (RedisError, OSError) as exc:
                 log.warning("could not publish model metrics: %s", exc)
-        if self._dirty and (
-            force or now - self._last_checkpoint >= self.settings.checkpoint_interval_s
-        ):
+        due = now - self._last_checkpoint >= self.settings.checkpoint_interval_s
+        # Watermark records alone checkpoint on the interval only, so a quiet
+        # stream does not write a checkpoint every idle tick.
+        if (self._dirty and (force or due)) or (self._offsets_moved and due):
             await self.checkpoint()
 
     async def close(self) -> None:
@@ -247,7 +295,7 @@ class LearnerAgent:
         the snapshot was taken.
         """
         self._last_checkpoint = time.monotonic()
-        self._dirty = False
+        self._dirty = self._offsets_moved = False
         path = await asyncio.to_thread(
             save_checkpoint, self.directory, self.learner, dict(self.offsets), self.secret
         )

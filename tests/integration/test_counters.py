@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 from bertctr.stack import EmbeddedStack
 from schemas import Impression, LabelledImpression
 from streams.counters import RedisCounters, StatsReader
+from streams.join import LiveCount
 from streams.keys import KeySpace
 
 pytestmark = pytest.mark.integration
@@ -57,7 +58,7 @@ async def test_replayed_labels_change_nothing_and_windows_follow_the_clock(
     try:
         assert await counters.apply(batch) == 5
         assert await counters.apply(batch) == 0  # a replay is a no-op
-        stats = await StatsReader(client, keys).snapshot()
+        stats = await StatsReader(client, keys, "settled").snapshot()
         assert stats["clock"] == t0
         total = stats["total"]
         assert (total["impressions"], total["clicks"]) == (4, 3)
@@ -68,6 +69,29 @@ async def test_replayed_labels_change_nothing_and_windows_follow_the_clock(
         assert (minute["impressions"], minute["clicks"]) == (1, 0)
         assert stats["items"]["a"]["variants"]["v1"]["impressions"] == 4
         assert stats["segments"]["device=mobile,geo=DE"]["clicks"] == 3
+    finally:
+        found = [k async for k in client.scan_iter(match=f"{keys.prefix}*")]
+        if found:
+            await client.delete(*found)
+
+
+async def test_live_counts_apply_once_and_leave_the_settled_view_alone(
+    client: aioredis.Redis,
+) -> None:
+    keys = KeySpace(f"test:{uuid.uuid4().hex[:8]}:")
+    counters = RedisCounters(client, keys)
+    t0 = 1_800_000_000.0
+    imps = [label(i, t0 + i, False) for i in range(4)]
+    counts = [LiveCount(imp, "impression") for imp in imps]
+    counts += [LiveCount(imps[1], "click"), LiveCount(imps[1], "click")]
+    try:
+        assert await counters.apply_live(counts) == 5  # the second click is a replay
+        assert await counters.apply_live(counts) == 0
+        live = await StatsReader(client, keys).snapshot()
+        assert live["view"] == "live" and live["clock"] == t0 + 3
+        assert (live["total"]["impressions"], live["total"]["clicks"]) == (4, 1)
+        settled = await StatsReader(client, keys, "settled").snapshot()
+        assert settled["total"]["impressions"] == 0 and settled["clock"] is None
     finally:
         found = [k async for k in client.scan_iter(match=f"{keys.prefix}*")]
         if found:

@@ -51,3 +51,11 @@ def test_deltas_late_correction_adds_only_a_click() -> None:
     assert deltas(lab(False, False)) == (1, 0)
     assert deltas(lab(True, False)) == (1, 1)
     assert deltas(lab(True, True)) == (0, 1)
+
+
+def test_settled_view_and_live_markers_have_their_own_keys() -> None:
+    k = KeySpace("bc:")
+    assert k.counter("total", "settled") == "bc:settled:total"
+    assert k.minute_bucket("item:a", 7, "settled") == "bc:settled:item:a:m:7"
+    assert k.view_clock("settled") == "bc:settled:clock" and k.view_clock("live") == "bc:clock"
+    assert k.seen_live("i1", "click") == "bc:seen:live:i1:click"

@@ -147,3 +147,41 @@ def test_dedup_memory_is_bounded_by_the_horizon() -> None:
     for i in range(100):
         learner.submit(label(i, 1000 + i * 10, False, labelled_at=1010 + i * 10))
     assert len(learner._seen) <= 7
+
+
+def test_a_watermark_record_releases_the_buffer_in_order_on_a_quiet_stream() -> None:
+    """No new label comes, yet the join's watermark says the windows closed."""
+    learner = Learner(Recorder(), window_s=60)
+    # a positive of an impression at T0, labelled when its click came (T0+5)
+    learner.submit(label(1, T0, clicked=True, labelled_at=T0 + 5), source="labelled:0")
+    assert learner.buffered == 1
+    assert learner.advance("labelled:0", T0 + 59) == 0  # its window is still open
+    assert learner.advance("labelled:0", None) == 0  # an empty partition says nothing
+    assert learner.advance("labelled:0", T0 + 60) == 1
+    assert learner.metrics.snapshot()["count"] == 1 and learner.unscored == 0
+
+
+def test_the_slowest_partition_holds_the_release() -> None:
+    learner = Learner(Recorder(), window_s=60)
+    learner.submit(label(1, T0, clicked=True, labelled_at=T0 + 5), source="labelled:0")
+    learner.submit(label(2, T0 - 20, clicked=True, labelled_at=T0 + 30), source="labelled:1")
+    assert learner.advance("labelled:0", T0 + 100) == 0  # labelled:1 is only at T0+30
+    assert learner.advance("labelled:1", T0 + 100) == 2
+
+
+def test_flush_unscored_learns_but_keeps_the_metrics_honest() -> None:
+    model = Recorder()
+    learner = Learner(model, window_s=60)
+    for i in range(5):
+        learner.submit(label(i, T0 + i, clicked=True, labelled_at=T0 + i), source="labelled:0")
+    assert learner.flush_unscored() == 5
+    assert len(model.learned) == 5 and learner.learned == 5 and learner.unscored == 5
+    assert learner.metrics.snapshot()["count"] == 0
+    assert learner.buffered == 0
+
+
+def test_old_pickles_have_no_unscored_examples() -> None:
+    learner = Learner(make_model(), window_s=60)
+    learner.__dict__.pop("unscored", None)  # as pickled before the attribute existed
+    restored = pickle.loads(pickle.dumps(learner))
+    assert restored.unscored == 0
