@@ -12,7 +12,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from schemas.events import RECORD_HEADER
 
 
-async def publish(bootstrap: str, messages: Sequence[tuple[str, bytes | None, bytes]]) -> None:
+async def publish(
+    bootstrap: str, messages: Sequence[tuple[str, bytes | None, bytes | None]]
+) -> None:
     """Publish (topic, key, value) in order and wait for every ack."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()

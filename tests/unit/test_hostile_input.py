@@ -8,10 +8,8 @@ hypothesis fuzzes the decoder with mutated events and arbitrary bytes.
 
 from __future__ import annotations
 
-import base64
 import json
 import math
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -21,8 +19,8 @@ from hypothesis import strategies as st
 
 from schemas import Click, Impression
 from streams.decode import DecodeError, decode
+from tests.corpus import load_corpus, payload
 
-CORPUS = Path(__file__).parents[1] / "corpus" / "bad_events.jsonl"
 MODELS: dict[str, type[Impression] | type[Click]] = {"impressions": Impression, "clicks": Click}
 VALIDATORS = {
     topic: jsonschema.Draft202012Validator(model.model_json_schema())
@@ -47,24 +45,6 @@ GOOD = {
     },
     "clicks": {"event_id": "ev-2", "impression_id": "imp-1", "ts": 1_767_225_612.0},
 }
-
-
-def load_corpus() -> list[dict[str, Any]]:
-    return [json.loads(line) for line in CORPUS.read_text().splitlines() if line.strip()]
-
-
-def payload(row: dict[str, Any], iid: str = "imp-1") -> tuple[bytes | None, bytes | None]:
-    """(key, value) of a corpus row, with its impression id filled in."""
-    if row["value"] is not None:
-        value: bytes | None = row["value"].encode()
-    elif row["value_b64"] is not None:
-        value = base64.b64decode(row["value_b64"])
-    else:
-        value = None
-    if value is not None:
-        value = value.replace(b"@IID@", iid.encode())
-    key = row["key"].replace("@IID@", iid).encode() if row["key"] is not None else None
-    return key, value
 
 
 def _refuse_constant(name: str) -> float:

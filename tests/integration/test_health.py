@@ -1,0 +1,105 @@
+"""A stalled agent makes its worker unhealthy: ``bertctr health`` says so and exits 1.
+
+The learner is blocked the way production blocks it: Triton is unreachable,
+so it waits (and must wait: nothing is learned without its embedding) while
+the join and the counters go on. A silent stall like this is what the health
+report exists to expose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from bertctr.stack import free_port
+from tests.integration.conftest import FAST_REPLAY, WorkerEnv, wait_until
+from tests.integration.kafka_io import publish
+
+pytestmark = pytest.mark.integration
+
+
+def health(env: WorkerEnv, *args: str) -> tuple[int, dict[str, Any]]:
+    out = subprocess.run(
+        [sys.executable, "-m", "bertctr.cli", "health", "--json", *args],
+        env=env.env(),
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    return out.returncode, json.loads(out.stdout)
+
+
+def test_a_blocked_learner_is_reported_unhealthy(worker_env: WorkerEnv, tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(images / "img-sku-1.png")
+    worker_env.overrides.update(
+        {
+            **FAST_REPLAY,
+            "BERTCTR_ATTRIBUTION_WINDOW_S": "5",
+            "BERTCTR_TRITON_URL": f"127.0.0.1:{free_port()}",  # nothing listens there
+            "BERTCTR_TRITON_TIMEOUT_S": "1",
+            "BERTCTR_IMAGE_DIR": str(images),
+            "BERTCTR_HEALTH_INTERVAL_S": "1",
+            "BERTCTR_HEALTH_MAX_STALL_S": "4",
+        }
+    )
+    worker_env.cli("topics", "create")
+    worker_env.start_worker()
+    # idle and caught up: healthy
+    assert wait_until(lambda: health(worker_env)[0] == 0, timeout_s=90), worker_env.worker_logs()
+    code, report = health(worker_env)
+    assert code == 0 and report["healthy"] and len(report["workers"]) == 1
+
+    base = time.time() - 100
+    messages = []
+    for i in range(20):
+        event = {
+            "event_id": f"ev-{i}",
+            "impression_id": f"imp-{i}",
+            "ts": base + i,
+            "item_id": "sku-1",
+            "image_id": "img-sku-1",
+            "title": "red shoe",
+            "position": 0,
+            "segment": {"device": "mobile", "geo": "DE"},
+        }
+        messages.append(
+            (worker_env.topic("impressions"), f"imp-{i}".encode(), json.dumps(event).encode())
+        )
+    asyncio.run(publish(worker_env.stack.kafka_bootstrap, messages))
+
+    # the counters go on (the settled view counts the 20 negatives) ...
+    def settled() -> int:
+        stats = json.loads(worker_env.cli("stats", "--json", "--view", "settled"))
+        return int(stats["total"]["impressions"])
+
+    assert wait_until(lambda: settled() == 20, timeout_s=60), worker_env.worker_logs()
+    # ... while the learner waits for Triton, and the report says so
+    assert wait_until(lambda: health(worker_env)[0] == 1, timeout_s=60), health(worker_env)
+    code, report = health(worker_env)
+    (worker,) = report["workers"]
+    assert code == 1 and not report["healthy"] and not worker["healthy"]
+    labelled = worker_env.topic("labelled")
+    assert any(p.startswith(f"learner stalled on {labelled}:") for p in worker["problems"])
+    assert not any(p.startswith(("join", "counters")) for p in worker["problems"])
+    stalled = [row for row in worker["partitions"]["learner"].values() if row["stalled_s"] > 4]
+    assert stalled and all(row["lag"] > 0 for row in stalled)
+    assert all(row["lag"] == 0 for row in worker["partitions"]["counters"].values())
+    # the worker's own data directory tells the same (compose's health check)
+    local = subprocess.run(
+        [sys.executable, "-m", "bertctr.cli", "health", "--local"],
+        env=worker_env.env(),
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert local.returncode == 1 and b"learner stalled" in local.stdout
