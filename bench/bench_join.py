@@ -30,6 +30,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bertctr.stack import start_stack, stop_process
 from schemas import Click, Impression
+from schemas.events import RECORD_HEADER
 from streams.decode import decode
 from streams.join import JoinBook, JoinConfig
 
@@ -77,14 +78,16 @@ def bench_pure(events: list[tuple[str, bytes, bytes]]) -> tuple[float, float]:
     cfg = JoinConfig(window_s=WINDOW_S, max_lateness_s=30, orphan_grace_s=WINDOW_S)
     book = JoinBook(0, cfg)
     labels = 0
+    wall = time.time()  # the events are an hour old: no future timestamps
     t0 = time.perf_counter()
     for kind, _key, value in events:
         if kind == "impressions":
-            fx = book.on_impression(decode(Impression, value), 0.0)
+            fx = book.on_impression(decode(Impression, value), wall)
         else:
-            fx = book.on_click(decode(Click, value), 0.0)
+            fx = book.on_click(decode(Click, value), wall)
         labels += len(fx.labelled)
-    labels += len(book.on_tick(1e9).labelled)
+    labels += len(book.on_tick(wall + 1e9).labelled)
+    assert labels >= sum(1 for kind, _, _ in events if kind == "impressions")
     join_s = time.perf_counter() - t0
     return len(events) / decode_s, len(events) / join_s
 
@@ -102,7 +105,10 @@ async def publish(bootstrap: str, prefix: str, events: list[tuple[str, bytes, by
 
 
 async def count_until(bootstrap: str, topic: str, expected: int, timeout_s: float) -> float:
-    """Read ``topic`` until ``expected`` messages; return the time the last arrived."""
+    """Read ``topic`` until ``expected`` events; return the time the last arrived.
+
+    Control records (the join's watermarks on ``labelled``) are not events.
+    """
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
     )
@@ -112,7 +118,12 @@ async def count_until(bootstrap: str, topic: str, expected: int, timeout_s: floa
     try:
         while seen < expected and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=200, max_records=5000)
-            seen += sum(len(v) for v in batch.values())
+            seen += sum(
+                1
+                for records in batch.values()
+                for r in records
+                if not any(h == RECORD_HEADER for h, _ in r.headers)
+            )
     finally:
         await consumer.stop()
     if seen < expected:

@@ -15,7 +15,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from schemas.events import LabelledImpression
+from schemas.events import WATERMARK_RECORD, LabelledImpression, WatermarkRecord
 from streams.decode import DecodeError, decode, record_kind
 
 log = logging.getLogger(__name__)
@@ -45,8 +45,16 @@ async def handle_batch(events: Sequence[Any], apply: Apply, dead: DeadLetterSink
     """Decode a batch of labelled messages, dead-letter bad ones, apply the rest."""
     good: list[LabelledImpression] = []
     for event in events:
-        if record_kind(event.message.headers) is not None:
-            continue  # a watermark record: nothing to count
+        kind = record_kind(event.message.headers)
+        if kind is not None:
+            # a control record counts nothing, but a broken one is kept
+            try:
+                if kind != WATERMARK_RECORD:
+                    raise DecodeError("schema_violation", f"unknown record kind {kind!r}")
+                decode(WatermarkRecord, event.message.value)
+            except DecodeError as exc:
+                await dead(exc.reason, exc.detail, event.message)
+            continue
         try:
             good.append(decode(LabelledImpression, event.message.value))
         except DecodeError as exc:

@@ -101,6 +101,20 @@ class JoinCounts:
         }
 
 
+@dataclass(frozen=True)
+class _Refused:
+    """A message (or a waiting event) to dead-letter, and where it came from."""
+
+    reason: str
+    detail: str
+    key: bytes | None
+    value: bytes | None
+    topic: str
+    partition: int
+    #: the message's own offset; None for an event that waited (an orphan click)
+    offset: int | None
+
+
 @dataclass
 class _Batch:
     """A batch's effects, gathered before anything is written."""
@@ -110,10 +124,7 @@ class _Batch:
     live: list[LiveCount] = field(default_factory=list)
     #: table key -> (partition, new state or None to delete it)
     upserts: dict[str, tuple[int, dict[str, Any] | None]] = field(default_factory=dict)
-    #: (reason, detail, key, value, topic, partition, offset) of each dead letter
-    dead: list[tuple[str, str, bytes | None, bytes | None, str, int, int | None]] = field(
-        default_factory=list
-    )
+    dead: list[_Refused] = field(default_factory=list)
 
 
 class JoinAgent:
@@ -253,28 +264,28 @@ class JoinAgent:
             # was consumed earlier, at an offset not kept here
             own = effects.outcome == "rejected" and rejected.reason != "orphan_click"
             batch.dead.append(
-                (
-                    rejected.reason,
-                    rejected.detail,
-                    rejected.event.impression_id.encode(),
-                    rejected.event.model_dump_json().encode(),
-                    self.stream.settings.topic(source),
-                    message.partition,
-                    message.offset if own else None,
+                _Refused(
+                    reason=rejected.reason,
+                    detail=rejected.detail,
+                    key=rejected.event.impression_id.encode(),
+                    value=rejected.event.model_dump_json().encode(),
+                    topic=self.stream.settings.topic(source),
+                    partition=message.partition,
+                    offset=message.offset if own else None,
                 )
             )
 
     def _dead_message(self, batch: _Batch, reason: str, detail: str, message: Any) -> None:
         self.counts.reject(reason)
         batch.dead.append(
-            (
-                reason,
-                detail,
-                message.key,
-                message.value,
-                message.topic,
-                message.partition,
-                message.offset,
+            _Refused(
+                reason=reason,
+                detail=detail,
+                key=message.key,
+                value=message.value,
+                topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
             )
         )
 
@@ -336,19 +347,19 @@ class JoinAgent:
                     partition=partition,
                 )
             pending.append(fut)
-        for reason, detail, key, value, topic, partition, offset in batch.dead:
+        for r in batch.dead:
             record_dl = dead_letter(
-                reason=reason,
-                detail=detail,
-                topic=topic,
-                partition=partition,
-                offset=offset,
-                key=key,
-                value=value,
+                reason=r.reason,
+                detail=r.detail,
+                topic=r.topic,
+                partition=r.partition,
+                offset=r.offset,
+                key=r.key,
+                value=r.value,
             )
-            log.warning("dead-letter %s from %s[%d]@%s", reason, topic, partition, offset)
+            log.warning("dead-letter %s from %s[%d]@%s", r.reason, r.topic, r.partition, r.offset)
             fut = await self.stream.dead_letter.send(
-                key=key, value=record_dl.model_dump_json().encode()
+                key=r.key, value=record_dl.model_dump_json().encode()
             )
             pending.append(fut)
         if pending:

@@ -68,6 +68,13 @@ def test_every_bertctr_command_parses(compose: dict[str, Any]) -> None:
         assert callable(args.func), command
 
 
+def test_the_workers_health_check_is_bertctr_health(compose: dict[str, Any]) -> None:
+    check = compose["services"]["worker"]["healthcheck"]["test"]
+    assert check[0] == "CMD" and check[1:3] == ["bertctr", "health"]
+    args = build_parser().parse_args(check[2:])
+    assert args.func.__name__ == "cmd_health" and args.local
+
+
 def test_workers_are_pointed_at_the_real_listeners(compose: dict[str, Any]) -> None:
     services = compose["services"]
     env = services["worker"]["environment"]

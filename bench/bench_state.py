@@ -1,0 +1,187 @@
+"""Bounded state: peak RSS of one worker after 100k and after 1M impressions.
+
+Runs one ``bertctr worker`` (join, counters, learner without embeddings) on
+the embedded broker and feeds it simulated traffic flat out. Pending
+impressions expire with their window, remembered labels and dedup markers
+with the late-click horizon, the learner's label ids with its dedup horizon;
+so once the stream is older than the horizon the worker's memory must stop
+growing. The horizon is shortened (``--horizon``, event seconds) so that the
+first checkpoint already lies past it: what is measured is the steady state,
+not the warm-up.
+
+Prints the worker's peak RSS when the settled counters reach each checkpoint,
+the ratio of the last to the first (goal: under 1.2) and a JSON line.
+
+    .venv/bin/python bench/bench_state.py                 # 100k and 1M impressions
+    .venv/bin/python bench/bench_state.py --quick         # 50k and 200k
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+import redis
+from aiokafka import AIOKafkaProducer
+
+from bertctr.stack import start_stack, stop_process
+from simulator import SimConfig, Simulator
+from streams.keys import SETTLED, KeySpace
+
+CHUNK = 25_000
+
+
+class RssSampler(threading.Thread):
+    """Samples a process's resident set size every ``interval_s``; keeps the peak."""
+
+    def __init__(self, pid: int, interval_s: float = 0.25) -> None:
+        super().__init__(daemon=True)
+        self.process = psutil.Process(pid)
+        self.interval_s = interval_s
+        self.peak = 0
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.peak = max(self.peak, self.process.memory_info().rss)
+            except psutil.Error:
+                return
+            time.sleep(self.interval_s)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+async def publish_all(bootstrap: str, prefix: str, sim: Simulator, n: int) -> int:
+    """Publish ``n`` impressions (with clicks and faults) flat out, in chunks."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks=1)
+    await producer.start()
+    sent = 0
+    try:
+        done = 0
+        while done < n:
+            size = min(CHUNK, n - done)
+            done += size
+            pending = [
+                await producer.send(f"{prefix}{m.topic}", m.value, key=m.key)
+                for m in sim.messages(size, flush=done >= n)
+            ]
+            await asyncio.gather(*pending)
+            sent += len(pending)
+    finally:
+        await producer.stop()
+    return sent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=1_000_000, help="impressions in all")
+    parser.add_argument("--first", type=int, default=100_000, help="the first checkpoint")
+    parser.add_argument("--quick", action="store_true", help="50k and 200k impressions")
+    parser.add_argument("--window", type=float, default=300.0, help="attribution window, s")
+    parser.add_argument("--horizon", type=float, default=600.0, help="late-click horizon, s")
+    parser.add_argument("--rate", type=float, default=50.0, help="impressions per sim second")
+    args = parser.parse_args()
+    if args.quick:
+        args.events, args.first = 200_000, 50_000
+    span = args.first / args.rate
+    print(
+        f"first checkpoint spans {span:.0f} simulated s; window {args.window:.0f} s, "
+        f"horizon {args.horizon:.0f} s (state is steady once the stream is older than both)"
+    )
+    stack = start_stack(None, os.environ.get("BERTCTR_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    tmp = Path(tempfile.mkdtemp(prefix="bench-state-"))
+    tag = uuid.uuid4().hex[:6]
+    env = {
+        **os.environ,
+        **stack.env(),
+        "BERTCTR_TOPIC_PREFIX": f"s{tag}-",
+        "BERTCTR_REDIS_PREFIX": f"bench:{tag}:",
+        "BERTCTR_APP_ID": f"bench-state-{tag}",
+        "BERTCTR_ATTRIBUTION_WINDOW_S": str(args.window),
+        "BERTCTR_LATE_CLICK_HORIZON_S": str(args.horizon),
+        "BERTCTR_IDLE_AFTER_S": "2",
+        "BERTCTR_IDLE_CLOCK_RATE": "1000",
+        "BERTCTR_MAX_FUTURE_SKEW_S": "1e10",
+        "BERTCTR_DATA_DIR": str(tmp / "data"),
+        "BERTCTR_CHECKPOINT_DIR": str(tmp / "checkpoints"),
+        "BERTCTR_SESSION_TIMEOUT_S": "10",
+    }
+    sim = Simulator(
+        SimConfig(seed=7, impressions_per_s=args.rate, attribution_window_s=args.window)
+    )
+    client = redis.Redis.from_url(stack.redis_url)
+    settled_total = KeySpace(env["BERTCTR_REDIS_PREFIX"]).counter("total", SETTLED)
+    worker = None
+    try:
+        subprocess.run(
+            [sys.executable, "-m", "bertctr.cli", "topics", "create"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        log = open(tmp / "worker.log", "wb")  # noqa: SIM115
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "bertctr.cli", "worker"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        sampler = RssSampler(worker.pid)
+        sampler.start()
+        t0 = time.monotonic()
+        publisher = threading.Thread(
+            target=lambda: asyncio.run(
+                publish_all(stack.kafka_bootstrap, env["BERTCTR_TOPIC_PREFIX"], sim, args.events)
+            ),
+            daemon=True,
+        )
+        publisher.start()
+        marks: list[tuple[int, float, float]] = []
+        for target in (args.first, args.events):
+            while int(client.hget(settled_total, "impressions") or 0) < target:
+                if worker.poll() is not None:
+                    raise RuntimeError(f"the worker died; see {tmp / 'worker.log'}")
+                time.sleep(0.5)
+            marks.append((target, sampler.peak / 2**20, time.monotonic() - t0))
+            print(
+                f"after {target:>9,} impressions: peak RSS {marks[-1][1]:7.1f} MiB "
+                f"({marks[-1][2]:.0f} s)"
+            )
+        sampler.stop()
+        ratio = marks[-1][1] / marks[0][1]
+        rate = args.events / marks[-1][2]
+        print(f"ratio {ratio:.3f} (goal < 1.2); {rate:.0f} impressions/s through the worker")
+        print(
+            json.dumps(
+                {
+                    "impressions": [m[0] for m in marks],
+                    "peak_rss_mb": [round(m[1], 1) for m in marks],
+                    "ratio": round(ratio, 3),
+                    "impressions_per_s": round(rate, 1),
+                }
+            )
+        )
+    finally:
+        if worker is not None:
+            stop_process(worker)
+        for key in client.scan_iter(match=f"{env['BERTCTR_REDIS_PREFIX']}*", count=5000):
+            client.delete(key)
+        client.close()
+        stack.close()
+
+
+if __name__ == "__main__":
+    main()
