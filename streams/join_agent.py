@@ -151,6 +151,18 @@ class JoinAgent:
             (names[topics.CLICKS], CLICK_INPUT),
         )
 
+    def book_status(self) -> dict[str, dict[str, Any]]:
+        """Per partition: states held, watermark and each input's newest event time."""
+        out = {}
+        for partition, book in sorted(self.books.items()):
+            wm = book.clock.watermark
+            out[str(partition)] = {
+                "states": len(book),
+                "watermark": wm if wm > float("-inf") else None,
+                "inputs": dict(book.clock.inputs),
+            }
+        return out
+
     def forget_books(self) -> None:
         """Drop in-memory books and positions (on rebalance); books are rebuilt from the table.
 

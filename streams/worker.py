@@ -132,6 +132,7 @@ class _Health:
             "interval_s": self.stream.settings.health_interval_s,
             "partitions": self.progress.report(assigned, highwater, committed, now),
             "join": self.join.counts.as_dict(),
+            "books": self.join.book_status(),
         }
 
     async def publish(self) -> None:
