@@ -8,6 +8,7 @@ prefix, so tests never see each other's data.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -67,6 +69,7 @@ class WorkerEnv:
                 "BERTCTR_PARTITIONS": "4",
                 "BERTCTR_SESSION_TIMEOUT_S": "10",
                 "BERTCTR_DATA_DIR": str(self.tmp / "data"),
+                "BERTCTR_CHECKPOINT_DIR": str(self.tmp / "checkpoints"),
             }
         )
         env.update(self.overrides)
@@ -96,6 +99,27 @@ class WorkerEnv:
             timeout=60,
         )
         return out.stdout.decode()
+
+    def health(self, *args: str) -> tuple[int, dict[str, Any]]:
+        """``bertctr health --json``: its exit code and its report."""
+        out = subprocess.run(
+            [sys.executable, "-m", "bertctr.cli", "health", "--json", *args],
+            env=self.env(),
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        return out.returncode, json.loads(out.stdout)
+
+    def wait_healthy(self, timeout_s: float = 90) -> None:
+        """Wait until ``bertctr health`` exits 0; fail with its last report and the logs."""
+        last: list[tuple[int, dict[str, Any]]] = []
+
+        def healthy() -> bool:
+            last[:] = [self.health()]
+            return last[0][0] == 0
+
+        assert wait_until(healthy, timeout_s=timeout_s), f"{last}\n{self.worker_logs()}"
 
     def worker_logs(self) -> str:
         return "\n".join(

@@ -62,22 +62,11 @@ def burst(env: WorkerEnv, base: float) -> tuple[list[tuple[str, bytes, bytes]], 
     return [m for _, m in timed], clicked
 
 
-def health(env: WorkerEnv, *args: str) -> tuple[int, dict[str, Any]]:
-    out = subprocess.run(
-        [sys.executable, "-m", "bertctr.cli", "health", "--json", *args],
-        env=env.env(),
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
-    return out.returncode, json.loads(out.stdout)
-
-
 def start_and_wait_for_partitions(env: WorkerEnv) -> None:
     """A freshly started worker, holding its partitions, before anything is published."""
     env.cli("topics", "create")
     env.start_worker()
-    assert wait_until(lambda: health(env)[0] == 0, timeout_s=90), env.worker_logs()
+    env.wait_healthy()
 
 
 BURST_SETTINGS = {

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from PIL import Image
@@ -24,17 +23,6 @@ from tests.integration.conftest import FAST_REPLAY, WorkerEnv, wait_until
 from tests.integration.kafka_io import publish
 
 pytestmark = pytest.mark.integration
-
-
-def health(env: WorkerEnv, *args: str) -> tuple[int, dict[str, Any]]:
-    out = subprocess.run(
-        [sys.executable, "-m", "bertctr.cli", "health", "--json", *args],
-        env=env.env(),
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
-    return out.returncode, json.loads(out.stdout)
 
 
 def test_a_blocked_learner_is_reported_unhealthy(worker_env: WorkerEnv, tmp_path: Path) -> None:
@@ -55,8 +43,8 @@ def test_a_blocked_learner_is_reported_unhealthy(worker_env: WorkerEnv, tmp_path
     worker_env.cli("topics", "create")
     worker_env.start_worker()
     # idle and caught up: healthy
-    assert wait_until(lambda: health(worker_env)[0] == 0, timeout_s=90), worker_env.worker_logs()
-    code, report = health(worker_env)
+    worker_env.wait_healthy()
+    code, report = worker_env.health()
     assert code == 0 and report["healthy"] and len(report["workers"]) == 1
 
     base = time.time() - 100
@@ -84,8 +72,8 @@ def test_a_blocked_learner_is_reported_unhealthy(worker_env: WorkerEnv, tmp_path
 
     assert wait_until(lambda: settled() == 20, timeout_s=60), worker_env.worker_logs()
     # ... while the learner waits for Triton, and the report says so
-    assert wait_until(lambda: health(worker_env)[0] == 1, timeout_s=60), health(worker_env)
-    code, report = health(worker_env)
+    assert wait_until(lambda: worker_env.health()[0] == 1, timeout_s=60), worker_env.health()
+    code, report = worker_env.health()
     (worker,) = report["workers"]
     assert code == 1 and not report["healthy"] and not worker["healthy"]
     labelled = worker_env.topic("labelled")
