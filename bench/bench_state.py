@@ -38,8 +38,8 @@ import redis
 from aiokafka import AIOKafkaProducer
 
 from bertctr.stack import start_stack, stop_process
+from schemas.keys import SETTLED, KeySpace
 from simulator import SimConfig, Simulator
-from streams.keys import SETTLED, KeySpace
 
 CHUNK = 25_000
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bertctr.encoder_cli import add_encoder_commands
-from bertctr.settings import Settings
+from schemas.settings import Settings
 
 log = logging.getLogger("bertctr")
 T = TypeVar("T")
@@ -64,8 +64,8 @@ async def read_stats(
 ) -> dict[str, Any]:
     import redis.asyncio as aioredis
 
+    from schemas.keys import SETTLED, KeySpace
     from streams.counters import StatsReader
-    from streams.keys import SETTLED, KeySpace
     from streams.learner_agent import model_metrics_key
 
     client = aioredis.Redis.from_url(settings.redis_url)
@@ -119,7 +119,7 @@ async def read_health(settings: Settings) -> list[dict[str, Any]]:
     """Every worker's health report in Redis."""
     import redis.asyncio as aioredis
 
-    from streams.keys import KeySpace
+    from schemas.keys import KeySpace
 
     client = aioredis.Redis.from_url(settings.redis_url)
     try:

@@ -26,11 +26,11 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
-from bertctr.settings import Settings
 from bertctr.simulate import publish_messages
 from bertctr.stack import EmbeddedStack, start_stack, stop_process
 from encoder_server.launcher import EncoderServer, start_encoder_server
 from schemas.events import RECORD_HEADER
+from schemas.settings import Settings
 from simulator.catalogue import CatalogueEntry
 
 log = logging.getLogger(__name__)

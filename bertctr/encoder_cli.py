@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from bertctr.settings import Settings
+from schemas.settings import Settings
 
 __all__ = ["add_encoder_commands"]
 

@@ -37,7 +37,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -53,9 +53,6 @@ from encoder_server.base import (
 from encoder_server.batcher import MicroBatcher
 from encoder_server.breaker import CircuitBreaker
 from encoder_server.errors import EncoderUnavailable
-
-if TYPE_CHECKING:
-    from bertctr.settings import Settings
 
 __all__ = [
     "Embedded",
@@ -254,21 +251,6 @@ class TritonEmbeddingClient:
         self._batchers: dict[str, MicroBatcher[Embedded]] = {}
         self.infer_requests = 0
         self.items_sent = 0
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> TritonEmbeddingClient:
-        """The client configured by the ``triton_*`` and ``breaker_*`` settings."""
-        if not settings.triton_url:
-            raise ValueError("BERTCTR_TRITON_URL is not set")
-        return cls(
-            settings.triton_url,
-            timeout_s=settings.triton_timeout_s,
-            retries=settings.triton_retries,
-            backoff_s=settings.triton_backoff_s,
-            max_batch=settings.triton_max_batch,
-            batch_window_s=settings.triton_batch_window_ms / 1000.0,
-            breaker=CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s),
-        )
 
     def _client(self) -> Any:
         # made on first use, inside the running loop: never connect at import

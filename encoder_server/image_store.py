@@ -30,7 +30,6 @@ from urllib.parse import SplitResult, unquote, urlsplit
 
 import aiohttp
 
-from bertctr.settings import Settings
 from encoder_server.errors import ImageNotFound, ImageRejected, StoreUnavailable
 
 __all__ = [
@@ -40,7 +39,6 @@ __all__ = [
     "ImageStore",
     "LocalImageStore",
     "UrlAllowList",
-    "image_store_from_settings",
 ]
 
 log = logging.getLogger(__name__)
@@ -287,24 +285,3 @@ class CompositeImageStore:
     async def close(self) -> None:
         if self.http is not None:
             await self.http.close()
-
-
-def image_store_from_settings(settings: Settings) -> CompositeImageStore:
-    """The store configured by ``image_dir`` and ``image_url_prefixes``."""
-    local = (
-        LocalImageStore(settings.image_dir, settings.image_max_bytes)
-        if settings.image_dir
-        else None
-    )
-    prefixes = settings.url_prefixes
-    http = (
-        HttpImageStore(prefixes, settings.image_max_bytes, settings.image_fetch_timeout_s)
-        if prefixes
-        else None
-    )
-    log.info(
-        "image store: local %s, %d allowed URL prefixes",
-        settings.image_dir or "(none)",
-        len(prefixes),
-    )
-    return CompositeImageStore(local, http)

@@ -16,8 +16,8 @@ import logging
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from bertctr.settings import Settings
-from streams import topics
+from schemas import topics
+from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import faust
 
-from bertctr.settings import Settings
-from streams import topics
+from schemas import topics
+from schemas.settings import Settings
 
 
 @dataclass

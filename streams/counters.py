@@ -1,6 +1,6 @@
 """Live CTR counters in Redis: idempotent writes and the dashboard read side.
 
-Two views (see :mod:`streams.keys`): the **live** one is written by the join
+Two views (see :mod:`schemas.keys`): the **live** one is written by the join
 agent as impressions and clicks arrive (:meth:`RedisCounters.apply_live`),
 the **settled** one by the counter agent from labels
 (:meth:`RedisCounters.apply`). Every increment is one Lua script call that
@@ -19,8 +19,8 @@ from typing import Any, Protocol
 import redis.asyncio as aioredis
 
 from schemas.events import Impression, LabelledImpression
+from schemas.keys import LIVE, SETTLED, KeySpace, View, minute_of, scopes
 from streams.join import LiveCount
-from streams.keys import LIVE, SETTLED, KeySpace, View, minute_of, scopes
 
 __all__ = ["RedisCounters", "StatsReader", "StatsStore", "deltas"]
 

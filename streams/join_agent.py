@@ -35,7 +35,7 @@ from typing import Any
 from faust.types import TP
 from redis.exceptions import RedisError
 
-from bertctr.settings import Settings
+from schemas import topics
 from schemas.events import (
     RECORD_HEADER,
     WATERMARK_RECORD,
@@ -44,7 +44,7 @@ from schemas.events import (
     LabelledImpression,
     WatermarkRecord,
 )
-from streams import topics
+from schemas.settings import Settings
 from streams.app import StreamApp
 from streams.deadletter import dead_letter
 from streams.decode import DecodeError, decode

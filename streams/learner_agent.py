@@ -45,15 +45,15 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from bertctr.settings import Settings
 from encoder_server.embedder import Embedder, ExampleEmbeddings
 from encoder_server.errors import EncoderUnavailable, StoreUnavailable
 from online_ctr.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from online_ctr.learner import Learner
 from online_ctr.models import make_model
 from schemas.events import WATERMARK_RECORD, LabelledImpression, WatermarkRecord
+from schemas.keys import KeySpace
+from schemas.settings import Settings
 from streams.decode import DecodeError, decode, record_kind
-from streams.keys import KeySpace
 
 __all__ = ["LearnerAgent", "model_metrics_key"]
 

@@ -11,7 +11,6 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,22 +19,19 @@ import redis.asyncio as aioredis
 from faust.types import TP
 from redis.exceptions import RedisError
 
-from bertctr.settings import Settings
-from encoder_server.cache import EmbeddingCache
-from encoder_server.client import TritonEmbeddingClient
-from encoder_server.embedder import Embedder
-from encoder_server.image_store import image_store_from_settings
-from streams import topics
+from schemas import topics
+from schemas.keys import KeySpace
+from schemas.settings import Settings
 from streams.app import StreamApp, create_app
 from streams.counter_agent import handle_batch
 from streams.counters import RedisCounters
 from streams.deadletter import send_dead_letter
+from streams.embedding import embedder_factory
 from streams.health import Progress, default_worker_id, write_local_report
 from streams.join_agent import JoinAgent
-from streams.keys import KeySpace
 from streams.learner_agent import LearnerAgent
 
-__all__ = ["build_worker_app", "embedder_factory", "prepare_directories", "run_worker"]
+__all__ = ["build_worker_app", "prepare_directories", "run_worker"]
 
 log = logging.getLogger(__name__)
 
@@ -47,24 +43,6 @@ JOIN_BATCH = 500
 JOIN_BATCH_WITHIN_S = 0.02
 #: how long a health report outlives its worker in Redis
 HEALTH_TTL_S = 3600
-
-
-def embedder_factory(
-    settings: Settings, redis_client: aioredis.Redis
-) -> Callable[[], Embedder] | None:
-    """How the learner makes its embedder: only when Triton is configured."""
-    if not settings.triton_url:
-        log.info("BERTCTR_TRITON_URL unset: learning without image and title embeddings")
-        return None
-
-    def make() -> Embedder:
-        return Embedder(
-            TritonEmbeddingClient.from_settings(settings),
-            image_store_from_settings(settings),
-            EmbeddingCache(redis_client, settings.redis_prefix),
-        )
-
-    return make
 
 
 def prepare_directories(settings: Settings) -> None:

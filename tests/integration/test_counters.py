@@ -10,9 +10,9 @@ import redis.asyncio as aioredis
 
 from bertctr.stack import EmbeddedStack
 from schemas import Impression, LabelledImpression
+from schemas.keys import KeySpace
 from streams.counters import RedisCounters, StatsReader
 from streams.join import LiveCount
-from streams.keys import KeySpace
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from bertctr.cli import build_parser
-from bertctr.settings import Settings
+from schemas.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -141,11 +141,12 @@ async def test_open_breaker_refuses_before_any_attempt() -> None:
 
 
 def test_from_settings_needs_a_url() -> None:
-    from bertctr.settings import Settings
+    from schemas.settings import Settings
+    from streams.embedding import triton_client_from_settings
 
     with pytest.raises(ValueError):
-        TritonEmbeddingClient.from_settings(Settings(triton_url=None))
-    client = TritonEmbeddingClient.from_settings(
+        triton_client_from_settings(Settings(triton_url=None))
+    client = triton_client_from_settings(
         Settings(triton_url="h:1", triton_batch_window_ms=20, breaker_failures=7)
     )
     assert client.batch_window_s == pytest.approx(0.02)

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from bertctr.settings import Settings
 from encoder_server.errors import (
     ImageNotFound,
     ImageRejected,
@@ -22,8 +21,9 @@ from encoder_server.image_store import (
     HttpImageStore,
     LocalImageStore,
     UrlAllowList,
-    image_store_from_settings,
 )
+from schemas.settings import Settings
+from streams.embedding import image_store_from_settings
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from schemas import Impression, LabelledImpression
+from schemas.keys import KeySpace, minute_of, scopes
 from streams.counters import deltas
-from streams.keys import KeySpace, minute_of, scopes
 
 
 def test_key_layout() -> None:

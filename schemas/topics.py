@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bertctr.settings import Settings
+from schemas.settings import Settings
 
 IMPRESSIONS = "impressions"
 CLICKS = "clicks"
