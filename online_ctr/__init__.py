@@ -8,5 +8,7 @@ One concept per module:
 * :mod:`~online_ctr.fnw` — the label and weight of a labelled example (late clicks, FNW);
 * :mod:`~online_ctr.metrics` — progressive validation: log loss, NE, AUC, calibration;
 * :mod:`~online_ctr.learner` — predict, record, learn; reorder buffer; dedup;
-* :mod:`~online_ctr.checkpoint` — signed, atomic checkpoints with their offsets.
+* :mod:`~online_ctr.checkpoint` — signed, atomic checkpoints with their offsets;
+* :mod:`~online_ctr.store` — the model store port: where readers outside the learner
+  find the current model (file and in-memory adapters).
 """

@@ -6,6 +6,14 @@ module only feeds it, publishes its metrics to Redis for dashboards and
 it covers. A restarted worker loads the newest checkpoint and skips messages
 at or below the offsets it records, so no example is learned twice.
 
+Checkpoints are snapshots in a :class:`~online_ctr.store.ModelStore`, by
+default the signed files of a :class:`~online_ctr.store.FileModelStore` in
+``BERTCTR_CHECKPOINT_DIR``: readers outside this worker (evaluation, a
+scoring API, a champion/challenger comparison) read the current model
+through the same port. Each snapshot's metadata says which model it is
+(``model``), how many examples it learned (``learned``) and, with an
+embedder, the encoder versions it learned with (``embeddings``).
+
 Nor is one lost: Faust commits a message's offset once every agent has
 acked it, and a worker killed after that commit but before the next
 checkpoint would restart past examples its model never kept. So the agent
@@ -39,7 +47,6 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -47,9 +54,9 @@ from redis.exceptions import RedisError
 
 from encoder_server.embedder import Embedder, ExampleEmbeddings
 from encoder_server.errors import EncoderUnavailable, StoreUnavailable
-from online_ctr.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from online_ctr.learner import Learner
 from online_ctr.models import make_model
+from online_ctr.store import FileModelStore, ModelStore, SnapshotInfo
 from schemas.events import WATERMARK_RECORD, LabelledImpression, WatermarkRecord
 from schemas.keys import KeySpace
 from schemas.settings import Settings
@@ -72,7 +79,16 @@ def model_metrics_key(keys: KeySpace) -> str:
 
 
 class LearnerAgent:
-    """Owns the worker's learner, its offsets and its checkpoints."""
+    """Owns the worker's learner, its offsets and its checkpoints.
+
+    Parameters
+    ----------
+    store
+        Where checkpoints are saved and resumed from; by default a
+        :class:`~online_ctr.store.FileModelStore` in ``settings.checkpoint_dir``
+        signed with ``settings.checkpoint_key``. Tests pass a
+        :class:`~online_ctr.store.MemoryModelStore`.
+    """
 
     def __init__(
         self,
@@ -81,6 +97,7 @@ class LearnerAgent:
         keys: KeySpace,
         embedder: Callable[[], Embedder] | None = None,
         dead: DeadLetterFn | None = None,
+        store: ModelStore | None = None,
     ) -> None:
         self.settings = settings
         #: built on first use, inside the worker's event loop (gRPC channels
@@ -92,8 +109,13 @@ class LearnerAgent:
         self.embedding_failures = 0
         self.client = client
         self.keys = keys
-        self.directory = Path(settings.checkpoint_dir)
-        self.secret = settings.checkpoint_key.encode()
+        self.store: ModelStore = (
+            store
+            if store is not None
+            else FileModelStore(settings.checkpoint_dir, settings.checkpoint_key.encode())
+        )
+        #: the model variant of ``self.learner``: ``settings.model`` unless resumed otherwise
+        self.model_name = settings.model
         self.learner, self.offsets = self._resume()
         self._dirty = False
         self._last_checkpoint = time.monotonic()
@@ -109,14 +131,35 @@ class LearnerAgent:
         self._lock = asyncio.Lock()
 
     def _resume(self) -> tuple[Learner, dict[str, int]]:
-        path = latest_checkpoint(self.directory)
-        if path is not None:
-            try:
-                learner, offsets = load_checkpoint(path, self.secret)
-                log.info("resumed learner from %s (offsets %s)", path, offsets)
-                return learner, dict(offsets)
-            except Exception:  # a bad checkpoint must not stop the worker
-                log.exception("checkpoint %s unusable; starting a fresh model", path)
+        """The newest usable snapshot's learner and offsets, else a fresh model.
+
+        The store skips snapshots that do not verify and falls back to an
+        older one; that one's offsets may lie below what Faust already
+        committed, and the examples in between are then not relearned (the
+        model misses them; none is learned twice).
+        """
+        try:
+            snapshot = self.store.latest()
+        except Exception:  # an unreadable store must not stop the worker
+            log.exception("model store %r unusable; starting a fresh model", self.store)
+            snapshot = None
+        if snapshot is not None:
+            log.info(
+                "resumed learner from snapshot %s (offsets %s, metadata %s)",
+                snapshot.name,
+                dict(snapshot.offsets),
+                dict(snapshot.metadata),
+            )
+            saved_as = snapshot.metadata.get("model")
+            if isinstance(saved_as, str) and saved_as != self.settings.model:
+                log.warning(
+                    "snapshot %s is a %r model but BERTCTR_MODEL is %r; resuming it anyway",
+                    snapshot.name,
+                    saved_as,
+                    self.settings.model,
+                )
+                self.model_name = saved_as
+            return snapshot.learner, dict(snapshot.offsets)
         learner = Learner(
             make_model(self.settings.model, with_content=bool(self.settings.triton_url)),
             window_s=self.settings.attribution_window_s,
@@ -288,17 +331,32 @@ class LearnerAgent:
             "versions": self.embedder.known_versions(),
         }
 
-    async def checkpoint(self) -> Path:
+    def snapshot_metadata(self) -> dict[str, Any]:
+        """What a checkpoint says about its model, for readers choosing one.
+
+        ``model`` is the variant of the learner saved (the snapshot resumed
+        from may name another than ``BERTCTR_MODEL``), ``learned`` the
+        examples learned, ``embeddings`` the encoder versions last seen
+        served, by model name (``{}`` without an embedder or before its first
+        batch).
+        """
+        return {
+            "model": self.model_name,
+            "learned": self.learner.learned,
+            "embeddings": self.embedder.known_versions() if self.embedder is not None else {},
+        }
+
+    async def checkpoint(self) -> SnapshotInfo:
         """Save the learner with its offsets, then let Faust commit what it covers.
 
         Called with the lock held, so every held event was learned before
-        the snapshot was taken.
+        the snapshot was taken. If the save raises, nothing is released.
         """
         self._last_checkpoint = time.monotonic()
         self._dirty = self._offsets_moved = False
-        path = await asyncio.to_thread(
-            save_checkpoint, self.directory, self.learner, dict(self.offsets), self.secret
+        info = await asyncio.to_thread(
+            self.store.save, self.learner, dict(self.offsets), self.snapshot_metadata()
         )
         self._release_held()
-        log.info("checkpoint %s covers %s", path, self.offsets)
-        return path
+        log.info("checkpoint %s covers %s", info.name, self.offsets)
+        return info
