@@ -38,11 +38,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from bertctr.evaluation import EmbeddingLookup
-from bertctr.offline import Judgement, catalogue_embeddings, judge, lookup_from, true_attributes
+from bertctr.judge import Judgement, catalogue_embeddings, judge, lookup_from, true_attributes
 from online_ctr.metrics import GroupMetrics
 from simulator import SimConfig, Simulator
-from simulator.offline import OfflineExample, labelled_stream
+from simulator.labelled import OfflineExample, labelled_stream
+from simulator.ranking import EmbeddingLookup
 
 
 def run(

@@ -132,10 +132,10 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from bertctr.harness.encoders import EncoderServer, start_encoder_server
 from encoder_server.base import IMAGE_ENCODER
 from encoder_server.client import TritonEmbeddingClient
 from encoder_server.image_encoder import ImageEncoder
-from encoder_server.launcher import EncoderServer, start_encoder_server
 from simulator import SimConfig, Simulator
 
 F32 = npt.NDArray[np.float32]

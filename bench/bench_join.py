@@ -18,8 +18,6 @@ import asyncio
 import json
 import os
 import random
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -28,9 +26,11 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from bertctr.stack import start_stack, stop_process
+from bertctr.harness.kafka import Message, publish, read_topics
+from bertctr.harness.stack import start_stack
+from bertctr.harness.workers import Namespace, WorkerFleet
 from schemas import Click, Impression
-from schemas.events import RECORD_HEADER
+from schemas.topics import CLICKS, IMPRESSIONS, LABELLED
 from streams.decode import decode
 from streams.join import JoinBook, JoinConfig
 
@@ -59,21 +59,21 @@ def make_events(n: int, seed: int = 1) -> list[tuple[str, bytes, bytes]]:
                 "taste": f"t{i % 4}",
             },
         }
-        out.append(("impressions", iid.encode(), json.dumps(imp).encode()))
+        out.append((IMPRESSIONS, iid.encode(), json.dumps(imp).encode()))
         if rnd.random() < 0.05:
             click = {
                 "event_id": f"c{i}",
                 "impression_id": iid,
                 "ts": imp["ts"] + rnd.uniform(0, 30),
             }
-            out.append(("clicks", iid.encode(), json.dumps(click).encode()))
+            out.append((CLICKS, iid.encode(), json.dumps(click).encode()))
     return out
 
 
 def bench_pure(events: list[tuple[str, bytes, bytes]]) -> tuple[float, float]:
     t0 = time.perf_counter()
     for kind, _key, value in events:
-        decode(Impression if kind == "impressions" else Click, value)
+        decode(Impression if kind == IMPRESSIONS else Click, value)
     decode_s = time.perf_counter() - t0
     cfg = JoinConfig(window_s=WINDOW_S, max_lateness_s=30, orphan_grace_s=WINDOW_S)
     book = JoinBook(0, cfg)
@@ -81,54 +81,25 @@ def bench_pure(events: list[tuple[str, bytes, bytes]]) -> tuple[float, float]:
     wall = time.time()  # the events are an hour old: no future timestamps
     t0 = time.perf_counter()
     for kind, _key, value in events:
-        if kind == "impressions":
+        if kind == IMPRESSIONS:
             fx = book.on_impression(decode(Impression, value), wall)
         else:
             fx = book.on_click(decode(Click, value), wall)
         labels += len(fx.labelled)
     labels += len(book.on_tick(wall + 1e9).labelled)
-    assert labels >= sum(1 for kind, _, _ in events if kind == "impressions")
+    assert labels >= sum(1 for kind, _, _ in events if kind == IMPRESSIONS)
     join_s = time.perf_counter() - t0
     return len(events) / decode_s, len(events) / join_s
 
 
-async def publish(bootstrap: str, prefix: str, events: list[tuple[str, bytes, bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
-    await producer.start()
-    try:
-        futures = [
-            await producer.send(f"{prefix}{kind}", value, key=key) for kind, key, value in events
-        ]
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
-
-
 async def count_until(bootstrap: str, topic: str, expected: int, timeout_s: float) -> float:
-    """Read ``topic`` until ``expected`` events; return the time the last arrived.
-
-    Control records (the join's watermarks on ``labelled``) are not events.
-    """
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    """Read ``topic`` until ``expected`` events; return the time the last arrived."""
+    result = await read_topics(
+        bootstrap, [topic], lambda r: len(r.of(topic)) >= expected, timeout_s, settle_s=0
     )
-    await consumer.start()
-    seen = 0
-    deadline = time.monotonic() + timeout_s
-    try:
-        while seen < expected and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=200, max_records=5000)
-            seen += sum(
-                1
-                for records in batch.values()
-                for r in records
-                if not any(h == RECORD_HEADER for h, _ in r.headers)
-            )
-    finally:
-        await consumer.stop()
-    if seen < expected:
-        raise RuntimeError(f"only {seen}/{expected} messages on {topic}")
-    return time.monotonic()
+    if len(result.of(topic)) < expected or result.last_at is None:
+        raise RuntimeError(f"only {len(result.of(topic))}/{expected} messages on {topic}")
+    return result.last_at
 
 
 async def passthrough(bootstrap: str, source: list[str], sink: str, expected: int) -> None:
@@ -148,7 +119,7 @@ async def passthrough(bootstrap: str, source: list[str], sink: str, expected: in
             batch = await consumer.getmany(timeout_ms=200, max_records=500)
             for records in batch.values():
                 for r in records:
-                    if r.topic.endswith("impressions"):
+                    if r.topic == source[0]:
                         await producer.send(sink, r.value, key=r.key)
                         done += 1
         await producer.flush()
@@ -157,87 +128,77 @@ async def passthrough(bootstrap: str, source: list[str], sink: str, expected: in
         await producer.stop()
 
 
-async def create_topics(bootstrap: str, prefix: str, names: list[str]) -> None:
+async def create_topics(bootstrap: str, names: list[str]) -> None:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(f"{prefix}{n}", 4, 1) for n in names])
+        await admin.create_topics([NewTopic(n, 4, 1) for n in names])
     finally:
         await admin.close()
 
 
 def bench_end_to_end(events: list[tuple[str, bytes, bytes]], n_imps: int) -> dict[str, float]:
     stack = start_stack(None, os.environ.get("BERTCTR_REDIS_URL", "redis://127.0.0.1:6379/0"))
-    tmp = Path(tempfile.mkdtemp(prefix="bench-join-"))
-    tag = uuid.uuid4().hex[:6]
-    env = {
-        **os.environ,
-        **stack.env(),
-        "BERTCTR_TOPIC_PREFIX": f"b{tag}-",
-        "BERTCTR_REDIS_PREFIX": f"bench:{tag}:",
-        "BERTCTR_APP_ID": f"bench-{tag}",
-        "BERTCTR_ATTRIBUTION_WINDOW_S": str(WINDOW_S),
-        "BERTCTR_MAX_LATENESS_S": "30",
-        "BERTCTR_IDLE_AFTER_S": "0.5",
-        "BERTCTR_IDLE_CLOCK_RATE": "1000",
-        "BERTCTR_DATA_DIR": str(tmp / "data"),
-        "BERTCTR_SESSION_TIMEOUT_S": "10",
-    }
+    fleet = WorkerFleet(
+        stack, Path(tempfile.mkdtemp(prefix="bench-join-")), Namespace.fresh("bench", "bench:")
+    )
+    fleet.overrides.update(
+        {
+            "BERTCTR_ATTRIBUTION_WINDOW_S": str(WINDOW_S),
+            "BERTCTR_MAX_LATENESS_S": "30",
+            "BERTCTR_IDLE_AFTER_S": "0.5",
+            "BERTCTR_IDLE_CLOCK_RATE": "1000",
+        }
+    )
     result: dict[str, float] = {}
+
+    def routed(ns: Namespace, evs: list[tuple[str, bytes, bytes]]) -> list[Message]:
+        return [(ns.topic(kind), key, value) for kind, key, value in evs]
+
     try:
         # Baseline first: plain consume -> produce loop on the same broker.
-        pt = f"p{tag}-"
-        asyncio.run(create_topics(stack.kafka_bootstrap, pt, ["impressions", "clicks", "out"]))
+        pt = Namespace.fresh("pt")
+        asyncio.run(
+            create_topics(
+                stack.kafka_bootstrap, [pt.topic(t) for t in (IMPRESSIONS, CLICKS, LABELLED)]
+            )
+        )
 
         async def baseline() -> None:
             await asyncio.gather(
                 passthrough(
-                    stack.kafka_bootstrap, [f"{pt}impressions", f"{pt}clicks"], f"{pt}out", n_imps
+                    stack.kafka_bootstrap,
+                    [pt.topic(IMPRESSIONS), pt.topic(CLICKS)],
+                    pt.topic(LABELLED),
+                    n_imps,
                 ),
-                publish(stack.kafka_bootstrap, pt, events),
+                publish(stack.kafka_bootstrap, routed(pt, events), linger_ms=5),
             )
 
         t0 = time.monotonic()
         asyncio.run(baseline())
         result["passthrough_events_per_s"] = len(events) / (time.monotonic() - t0)
 
-        subprocess.run(
-            [sys.executable, "-m", "bertctr.cli", "topics", "create"],
-            env=env,
-            check=True,
-            capture_output=True,
+        fleet.cli("topics", "create")
+        fleet.start_worker()
+        labelled = fleet.topic(LABELLED)
+        # Warm up: wait until the worker has labelled a first batch, so
+        # the figure is steady-state processing, not start-up.
+        warm = make_events(200, seed=99)
+        warm = [(k, b"w" + key, v.replace(b'"imp-', b'"wimp-')) for k, key, v in warm]
+        warm_labels = sum(1 for k, _, _ in warm if k == IMPRESSIONS)
+        asyncio.run(publish(stack.kafka_bootstrap, routed(fleet.namespace, warm), linger_ms=5))
+        asyncio.run(count_until(stack.kafka_bootstrap, labelled, warm_labels, timeout_s=120))
+        t0 = time.monotonic()
+        asyncio.run(publish(stack.kafka_bootstrap, routed(fleet.namespace, events), linger_ms=5))
+        t_end = asyncio.run(
+            count_until(stack.kafka_bootstrap, labelled, n_imps + warm_labels, timeout_s=600)
         )
-        log = open(tmp / "worker.log", "wb")  # noqa: SIM115
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "bertctr.cli", "worker"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            # Warm up: wait until the worker has labelled a first batch, so
-            # the figure is steady-state processing, not start-up.
-            warm = make_events(200, seed=99)
-            warm = [(k, b"w" + key, v.replace(b'"imp-', b'"wimp-')) for k, key, v in warm]
-            warm_labels = sum(1 for k, _, _ in warm if k == "impressions")
-            asyncio.run(publish(stack.kafka_bootstrap, f"b{tag}-", warm))
-            asyncio.run(
-                count_until(stack.kafka_bootstrap, f"b{tag}-labelled", warm_labels, timeout_s=120)
-            )
-            t0 = time.monotonic()
-            asyncio.run(publish(stack.kafka_bootstrap, f"b{tag}-", events))
-            t_end = asyncio.run(
-                count_until(
-                    stack.kafka_bootstrap, f"b{tag}-labelled", n_imps + warm_labels, timeout_s=600
-                )
-            )
-            result["worker_events_per_s"] = len(events) / (t_end - t0)
-        finally:
-            stop_process(worker)
+        result["worker_events_per_s"] = len(events) / (t_end - t0)
     finally:
+        fleet.close()
         stack.close()
     return result
 

@@ -66,10 +66,10 @@ def simulator_stream(n: int, seed: int) -> list[Example] | None:
     """Labelled impressions from the simulator, or ``None`` if it is not importable."""
     try:
         from simulator import SimConfig, Simulator
-        from simulator.offline import labelled_stream
+        from simulator.labelled import labelled_stream
     except ImportError:
         return None
-    from bertctr.offline import true_attributes
+    from bertctr.judge import true_attributes
 
     sim = Simulator(SimConfig(seed=seed))
     attributes = true_attributes(sim)

@@ -25,19 +25,18 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import redis
-from aiokafka import AIOKafkaProducer
 
-from bertctr.stack import start_stack, stop_process
+from bertctr.harness.kafka import Message, publish
+from bertctr.harness.stack import start_stack
+from bertctr.harness.workers import Namespace, WorkerFleet, replay_settings
 from schemas.keys import SETTLED, KeySpace
 from simulator import SimConfig, Simulator
 
@@ -66,25 +65,14 @@ class RssSampler(threading.Thread):
         self._stop.set()
 
 
-async def publish_all(bootstrap: str, prefix: str, sim: Simulator, n: int) -> int:
-    """Publish ``n`` impressions (with clicks and faults) flat out, in chunks."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks=1)
-    await producer.start()
-    sent = 0
-    try:
-        done = 0
-        while done < n:
-            size = min(CHUNK, n - done)
-            done += size
-            pending = [
-                await producer.send(f"{prefix}{m.topic}", m.value, key=m.key)
-                for m in sim.messages(size, flush=done >= n)
-            ]
-            await asyncio.gather(*pending)
-            sent += len(pending)
-    finally:
-        await producer.stop()
-    return sent
+def traffic(ns: Namespace, sim: Simulator, n: int) -> Iterator[Message]:
+    """``n`` impressions (with clicks and faults), simulated lazily in chunks."""
+    done = 0
+    while done < n:
+        size = min(CHUNK, n - done)
+        done += size
+        for m in sim.messages(size, flush=done >= n):
+            yield ns.topic(m.topic), m.key, m.value
 
 
 def main() -> None:
@@ -104,56 +92,30 @@ def main() -> None:
         f"horizon {args.horizon:.0f} s (state is steady once the stream is older than both)"
     )
     stack = start_stack(None, os.environ.get("BERTCTR_REDIS_URL", "redis://127.0.0.1:6379/0"))
-    tmp = Path(tempfile.mkdtemp(prefix="bench-state-"))
-    tag = uuid.uuid4().hex[:6]
-    env = {
-        **os.environ,
-        **stack.env(),
-        "BERTCTR_TOPIC_PREFIX": f"s{tag}-",
-        "BERTCTR_REDIS_PREFIX": f"bench:{tag}:",
-        "BERTCTR_APP_ID": f"bench-state-{tag}",
-        "BERTCTR_ATTRIBUTION_WINDOW_S": str(args.window),
-        "BERTCTR_LATE_CLICK_HORIZON_S": str(args.horizon),
-        "BERTCTR_IDLE_AFTER_S": "2",
-        "BERTCTR_IDLE_CLOCK_RATE": "1000",
-        "BERTCTR_MAX_FUTURE_SKEW_S": "1e10",
-        "BERTCTR_DATA_DIR": str(tmp / "data"),
-        "BERTCTR_CHECKPOINT_DIR": str(tmp / "checkpoints"),
-        "BERTCTR_SESSION_TIMEOUT_S": "10",
-    }
+    fleet = WorkerFleet(
+        stack, Path(tempfile.mkdtemp(prefix="bench-state-")), Namespace.fresh("state", "bench:")
+    )
+    fleet.overrides.update(
+        {
+            "BERTCTR_ATTRIBUTION_WINDOW_S": str(args.window),
+            "BERTCTR_LATE_CLICK_HORIZON_S": str(args.horizon),
+            **replay_settings(1000.0, 60.0),
+        }
+    )
     sim = Simulator(
         SimConfig(seed=7, impressions_per_s=args.rate, attribution_window_s=args.window)
     )
     client = redis.Redis.from_url(stack.redis_url)
-    settled_total = KeySpace(env["BERTCTR_REDIS_PREFIX"]).counter("total", SETTLED)
-    worker = None
+    settled_total = KeySpace(fleet.namespace.redis_prefix).counter("total", SETTLED)
     try:
-        subprocess.run(
-            [sys.executable, "-m", "bertctr.cli", "topics", "create"],
-            env=env,
-            check=True,
-            capture_output=True,
-        )
-        log = open(tmp / "worker.log", "wb")  # noqa: SIM115
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "bertctr.cli", "worker"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        fleet.cli("topics", "create")
+        worker = fleet.start_worker()
         sampler = RssSampler(worker.pid)
         sampler.start()
         t0 = time.monotonic()
+        stream = traffic(fleet.namespace, sim, args.events + args.events // 10)
         publisher = threading.Thread(
-            target=lambda: asyncio.run(
-                publish_all(
-                    stack.kafka_bootstrap,
-                    env["BERTCTR_TOPIC_PREFIX"],
-                    sim,
-                    args.events + args.events // 10,
-                )
-            ),
+            target=lambda: asyncio.run(publish(stack.kafka_bootstrap, stream, linger_ms=20)),
             daemon=True,
         )
         publisher.start()
@@ -161,7 +123,7 @@ def main() -> None:
         for target in (args.first, args.events):
             while int(client.hget(settled_total, "impressions") or 0) < target:
                 if worker.poll() is not None:
-                    raise RuntimeError(f"the worker died; see {tmp / 'worker.log'}")
+                    raise RuntimeError(f"the worker died; see {fleet.log_path('w0')}")
                 time.sleep(0.5)
             marks.append((target, sampler.peak / 2**20, time.monotonic() - t0))
             print(
@@ -183,10 +145,7 @@ def main() -> None:
             )
         )
     finally:
-        if worker is not None:
-            stop_process(worker)
-        for key in client.scan_iter(match=f"{env['BERTCTR_REDIS_PREFIX']}*", count=5000):
-            client.delete(key)
+        fleet.close()
         client.close()
         stack.close()
 

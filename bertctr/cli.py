@@ -175,7 +175,7 @@ def cmd_schemas_export(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_stack_up(args: argparse.Namespace, settings: Settings) -> int:
-    from bertctr.stack import start_stack
+    from bertctr.harness.stack import start_stack
 
     # The handler goes in first: a SIGTERM that arrives while the broker is
     # starting (or right after the exports are printed) must still stop it.
@@ -256,13 +256,14 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         sim.render_catalogue(Path(args.images))
     messages = list(sim.messages(args.events))
     if args.publish:
-        from bertctr.simulate import publish_messages
+        from bertctr.harness.kafka import publish_paced
 
         bootstrap = settings.kafka_bootstrap
         if not bootstrap:
             print("error: --publish needs BERTCTR_KAFKA_BOOTSTRAP", file=sys.stderr)
             return 2
-        run_async(lambda: publish_messages(bootstrap, settings.topic_prefix, messages, args.speed))
+        timed = [(m.ts, (settings.topic(m.topic), m.key, m.value)) for m in messages]
+        run_async(lambda: publish_paced(bootstrap, timed, speed=args.speed, total=len(timed)))
     else:
         for m in messages:
             print(

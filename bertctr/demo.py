@@ -5,41 +5,43 @@ serve``, with PCA projection heads fitted on the rendered catalogue), one
 ``bertctr worker`` and the simulator; publishes a bounded amount of traffic
 at a replay speed; waits until every impression is labelled and learned;
 then compares the model's progressive metrics and ranking lift with the
-simulator's oracle. ``encoders=False`` runs the same without embeddings.
+simulator's oracle (:mod:`bertctr.evaluation`). ``encoders=False`` runs the
+same without embeddings. Processes, topics and Kafka I/O go through
+:mod:`bertctr.harness`, as in the tests and benchmarks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import logging
-import os
 import subprocess
-import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
-
-from bertctr.simulate import publish_messages
-from bertctr.stack import EmbeddedStack, start_stack, stop_process
-from encoder_server.launcher import EncoderServer, start_encoder_server
-from schemas.events import RECORD_HEADER
+from bertctr.evaluation import evaluate_run
+from bertctr.harness.encoders import EncoderServer, start_encoder_server
+from bertctr.harness.kafka import ReadResult, publish_paced, read_topics
+from bertctr.harness.procs import bertctr_command
+from bertctr.harness.stack import EmbeddedStack, start_stack
+from bertctr.harness.workers import Namespace, WorkerFleet, replay_settings
+from schemas import topics
 from schemas.settings import Settings
+from simulator import SimConfig, SimMessage, Simulator
 from simulator.catalogue import CatalogueEntry
 
-log = logging.getLogger(__name__)
+__all__ = ["DemoConfig", "LabelLog", "demo_fleet", "run_demo"]
 
 Progress = Callable[[str], None]
 
 
 @dataclass
 class DemoConfig:
+    """What ``bertctr demo`` runs; the CLI's defaults are these."""
+
     events: int = 50_000
     seed: int = 7
     #: one worker: each worker learns its own model from the partitions it
@@ -73,82 +75,60 @@ class LabelLog:
         return sum(1 for m in self.labels if not m["late"])
 
 
-def demo_env(
-    stack: EmbeddedStack, settings: Settings, cfg: DemoConfig, tmp: Path
-) -> dict[str, str]:
-    """Worker environment: a fresh topic/key namespace for this run.
+def demo_fleet(stack: EmbeddedStack, settings: Settings, cfg: DemoConfig, tmp: Path) -> WorkerFleet:
+    """The demo's workers: a fresh topic/key namespace, simulated time replayed.
 
-    Simulated time runs ``speed`` times faster than the wall clock: the
-    lateness bound (in event time) covers several wall seconds of skew between
-    the two topics, and an idle partition's clock advances at the replay
-    speed, so the end of the run expires in (window + lateness) / speed wall
-    seconds, as it would have live. Published flat out (``speed`` 0), the topics' event
-    times can drift apart by the whole run, so the bound must cover it all.
+    Simulated time runs ``speed`` times faster than the wall clock, so the
+    lateness bound (in event time) must cover several wall seconds of skew
+    between the two topics: 30 wall seconds (3 s, 600 simulated seconds at
+    200x, was too little on a loaded 2-core machine: a click could arrive
+    after its impression had expired and the counts of one seed differed
+    between runs). Published flat out (``speed`` 0), the topics' event times
+    can drift apart by the whole run, so the bound must cover it all.
     """
-    # 30 wall seconds of skew between the topics of a partition, in event
-    # time. 3 s (600 simulated seconds at 200x) was too little on a loaded
-    # 2-core machine: a click could arrive after its impression had expired
-    # and the counts of one seed differed between runs.
     lateness = max(600.0, 30.0 * cfg.speed) if cfg.speed > 0 else 10 * 86_400.0
-    run = uuid.uuid4().hex[:6]
-    return {
-        **os.environ,
-        **stack.env(),
-        "BERTCTR_TOPIC_PREFIX": f"demo-{run}-",
-        "BERTCTR_REDIS_PREFIX": f"{settings.redis_prefix}demo:{run}:",
-        "BERTCTR_APP_ID": f"bertctr-demo-{run}",
-        "BERTCTR_PARTITIONS": str(cfg.partitions),
-        "BERTCTR_ATTRIBUTION_WINDOW_S": str(settings.attribution_window_s),
-        "BERTCTR_MAX_LATENESS_S": str(lateness),
-        "BERTCTR_IDLE_AFTER_S": "2",
-        "BERTCTR_IDLE_CLOCK_RATE": str(cfg.speed if cfg.speed > 0 else 1_000_000),
-        # simulated time is not the wall clock: its events may be dated anywhere
-        "BERTCTR_MAX_FUTURE_SKEW_S": "1e10",
-        "BERTCTR_SESSION_TIMEOUT_S": "10",
-        "BERTCTR_DATA_DIR": str(tmp / "data"),
-        "BERTCTR_CHECKPOINT_DIR": str(tmp / "checkpoints"),
-        "BERTCTR_CHECKPOINT_INTERVAL_S": "15",
-    }
+    fleet = WorkerFleet(
+        stack,
+        tmp,
+        Namespace.fresh("demo", redis_root=settings.redis_prefix),
+        partitions=cfg.partitions,
+    )
+    fleet.overrides.update(
+        {
+            "BERTCTR_ATTRIBUTION_WINDOW_S": str(settings.attribution_window_s),
+            **replay_settings(cfg.speed, lateness),
+            "BERTCTR_CHECKPOINT_INTERVAL_S": "15",
+        }
+    )
+    return fleet
 
 
-async def read_outputs(
-    bootstrap: str,
-    prefix: str,
-    expected_base: int,
-    timeout_s: float,
-    progress: Progress,
-    settle_s: float = 3.0,
+def read_outputs(
+    fleet: WorkerFleet, expected_base: int, timeout_s: float, progress: Progress
 ) -> LabelLog:
     """Read labelled + dead-letter until every impression has its label, then settle."""
-    consumer = AIOKafkaConsumer(
-        f"{prefix}labelled",
-        f"{prefix}dead-letter",
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        group_id=None,
-        enable_auto_commit=False,
+    labelled, dead = fleet.topic(topics.LABELLED), fleet.topic(topics.DEAD_LETTER)
+
+    def base_labels(r: ReadResult) -> int:
+        return sum(1 for m in r.of(labelled) if not m["late"])
+
+    last_report = [0.0]
+
+    def report(r: ReadResult) -> None:
+        if time.monotonic() - last_report[0] > 5:
+            last_report[0] = time.monotonic()
+            progress(f"labelled {base_labels(r)}/{expected_base} impressions")
+
+    result = asyncio.run(
+        read_topics(
+            fleet.stack.kafka_bootstrap,
+            [labelled, dead],
+            lambda r: base_labels(r) >= expected_base,
+            timeout_s,
+            progress=report,
+        )
     )
-    await consumer.start()
-    out = LabelLog()
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    settle_until: float | None = None
-    last_report = 0.0
-    try:
-        while loop.time() < (settle_until or deadline):
-            batch = await consumer.getmany(timeout_ms=250, max_records=5000)
-            for tp, records in batch.items():
-                target = out.labels if tp.topic.endswith("labelled") else out.dead
-                # skip control records (the join's watermarks on labelled)
-                events = (r for r in records if not any(h == RECORD_HEADER for h, _ in r.headers))
-                target.extend(json.loads(r.value) for r in events)
-            if settle_until is None and out.base_labels >= expected_base:
-                settle_until = loop.time() + settle_s
-            if loop.time() - last_report > 5:
-                last_report = loop.time()
-                progress(f"labelled {out.base_labels}/{expected_base} impressions")
-    finally:
-        await consumer.stop()
+    out = LabelLog(labels=result.of(labelled), dead=result.of(dead))
     if out.base_labels < expected_base:
         raise TimeoutError(f"only {out.base_labels}/{expected_base} impressions labelled")
     return out
@@ -167,7 +147,7 @@ def fit_heads(
     titles_file, groups_file = tmp / "titles.txt", tmp / "groups.json"
     titles_file.write_text("\n".join(sorted({e.title for e in catalogue})) + "\n")
     groups_file.write_text(json.dumps({e.image_id: e.item_id for e in catalogue}))
-    fit = [sys.executable, "-m", "bertctr.cli", "encoder", "fit-projection"]
+    fit = bertctr_command("encoder", "fit-projection")
     for extra in (
         [
             "--images",
@@ -188,11 +168,10 @@ def fit_heads(
     return ["--image-projection", str(image_head), "--text-projection", str(text_head)]
 
 
-def run_demo(settings: Settings, cfg: DemoConfig, progress: Progress) -> dict[str, Any]:
-    """Run the demo end to end and return the summary dict."""
-    from bertctr.evaluation import evaluate_run
-    from simulator import SimConfig, Simulator
-
+def simulate(
+    settings: Settings, cfg: DemoConfig, tmp: Path, progress: Progress
+) -> tuple[Simulator, list[SimMessage]]:
+    """The simulator, its rendered catalogue and the messages to publish."""
     sim = Simulator(
         SimConfig(
             seed=cfg.seed,
@@ -200,62 +179,94 @@ def run_demo(settings: Settings, cfg: DemoConfig, progress: Progress) -> dict[st
             attribution_window_s=settings.attribution_window_s,
         )
     )
-    tmp = Path(tempfile.mkdtemp(prefix="bertctr-demo-"))
     sim.render_catalogue(tmp / "images")
     messages = list(sim.messages(cfg.events))
-    expected = sim.expected_counts
     progress(
-        f"simulated {len(messages)} messages for {expected['impressions']} impressions "
-        f"(images in {tmp / 'images'})"
+        f"simulated {len(messages)} messages for {sim.expected_counts['impressions']} "
+        f"impressions (images in {tmp / 'images'})"
     )
+    return sim, messages
+
+
+def serve_encoders(
+    tmp: Path, sim: Simulator, cfg: DemoConfig, fleet: WorkerFleet, progress: Progress
+) -> EncoderServer:
+    """Fit the heads, serve both encoders on Triton, point the workers at it."""
+    heads = fit_heads(tmp, sim.catalogue, cfg, progress)
+    encoders = start_encoder_server(heads, log_dir=tmp)
+    fleet.overrides["BERTCTR_TRITON_URL"] = encoders.grpc_url
+    fleet.overrides["BERTCTR_IMAGE_DIR"] = str(tmp / "images")
+    progress(f"encoders served by Triton at {encoders.grpc_url}")
+    return encoders
+
+
+def publish(
+    fleet: WorkerFleet, messages: list[SimMessage], speed: float, progress: Progress
+) -> None:
+    """Publish the simulated traffic into the fleet's topics at the replay speed."""
+    timed = ((m.ts, (fleet.topic(m.topic), m.key, m.value)) for m in messages)
+    asyncio.run(
+        publish_paced(
+            fleet.stack.kafka_bootstrap, timed, speed=speed, progress=progress, total=len(messages)
+        )
+    )
+
+
+def summarise(
+    sim: Simulator,
+    outputs: LabelLog,
+    fleet: WorkerFleet,
+    cfg: DemoConfig,
+    progress: Progress,
+) -> dict[str, Any]:
+    """Counts from the topics, the model's figures beside the oracle's."""
+    progress("all impressions labelled; waiting for the model to catch up")
+    judged = evaluate_run(
+        sim,
+        outputs.labels,
+        Settings.from_env(fleet.env()),
+        ranking_requests=cfg.ranking_requests,
+        seed=cfg.seed,
+        timeout_s=cfg.timeout_s,
+        progress=progress,
+    )
+    return {
+        "impressions": outputs.base_labels,
+        "clicks": sum(1 for m in outputs.labels if m["clicked"]),
+        "late_clicks": sum(1 for m in outputs.labels if m["late"]),
+        "labelled": len(outputs.labels),
+        "dead_lettered": len(outputs.dead),
+        **judged,
+        "redis_prefix": fleet.namespace.redis_prefix,
+        "seed": cfg.seed,
+    }
+
+
+def run_demo(settings: Settings, cfg: DemoConfig, progress: Progress) -> dict[str, Any]:
+    """Run the demo end to end and return the summary dict."""
+    tmp = Path(tempfile.mkdtemp(prefix="bertctr-demo-"))
+    sim, messages = simulate(settings, cfg, tmp, progress)
     stack = start_stack(settings.kafka_bootstrap, settings.redis_url)
-    workers: list[subprocess.Popen[bytes]] = []
+    fleet = demo_fleet(stack, settings, cfg, tmp)
     encoders: EncoderServer | None = None
     try:
-        env = demo_env(stack, settings, cfg, tmp)
         if cfg.encoders:
-            heads = fit_heads(tmp, sim.catalogue, cfg, progress)
-            encoders = start_encoder_server(heads, log_dir=tmp)
-            env["BERTCTR_TRITON_URL"] = encoders.grpc_url
-            env["BERTCTR_IMAGE_DIR"] = str(tmp / "images")
-            progress(f"encoders served by Triton at {encoders.grpc_url}")
-        prefix = env["BERTCTR_TOPIC_PREFIX"]
-        subprocess.run(
-            [sys.executable, "-m", "bertctr.cli", "topics", "create"],
-            env=env,
-            check=True,
-            capture_output=True,
-        )
+            encoders = serve_encoders(tmp, sim, cfg, fleet, progress)
+        fleet.cli("topics", "create")
         for i in range(cfg.workers):
-            logf = open(tmp / f"worker-{i}.log", "wb")  # noqa: SIM115
-            workers.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "bertctr.cli", "worker"],
-                    env=env,
-                    stdout=logf,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            )
+            fleet.start_worker(f"{i}")
         progress(f"{cfg.workers} worker(s) started; logs in {tmp}")
         t0 = time.monotonic()
-        asyncio.run(publish_messages(stack.kafka_bootstrap, prefix, messages, cfg.speed, progress))
-        outputs = asyncio.run(
-            read_outputs(
-                stack.kafka_bootstrap, prefix, expected["impressions"], cfg.timeout_s, progress
-            )
-        )
+        publish(fleet, messages, cfg.speed, progress)
+        expected = sim.expected_counts["impressions"]
+        outputs = read_outputs(fleet, expected, cfg.timeout_s, progress)
         elapsed = time.monotonic() - t0
-        progress("all impressions labelled; waiting for the model to catch up")
-        summary = evaluate_run(sim, outputs, env, len(outputs.labels), cfg, progress)
+        summary = summarise(sim, outputs, fleet, cfg, progress)
         summary["events_per_s"] = round(len(messages) / elapsed, 1)
         summary["published"] = len(messages)
-        summary["redis_prefix"] = env["BERTCTR_REDIS_PREFIX"]
-        summary["seed"] = cfg.seed
         return summary
     finally:
-        for proc in workers:
-            stop_process(proc, timeout_s=10)
+        fleet.stop()
         if encoders is not None:
             encoders.stop()
         stack.close()

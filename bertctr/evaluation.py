@@ -1,10 +1,11 @@
-"""Judging a demo run against the simulator's ground truth.
+"""Judging a demo run against the simulator's ground truth: the I/O half.
 
 The model's figures are its own progressive metrics (published by the
 learner agent to Redis); the oracle's are the same metrics computed with the
 simulator's true click probabilities on the same labelled examples. Ranking
-lift is measured on held-out requests: the CTR, by true probabilities, of the
-variant each ranker puts first, over the CTR of a random variant.
+lift (pure, :mod:`simulator.ranking`) is measured on held-out requests with
+the model the worker checkpointed and the embeddings the worker learned with.
+Everything here is read through the workers' own :class:`Settings`.
 """
 
 from __future__ import annotations
@@ -12,33 +13,31 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import numpy as np
 import redis
 import redis.asyncio as aioredis
 
+from encoder_server.embedder import ExampleEmbeddings
 from online_ctr.checkpoint import latest_checkpoint, load_checkpoint
 from online_ctr.learner import Learner
 from online_ctr.metrics import ProgressiveMetrics
 from schemas.events import Impression
+from schemas.keys import KeySpace
+from schemas.settings import Settings
+from simulator import Simulator
+from simulator.ranking import EmbeddingLookup, Vector, ranking_lifts
+from streams.embedding import embedder_from_settings
 
-Vector = tuple[float, ...]
-#: an impression's (image, title) embeddings, as the learner saw them
-EmbeddingLookup = Callable[[Impression], tuple[Vector | None, Vector | None]]
-
-if TYPE_CHECKING:
-    from bertctr.demo import DemoConfig, LabelLog
-    from encoder_server.embedder import ExampleEmbeddings
-    from simulator import Simulator
+__all__ = ["catalogue_lookup", "evaluate_run", "wait_for_checkpoint", "wait_for_model"]
 
 
-def wait_for_model(env: dict[str, str], n_labels: int, timeout_s: float) -> dict[str, Any]:
+def wait_for_model(settings: Settings, n_labels: int, timeout_s: float) -> dict[str, Any]:
     """Block until the learner has learned ``n_labels`` examples; return its metrics."""
-    client = redis.Redis.from_url(env["BERTCTR_REDIS_URL"])
-    key = f"{env['BERTCTR_REDIS_PREFIX']}model:metrics"
+    client = redis.Redis.from_url(settings.redis_url)
+    key = KeySpace(settings.redis_prefix).model_metrics
     deadline = time.monotonic() + timeout_s
     try:
         while time.monotonic() < deadline:
@@ -54,6 +53,7 @@ def wait_for_model(env: dict[str, str], n_labels: int, timeout_s: float) -> dict
 
 
 def wait_for_checkpoint(directory: Path, key: bytes, n_labels: int, timeout_s: float) -> Learner:
+    """Block until a checkpoint in ``directory`` covers ``n_labels`` examples; load it."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         path = latest_checkpoint(directory)
@@ -65,42 +65,13 @@ def wait_for_checkpoint(directory: Path, key: bytes, n_labels: int, timeout_s: f
     raise TimeoutError(f"no checkpoint covering {n_labels} examples in {directory}")
 
 
-def ranking_lifts(
-    sim: Simulator,
-    learner: Learner,
-    n: int,
-    seed: int,
-    embeddings: EmbeddingLookup | None = None,
-) -> tuple[float, float]:
-    """(model lift, oracle lift) of top-1 variant choice over a random variant.
-
-    ``embeddings`` gives each candidate the image and title embeddings the
-    model learned with (``None``: it learned without).
-    """
-    chosen, best, random_ = [], [], []
-    for req in sim.ranking_requests(n, seed):
-        truth = [
-            sim.true_ctr(req.segment, req.item_id, v, req.position, req.ts) for v in req.candidates
-        ]
-        scores = []
-        for v in req.candidates:
-            imp = sim.make_impression(req, v)
-            image, title = embeddings(imp) if embeddings is not None else (None, None)
-            scores.append(learner.predict(imp, image, title))
-        chosen.append(truth[int(np.argmax(scores))])
-        best.append(max(truth))
-        random_.append(float(np.mean(truth)))
-    base = float(np.mean(random_))
-    return float(np.mean(chosen)) / base - 1.0, float(np.mean(best)) / base - 1.0
-
-
-def catalogue_lookup(sim: Simulator, env: dict[str, str]) -> EmbeddingLookup | None:
+def catalogue_lookup(sim: Simulator, settings: Settings) -> EmbeddingLookup | None:
     """Embeddings of every catalogue entry, the way the worker got them (None without Triton).
 
     Asks the same Triton and the same Redis cache the worker used, so the
     candidates are ranked with exactly the vectors the model learned from.
     """
-    if not env.get("BERTCTR_TRITON_URL"):
+    if not settings.triton_url:
         return None
     impressions = [
         Impression(
@@ -116,7 +87,7 @@ def catalogue_lookup(sim: Simulator, env: dict[str, str]) -> EmbeddingLookup | N
         )
         for e in sim.catalogue
     ]
-    found = asyncio.run(_embed_catalogue(env, impressions))
+    found = asyncio.run(_embed_catalogue(settings, impressions))
     images = {imp.image_id: f.image for imp, f in zip(impressions, found, strict=True)}
     titles = {imp.title: f.title for imp, f in zip(impressions, found, strict=True)}
 
@@ -127,21 +98,14 @@ def catalogue_lookup(sim: Simulator, env: dict[str, str]) -> EmbeddingLookup | N
 
 
 async def _embed_catalogue(
-    env: dict[str, str], impressions: list[Impression]
+    settings: Settings, impressions: list[Impression]
 ) -> list[ExampleEmbeddings]:
-    from encoder_server.cache import EmbeddingCache
-    from encoder_server.client import TritonEmbeddingClient
-    from encoder_server.embedder import Embedder
-    from encoder_server.image_store import LocalImageStore
-
-    client = TritonEmbeddingClient(env["BERTCTR_TRITON_URL"])
-    cache = aioredis.Redis.from_url(env["BERTCTR_REDIS_URL"])
-    store = LocalImageStore(env["BERTCTR_IMAGE_DIR"], max_bytes=10 * 1024 * 1024)
+    cache = aioredis.Redis.from_url(settings.redis_url)
+    embedder = embedder_from_settings(settings, cache)
     try:
-        embedder = Embedder(client, store, EmbeddingCache(cache, env["BERTCTR_REDIS_PREFIX"]))
         found = await embedder.embed(impressions)
     finally:
-        await client.close()
+        await embedder.close()
         await cache.aclose()
     failed = [f.error for f in found if f.error]
     if failed:
@@ -151,28 +115,27 @@ async def _embed_catalogue(
 
 def evaluate_run(
     sim: Simulator,
-    outputs: LabelLog,
-    env: dict[str, str],
-    n_labels: int,
-    cfg: DemoConfig,
+    labels: Sequence[dict[str, Any]],
+    settings: Settings,
+    *,
+    ranking_requests: int,
+    seed: int,
+    timeout_s: float,
     progress: Callable[[str], None],
 ) -> dict[str, Any]:
-    model = wait_for_model(env, n_labels, timeout_s=cfg.timeout_s)
-    key = env.get("BERTCTR_CHECKPOINT_KEY", "bertctr-dev-checkpoint-key").encode()
-    learner = wait_for_checkpoint(Path(env["BERTCTR_CHECKPOINT_DIR"]), key, n_labels, timeout_s=120)
+    """The model's metrics and ranking lift beside the oracle's, for ``labels``."""
+    model = wait_for_model(settings, len(labels), timeout_s=timeout_s)
+    learner = wait_for_checkpoint(
+        Path(settings.checkpoint_dir), settings.checkpoint_key.encode(), len(labels), 120
+    )
     oracle = ProgressiveMetrics()
-    for label in outputs.labels:
+    for label in labels:
         oracle.update(sim.true_p[label["impression_id"]], bool(label["clicked"]))
     o = oracle.snapshot()
     progress("ranking held-out requests")
-    lookup = catalogue_lookup(sim, env)
-    lift, oracle_lift = ranking_lifts(sim, learner, cfg.ranking_requests, cfg.seed + 1000, lookup)
+    lookup = catalogue_lookup(sim, settings)
+    lift, oracle_lift = ranking_lifts(sim, learner, ranking_requests, seed + 1000, lookup)
     return {
-        "impressions": outputs.base_labels,
-        "clicks": sum(1 for m in outputs.labels if m["clicked"]),
-        "late_clicks": sum(1 for m in outputs.labels if m["late"]),
-        "labelled": len(outputs.labels),
-        "dead_lettered": len(outputs.dead),
         "logloss": model["logloss"],
         "ne": model["ne"],
         "oracle_logloss": o["logloss"],

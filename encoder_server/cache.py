@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 import redis.asyncio as aioredis
 
+from schemas.keys import KeySpace
+
 __all__ = ["EmbeddingCache", "decode_vector", "encode_vector", "title_key"]
 
 log = logging.getLogger(__name__)
@@ -78,11 +80,12 @@ class EmbeddingCache:
             raise ValueError("ttl_s must be positive")
         self.redis = redis
         self.prefix = prefix
+        self.keys = KeySpace(prefix)
         self.ttl_ms = None if ttl_s is None else max(1, round(ttl_s * 1000))
 
     def key(self, model: str, version: int | str, item_key: str) -> str:
         """The Redis key of one item's embedding."""
-        return f"{self.prefix}emb:{model}:{version}:{item_key}"
+        return self.keys.embedding(model, version, item_key)
 
     async def get_many(
         self, model: str, version: int | str, keys: Iterable[str]

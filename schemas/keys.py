@@ -26,6 +26,8 @@ key                                             what
 ``P seen:<label_id>``                           dedup marker of an applied label
 ``P seen:live:<impression_id>:<kind>``          dedup marker of a live count
 ``P health:<worker>``                           a worker's health report (JSON)
+``P model:metrics``                             the model's progressive metrics (JSON)
+``P emb:<model>:<version>:<item>``              a cached embedding (float32 bytes)
 ==============================================  ===================================
 
 ``<segment>`` is :meth:`schemas.events.Segment.key`, e.g.
@@ -84,6 +86,15 @@ class KeySpace:
 
     def health(self, worker_id: str) -> str:
         return f"{self.prefix}health:{worker_id}"
+
+    def embedding(self, model: str, version: int | str, item_key: str) -> str:
+        """One item's cached embedding (float32 bytes), per model and version."""
+        return f"{self.prefix}emb:{model}:{version}:{item_key}"
+
+    @property
+    def model_metrics(self) -> str:
+        """The learner's progressive metrics (a JSON string)."""
+        return f"{self.prefix}model:metrics"
 
     @property
     def health_pattern(self) -> str:

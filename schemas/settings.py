@@ -7,6 +7,8 @@ side.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -143,6 +145,17 @@ class Settings(BaseSettings):
         description="Local CLIP checkpoint (transformers format); switches both encoders to it.",
     )
 
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """The settings a process started with environment ``env`` reads.
+
+        For a parent that builds a child's environment (the demo, the
+        harness) and must agree with the child on every setting.
+        """
+        prefix = "BERTCTR_"
+        given = {k[len(prefix) :].lower(): v for k, v in env.items() if k.startswith(prefix)}
+        return cls.model_validate(given)
+
     @property
     def effective_orphan_grace_s(self) -> float:
         return self.orphan_grace_s if self.orphan_grace_s is not None else self.attribution_window_s
@@ -154,4 +167,6 @@ class Settings(BaseSettings):
 
     def topic(self, name: str) -> str:
         """Full topic name, with the configured prefix."""
-        return f"{self.topic_prefix}{name}"
+        from schemas.topics import full_name
+
+        return full_name(self.topic_prefix, name)

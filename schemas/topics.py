@@ -1,8 +1,27 @@
-"""Topic names in one place: producers, agents and tests all use these."""
+"""Topic names in one place: producers, agents, the harness and tests all use these.
+
+A topic's name on the broker is ``BERTCTR_TOPIC_PREFIX`` + its logical name
+(:func:`full_name`); nothing else builds one.
+"""
 
 from __future__ import annotations
 
-from schemas.settings import Settings
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from schemas.settings import Settings
+
+__all__ = [
+    "ALL_TOPICS",
+    "CLICKS",
+    "DEAD_LETTER",
+    "IMPRESSIONS",
+    "JOIN_STATE",
+    "JOIN_TICKS",
+    "LABELLED",
+    "full_name",
+    "full_names",
+]
 
 IMPRESSIONS = "impressions"
 CLICKS = "clicks"
@@ -11,10 +30,17 @@ DEAD_LETTER = "dead-letter"
 #: Internal: one tick per partition per interval, so an idle partition's
 #: watermark still advances and expiries are written in agent context.
 JOIN_TICKS = "join-ticks"
+#: The join's table (Faust names its changelog topic after the app and this).
+JOIN_STATE = "join-state"
 
 #: Topics that must exist, with the configured partition count, before any
 #: worker starts (Tansu would auto-create them with its own default count).
 ALL_TOPICS = (IMPRESSIONS, CLICKS, LABELLED, DEAD_LETTER, JOIN_TICKS)
+
+
+def full_name(prefix: str, name: str) -> str:
+    """The broker's name of logical topic ``name`` under ``prefix``."""
+    return f"{prefix}{name}"
 
 
 def full_names(settings: Settings) -> dict[str, str]:

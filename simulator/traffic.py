@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from schemas.events import Click, Impression
+from schemas.topics import CLICKS, IMPRESSIONS
 from simulator.audience import Audience, Preferences, draw_preferences, sigmoid, true_logit
 from simulator.catalogue import CatalogueEntry, build_catalogue
 from simulator.config import SimConfig
@@ -197,32 +198,32 @@ class Simulator:
                 impression_at = round(click.ts + float(faults.uniform(0.01, 1.0)), 3)
                 self._counts["out_of_order"] += 1
 
-        self._publish("impressions", key, imp.model_dump_json().encode(), impression_at, n)
+        self._publish(IMPRESSIONS, key, imp.model_dump_json().encode(), impression_at, n)
         if click is not None:
-            self._publish("clicks", key, click.model_dump_json().encode(), click.ts, n)
+            self._publish(CLICKS, key, click.model_dump_json().encode(), click.ts, n)
         if faults.random() < c.malformed_rate:
             self._publish_malformed(imp, ts)
 
     def _publish(self, topic: Topic, key: bytes, value: bytes, at: float, n: int) -> None:
         """Queue one valid event and, at ``duplicate_rate``, a producer retry of it."""
-        kind: Kind = "impression" if topic == "impressions" else "click"
+        kind: Kind = "impression" if topic == IMPRESSIONS else "click"
         self._outbox.put(SimMessage(topic, key, value, at, kind))
         faults = self._fault_rng
         if faults.random() < self.config.duplicate_rate:
             retry_at = round(at + float(faults.uniform(0.05, self.config.duplicate_max_gap_s)), 3)
             self._outbox.put(SimMessage(topic, key, value, retry_at, "duplicate"))
             self._counts["duplicates"] += 1
-            self._counts[f"duplicate_{topic}"] += 1
+            self._counts[f"duplicate_{kind}s"] += 1
 
     def _publish_malformed(self, imp: Impression, ts: float) -> None:
         faults = self._fault_rng
         at = round(ts + float(faults.uniform(0.0, 1.0)), 3)
         topic: Topic
         if faults.random() < MALFORMED_IMPRESSION_SHARE:
-            topic = "impressions"
+            topic = IMPRESSIONS
             fault, value = malformed_impression(imp, faults)
         else:
-            topic = "clicks"
+            topic = CLICKS
             bad = Click(event_id=f"{imp.event_id}-bad", impression_id=imp.impression_id, ts=at)
             fault, value = malformed_click(bad, faults)
         # garbage from a misconfigured producer often comes without a key

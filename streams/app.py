@@ -59,7 +59,7 @@ def create_app(settings: Settings) -> StreamApp:
         )
 
     join_table = app.Table(
-        f"{settings.topic_prefix}join-state",
+        topics.full_name(settings.topic_prefix, topics.JOIN_STATE),
         default=None,
         partitions=settings.partitions,
         schema=faust.Schema(key_serializer="json", value_serializer="json"),

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from bertctr.stack import EmbeddedStack
+from bertctr.harness.stack import EmbeddedStack
 from schemas import Impression, LabelledImpression
 from schemas.keys import KeySpace
 from streams.counters import RedisCounters, StatsReader

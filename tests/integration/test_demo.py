@@ -14,7 +14,7 @@ import sys
 import pytest
 import redis
 
-from bertctr.stack import EmbeddedStack
+from bertctr.harness.stack import EmbeddedStack
 from simulator import SimConfig, Simulator
 
 pytestmark = pytest.mark.integration

@@ -26,12 +26,14 @@ from typing import Any
 import pytest
 
 from bertctr.evaluation import wait_for_checkpoint
-from encoder_server.launcher import EncoderServer, start_encoder_server
+from bertctr.harness.encoders import EncoderServer, start_encoder_server
+from bertctr.harness.kafka import consume, publish
+from bertctr.harness.workers import REPLAY
 from online_ctr.features import VARIANT_ID
 from online_ctr.models import CONTENT_VARIANT_ID_L1
+from schemas.topics import CLICKS, DEAD_LETTER, IMPRESSIONS, LABELLED, full_name
 from simulator import SimConfig, Simulator
-from tests.integration.conftest import FAST_REPLAY, WorkerEnv, wait_until
-from tests.integration.kafka_io import consume, publish
+from tests.integration.conftest import WorkerEnv, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -82,10 +84,10 @@ def messages(
                 "segment": {"device": "mobile", "geo": "DE", "taste": f"t{n % 2}"},
             }
             key = f"imp-{n}".encode()
-            msgs.append((f"{prefix}impressions", key, json.dumps(imp).encode()))
+            msgs.append((full_name(prefix, IMPRESSIONS), key, json.dumps(imp).encode()))
             if n % 5 == 0:
                 click = {"event_id": f"c-{n}", "impression_id": f"imp-{n}", "ts": base + n + 2}
-                msgs.append((f"{prefix}clicks", key, json.dumps(click).encode()))
+                msgs.append((full_name(prefix, CLICKS), key, json.dumps(click).encode()))
             n += 1
     return msgs
 
@@ -97,7 +99,7 @@ async def test_learns_with_embeddings_and_survives_a_triton_outage(
     worker_env.overrides.update(
         {
             "BERTCTR_ATTRIBUTION_WINDOW_S": "60",
-            **FAST_REPLAY,
+            **REPLAY,
             "BERTCTR_CHECKPOINT_DIR": str(worker_env.tmp / "ckpt"),
             "BERTCTR_TRITON_URL": triton.grpc_url,
             "BERTCTR_IMAGE_DIR": str(directory),
@@ -124,7 +126,7 @@ async def test_learns_with_embeddings_and_survives_a_triton_outage(
     good1 = len(first) * PER_IMAGE
     bad1 = len(bad) * PER_IMAGE
     assert wait_until(lambda: model().get("count", 0) >= good1, 120), worker_env.worker_logs()
-    dead = await consume(boot, f"{prefix}dead-letter", bad1, timeout_s=60)
+    dead = await consume(boot, full_name(prefix, DEAD_LETTER), bad1, timeout_s=60)
     assert len(dead) == bad1, dead
     assert {d["reason"] for d in dead} == {"embedding_failed"}
     details = {json.loads(d["value"])["image_id"]: d["detail"] for d in dead}
@@ -141,7 +143,7 @@ async def test_learns_with_embeddings_and_survives_a_triton_outage(
     msgs2 = messages(prefix, second, 1000, base + 800_000)
     await publish(boot, msgs2)
     good2 = len(second) * PER_IMAGE
-    labels = await consume(boot, f"{prefix}labelled", good1 + bad1 + good2, timeout_s=120)
+    labels = await consume(boot, full_name(prefix, LABELLED), good1 + bad1 + good2, timeout_s=120)
     assert len({m["label_id"] for m in labels}) == good1 + bad1 + good2
     time.sleep(3)
     assert model()["count"] == good1, "learned without embeddings while Triton was down"
@@ -155,7 +157,7 @@ async def test_learns_with_embeddings_and_survives_a_triton_outage(
     assert model()["count"] == good1 + good2
     # The restarted Triton embedded each phase-2 image once (its counter restarted too).
     assert inference_count(triton, "image_encoder") == len(second)
-    dead = await consume(boot, f"{prefix}dead-letter", bad1, timeout_s=10, settle_s=1)
+    dead = await consume(boot, full_name(prefix, DEAD_LETTER), bad1, timeout_s=10, settle_s=1)
     assert len(dead) == bad1, [(d["detail"][:12], d["partition"], d["offset"]) for d in dead]
     # Built for features with image content: variant ids are residuals.
     key = worker_env.env().get("BERTCTR_CHECKPOINT_KEY", "bertctr-dev-checkpoint-key").encode()

@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from bertctr.harness.kafka import consume, publish
+from bertctr.harness.procs import bertctr_command, spawn
 from tests.integration.conftest import WorkerEnv, wait_until
-from tests.integration.kafka_io import consume, publish
 
 pytestmark = pytest.mark.integration
 
@@ -186,16 +187,8 @@ def test_the_worker_starts_in_an_empty_directory(worker_env: WorkerEnv, tmp_path
     env.pop("BERTCTR_CHECKPOINT_DIR", None)
     env["BERTCTR_HEALTH_INTERVAL_S"] = "1"
     worker_env.cli("topics", "create")
-    log = open(tmp_path / "worker-fresh.log", "ab")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bertctr.cli", "worker"],
-        env=env,
-        cwd=fresh,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    worker_env.procs.append(proc)
+    proc = spawn(bertctr_command("worker"), env, worker_env.log_path("fresh"), cwd=fresh)
+    worker_env.procs["fresh"] = proc
     assert wait_until(lambda: (fresh / "var" / "worker" / "health.json").exists(), 90), (
         worker_env.worker_logs()
     )

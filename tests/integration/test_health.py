@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from bertctr.stack import free_port
-from tests.integration.conftest import FAST_REPLAY, WorkerEnv, wait_until
-from tests.integration.kafka_io import publish
+from bertctr.harness.kafka import publish
+from bertctr.harness.procs import free_port
+from bertctr.harness.workers import REPLAY
+from tests.integration.conftest import WorkerEnv, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +32,7 @@ def test_a_blocked_learner_is_reported_unhealthy(worker_env: WorkerEnv, tmp_path
     Image.new("RGB", (32, 32), (200, 30, 30)).save(images / "img-sku-1.png")
     worker_env.overrides.update(
         {
-            **FAST_REPLAY,
+            **REPLAY,
             "BERTCTR_ATTRIBUTION_WINDOW_S": "5",
             "BERTCTR_TRITON_URL": f"127.0.0.1:{free_port()}",  # nothing listens there
             "BERTCTR_TRITON_TIMEOUT_S": "1",

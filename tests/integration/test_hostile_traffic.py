@@ -23,9 +23,10 @@ from typing import Any
 
 import pytest
 
+from bertctr.harness.kafka import consume, publish
+from bertctr.harness.workers import REPLAY
 from tests.corpus import load_corpus, payload
-from tests.integration.conftest import FAST_REPLAY, WorkerEnv, wait_until
-from tests.integration.kafka_io import consume, publish
+from tests.integration.conftest import WorkerEnv, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -115,7 +116,7 @@ def test_every_message_is_labelled_dead_lettered_or_dropped_on_purpose(
 ) -> None:
     worker_env.overrides.update(
         {
-            **FAST_REPLAY,
+            **REPLAY,
             "BERTCTR_ATTRIBUTION_WINDOW_S": "5",
             "BERTCTR_HEALTH_INTERVAL_S": "1",
         }

@@ -17,8 +17,10 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import FAST_REPLAY, WorkerEnv
-from tests.integration.kafka_io import consume, publish
+from bertctr.harness.kafka import consume, publish
+from bertctr.harness.workers import REPLAY
+from schemas.topics import CLICKS, IMPRESSIONS, full_name
+from tests.integration.conftest import WorkerEnv
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +46,7 @@ def seg_key(seg: dict[str, str]) -> str:
 
 def build(prefix: str, n: int = 40) -> Scenario:
     sc = Scenario()
-    imp_t, clk_t = f"{prefix}impressions", f"{prefix}clicks"
+    imp_t, clk_t = full_name(prefix, IMPRESSIONS), full_name(prefix, CLICKS)
     base = time.time() - 3600
 
     def send(topic: str, key: str | bytes | None, value: dict[str, Any] | bytes) -> None:
@@ -150,7 +152,7 @@ async def test_join_labels_counts_and_dead_letters_exactly(worker_env: WorkerEnv
     worker_env.overrides.update(
         {
             "BERTCTR_ATTRIBUTION_WINDOW_S": str(WINDOW_S),
-            **FAST_REPLAY,
+            **REPLAY,
         }
     )
     sc = build(worker_env.topic_prefix)

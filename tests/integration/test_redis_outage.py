@@ -15,9 +15,11 @@ from typing import Any
 
 import pytest
 
-from bertctr.stack import free_port, stop_process, wait_for_port
-from tests.integration.conftest import FAST_REPLAY, WorkerEnv, wait_until
-from tests.integration.kafka_io import publish
+from bertctr.harness.kafka import publish
+from bertctr.harness.procs import free_port, stop_process, wait_for_port
+from bertctr.harness.workers import REPLAY
+from schemas.topics import CLICKS, IMPRESSIONS, full_name
+from tests.integration.conftest import WorkerEnv, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -59,10 +61,10 @@ def batch(prefix: str, first: int, n: int, base: float) -> list[Any]:
             "position": 0,
             "segment": {"device": "mobile", "geo": "DE"},
         }
-        msgs.append((f"{prefix}impressions", f"i{i}".encode(), json.dumps(imp).encode()))
+        msgs.append((full_name(prefix, IMPRESSIONS), f"i{i}".encode(), json.dumps(imp).encode()))
         if i % 4 == 0:
             click = {"event_id": f"c{i}", "impression_id": f"i{i}", "ts": base + i + 1}
-            msgs.append((f"{prefix}clicks", f"i{i}".encode(), json.dumps(click).encode()))
+            msgs.append((full_name(prefix, CLICKS), f"i{i}".encode(), json.dumps(click).encode()))
     return msgs
 
 
@@ -76,7 +78,7 @@ async def test_counters_survive_a_redis_outage(worker_env: WorkerEnv) -> None:
         {
             "BERTCTR_REDIS_URL": url,
             "BERTCTR_ATTRIBUTION_WINDOW_S": "30",
-            **FAST_REPLAY,
+            **REPLAY,
             "BERTCTR_CHECKPOINT_DIR": str(worker_env.tmp / "ckpt"),
         }
     )

@@ -17,8 +17,10 @@ from typing import Any
 import pytest
 import redis
 
-from tests.integration.conftest import FAST_REPLAY, WorkerEnv, wait_until
-from tests.integration.kafka_io import consume, publish
+from bertctr.harness.kafka import consume, publish
+from bertctr.harness.workers import REPLAY
+from schemas.topics import CLICKS, DEAD_LETTER, IMPRESSIONS, LABELLED, full_name
+from tests.integration.conftest import WorkerEnv, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -41,10 +43,12 @@ def phase(prefix: str, first: int, n: int, base: float) -> tuple[list[Any], set[
     msgs, labels = [], set()
     for i in range(first, first + n):
         imp = impression(i, base + (i - first))
-        msgs.append((f"{prefix}impressions", f"imp-{i}".encode(), json.dumps(imp).encode()))
+        msgs.append((full_name(prefix, IMPRESSIONS), f"imp-{i}".encode(), json.dumps(imp).encode()))
         if i % 5 == 0:
             click = {"event_id": f"c-{i}", "impression_id": f"imp-{i}", "ts": imp["ts"] + 3}
-            msgs.append((f"{prefix}clicks", f"imp-{i}".encode(), json.dumps(click).encode()))
+            msgs.append(
+                (full_name(prefix, CLICKS), f"imp-{i}".encode(), json.dumps(click).encode())
+            )
             labels.add(f"imp-{i}:pos")
         else:
             labels.add(f"imp-{i}:neg")
@@ -57,7 +61,7 @@ async def test_sigkill_and_restart_keeps_join_state_counters_and_model(
     worker_env.overrides.update(
         {
             "BERTCTR_ATTRIBUTION_WINDOW_S": "60",
-            **FAST_REPLAY,
+            **REPLAY,
             "BERTCTR_CHECKPOINT_DIR": str(worker_env.tmp / "ckpt"),
             "BERTCTR_LATE_CLICK_HORIZON_S": "1000000",
         }
@@ -70,7 +74,7 @@ async def test_sigkill_and_restart_keeps_join_state_counters_and_model(
     msgs1, labels1 = phase(prefix, 0, 60, base)
     first = worker_env.start_worker("first")
     await publish(boot, msgs1)
-    out1 = await consume(boot, f"{prefix}labelled", len(labels1), timeout_s=120)
+    out1 = await consume(boot, full_name(prefix, LABELLED), len(labels1), timeout_s=120)
     assert {m["label_id"] for m in out1} == labels1, worker_env.worker_logs()
 
     def model_count() -> int:
@@ -90,7 +94,7 @@ async def test_sigkill_and_restart_keeps_join_state_counters_and_model(
     for i in (1, 2, 3):  # phase-1 negatives get late clicks after the restart
         late.append(
             (
-                f"{prefix}clicks",
+                full_name(prefix, CLICKS),
                 f"imp-{i}".encode(),
                 json.dumps(
                     {"event_id": f"late-{i}", "impression_id": f"imp-{i}", "ts": base + i + 500}
@@ -101,10 +105,12 @@ async def test_sigkill_and_restart_keeps_join_state_counters_and_model(
     worker_env.start_worker("second")
     await publish(boot, msgs2)
     # The late clicks go out once the restarted worker is labelling phase 2.
-    await consume(boot, f"{prefix}labelled", len(labels1 | labels2), timeout_s=180, settle_s=0)
+    await consume(
+        boot, full_name(prefix, LABELLED), len(labels1 | labels2), timeout_s=180, settle_s=0
+    )
     await publish(boot, late)
-    out = await consume(boot, f"{prefix}labelled", len(expected), timeout_s=120)
-    dead = await consume(boot, f"{prefix}dead-letter", 0, timeout_s=5, settle_s=1)
+    out = await consume(boot, full_name(prefix, LABELLED), len(expected), timeout_s=120)
+    dead = await consume(boot, full_name(prefix, DEAD_LETTER), 0, timeout_s=5, settle_s=1)
     logs = worker_env.worker_logs()
     assert {m["label_id"] for m in out} == expected, (dead, logs)
     assert dead == [], dead
@@ -138,7 +144,7 @@ async def test_sigkill_between_checkpoints_loses_no_example(worker_env: WorkerEn
     worker_env.overrides.update(
         {
             "BERTCTR_ATTRIBUTION_WINDOW_S": "60",
-            **FAST_REPLAY,
+            **REPLAY,
             "BERTCTR_CHECKPOINT_DIR": str(worker_env.tmp / "ckpt"),
             "BERTCTR_CHECKPOINT_INTERVAL_S": "3600",
             "BERTCTR_CHECKPOINT_IDLE_S": "3600",
@@ -149,7 +155,7 @@ async def test_sigkill_between_checkpoints_loses_no_example(worker_env: WorkerEn
     msgs, labels = phase(prefix, 0, 40, time.time() - 1_000_000)
     first = worker_env.start_worker("first")
     await publish(boot, msgs)
-    await consume(boot, f"{prefix}labelled", len(labels), timeout_s=120)
+    await consume(boot, full_name(prefix, LABELLED), len(labels), timeout_s=120)
 
     def model_count() -> int:
         stats = json.loads(worker_env.cli("stats", "--json"))

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from bertctr.stack import stop_process
+from bertctr.harness.procs import stop_process
 
 pytestmark = pytest.mark.integration
 

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import pytest
 
-from bertctr.offline import catalogue_embeddings, judge, lookup_from
+from bertctr.judge import catalogue_embeddings, judge, lookup_from
 from simulator import SimConfig, Simulator
-from simulator.offline import labelled_stream
+from simulator.labelled import labelled_stream
 
 EVENTS = 30_000
 SEED = 7

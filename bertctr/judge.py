@@ -18,14 +18,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bertctr.evaluation import EmbeddingLookup, Vector, ranking_lifts
 from online_ctr.features import DEFAULT_SPEC, FeatureSpec
 from online_ctr.learner import Learner
 from online_ctr.metrics import GroupMetrics
 from online_ctr.models import make_model
 from schemas.events import Impression
 from simulator import Simulator
-from simulator.offline import OfflineExample
+from simulator.labelled import OfflineExample
+from simulator.ranking import EmbeddingLookup, Vector, ranking_lifts
 
 __all__ = ["Judgement", "catalogue_embeddings", "judge", "lookup_from", "true_attributes"]
 

@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 
 from schemas.events import Impression, LabelledImpression
+from schemas.topics import CLICKS, IMPRESSIONS
 from simulator.traffic import Simulator
 
 __all__ = ["OfflineExample", "labelled_stream"]
@@ -50,12 +51,12 @@ def labelled_stream(sim: Simulator, n: int) -> list[OfflineExample]:
     clicked = {
         json.loads(m.value)["impression_id"]
         for m in messages
-        if m.topic == "clicks" and m.kind == "click"
+        if m.topic == CLICKS and m.kind == "click"
     }
     seen: set[str] = set()
     out = []
     for m in messages:
-        if m.topic == "impressions" and m.kind == "impression":
+        if m.topic == IMPRESSIONS and m.kind == "impression":
             imp = Impression.model_validate_json(m.value)
             if imp.impression_id in seen:
                 continue

@@ -20,7 +20,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -30,8 +29,8 @@ from typing import Any
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
+from bertctr.harness.procs import bertctr_command, free_port, kill_group, spawn
 from encoder_server.base import IMAGE_ENCODER, TEXT_ENCODER
-from encoder_server.serve import free_port
 
 __all__ = ["EncoderServer", "start_encoder_server"]
 
@@ -83,10 +82,7 @@ class EncoderServer:
         if self.proc is not None and self.proc.poll() is None:
             raise RuntimeError("already running")
         self.starts += 1
-        cmd = [
-            sys.executable,
-            "-m",
-            "bertctr.cli",
+        cmd = bertctr_command(
             "--log-level",
             "INFO",
             "encoder",
@@ -98,11 +94,8 @@ class EncoderServer:
             "--metrics-port",
             str(self.metrics_port),
             *self.extra_args,
-        ]
-        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
-            self.proc = subprocess.Popen(
-                cmd, env=self.env, stdout=out, stderr=err, start_new_session=True
-            )
+        )
+        self.proc = spawn(cmd, self.env, self.stdout_path, stderr_path=self.stderr_path)
         started = time.monotonic()
         try:
             self._wait_ready(started + timeout_s)
@@ -155,16 +148,12 @@ class EncoderServer:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=timeout_s)
         # Triton, its stubs and PyTriton's helpers share the group: none may outlive it.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
+        kill_group(proc)
 
     def kill(self) -> None:
         """SIGKILL the whole group at once (an abrupt outage)."""
         if self.proc is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
+            kill_group(self.proc)
 
     def restart(self, timeout_s: float = STARTUP_TIMEOUT_S) -> EncoderServer:
         """Stop and start again on the same ports."""

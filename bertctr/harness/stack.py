@@ -13,11 +13,8 @@ import contextlib
 import logging
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -25,41 +22,11 @@ from typing import Any
 
 import redis
 
+from bertctr.harness.procs import HarnessError, free_port, spawn, stop_process, wait_for_port
+
+__all__ = ["EmbeddedStack", "redis_answers", "start_stack", "start_tansu", "tansu_binary"]
+
 log = logging.getLogger(__name__)
-
-
-class StackError(RuntimeError):
-    """A part of the embedded stack could not be started."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(host: str, port: int, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
-            return
-        time.sleep(0.05)
-    raise StackError(f"nothing listening on {host}:{port} after {timeout_s}s")
-
-
-def stop_process(proc: subprocess.Popen[Any], timeout_s: float = 10.0) -> None:
-    """SIGTERM the process group, then SIGKILL it after ``timeout_s``."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=5)
 
 
 def tansu_binary() -> str:
@@ -74,8 +41,7 @@ def start_tansu(
     """Start a memory-only Tansu broker on loopback; return (process, bootstrap)."""
     port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
-    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen(
+    proc = spawn(
         [
             tansu_binary(),
             "broker",
@@ -86,13 +52,11 @@ def start_tansu(
             "--storage-engine",
             "memory://tansu/",
         ],
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        log_path=log_path,
     )
     try:
         wait_for_port("127.0.0.1", port, 15.0)
-    except StackError:
+    except HarnessError:
         stop_process(proc)
         raise
     log.info("tansu broker on 127.0.0.1:%d (pid %d)", port, proc.pid)
