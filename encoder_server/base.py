@@ -7,18 +7,29 @@ truncated PNG never fails the other 31 images of its batch. Rows that failed
 are zeros and must not be used.
 
 The same :class:`Encoder` is called in-process (benchmarks, tests, fitting a
-projection) and bound to Triton by :mod:`encoder_server.serve`, whose tensors
-are named here so the server and the client cannot drift apart.
+projection) and bound to Triton by :mod:`encoder_server.serve`. Model and
+tensor names, dtypes and shapes live in :mod:`schemas.tensors`, the one spec
+the servers and the client all render; they are re-exported here because
+most of the package (and its tests) imports the model names from this module.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
+
+from schemas.tensors import (
+    EMBEDDING_OUTPUT,
+    ERROR_OUTPUT,
+    IMAGE_ENCODER,
+    TEXT_ENCODER,
+    Modality,
+    input_name,
+)
 
 __all__ = [
     "EMBEDDING_OUTPUT",
@@ -27,22 +38,9 @@ __all__ = [
     "TEXT_ENCODER",
     "Encoded",
     "Encoder",
+    "Modality",
     "input_name",
 ]
-
-#: Triton model names; versions are Triton model versions (integers).
-IMAGE_ENCODER = "image_encoder"
-TEXT_ENCODER = "text_encoder"
-#: output tensors of both models: FP32 [batch, dim] and BYTES [batch, 1]
-EMBEDDING_OUTPUT = "embedding"
-ERROR_OUTPUT = "error"
-
-Modality = Literal["image", "text"]
-
-
-def input_name(modality: Modality) -> str:
-    """Name of the BYTES [batch, 1] input tensor: ``image`` or ``text``."""
-    return modality
 
 
 @dataclass(frozen=True)

@@ -41,18 +41,11 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from encoder_server.base import (
-    EMBEDDING_OUTPUT,
-    ERROR_OUTPUT,
-    IMAGE_ENCODER,
-    TEXT_ENCODER,
-    Encoded,
-    Encoder,
-    input_name,
-)
+from encoder_server.base import Encoded, Encoder
 from encoder_server.batcher import MicroBatcher
 from encoder_server.breaker import CircuitBreaker
 from encoder_server.errors import EncoderUnavailable
+from schemas.tensors import ENCODER_IO
 
 __all__ = [
     "Embedded",
@@ -77,7 +70,6 @@ _NOT_RETRYABLE = frozenset(
     }
 )
 _MAX_MESSAGE = 2**31 - 1  # tritonclient's MAX_GRPC_MESSAGE_SIZE
-_INPUTS = {IMAGE_ENCODER: input_name("image"), TEXT_ENCODER: input_name("text")}
 
 
 @dataclass(frozen=True)
@@ -265,8 +257,10 @@ class TritonEmbeddingClient:
         return self._triton
 
     async def embed(self, model: str, items: Sequence[bytes]) -> list[Embedded]:
-        if model not in _INPUTS:
-            raise ValueError(f"unknown encoder model {model!r}; expected one of {sorted(_INPUTS)}")
+        if model not in ENCODER_IO:
+            raise ValueError(
+                f"unknown encoder model {model!r}; expected one of {sorted(ENCODER_IO)}"
+            )
         if not items:
             return []
         batcher = self._batchers.get(model)
@@ -318,11 +312,14 @@ class TritonEmbeddingClient:
                 await triton.close()
 
     async def _infer(self, model: str, items: list[bytes]) -> list[Embedded]:
+        """One infer RPC, its tensors as :data:`schemas.tensors.ENCODER_IO` declares them."""
         from tritonclient.grpc import InferInput, InferRequestedOutput
 
-        tensor = InferInput(_INPUTS[model], [len(items), 1], "BYTES")
-        tensor.set_data_from_numpy(np.array(items, dtype=np.object_).reshape(len(items), 1))
-        outputs = [InferRequestedOutput(EMBEDDING_OUTPUT), InferRequestedOutput(ERROR_OUTPUT)]
+        spec = ENCODER_IO[model].input
+        shape = spec.batch_shape(len(items))
+        tensor = InferInput(spec.name, shape, spec.triton_dtype)
+        tensor.set_data_from_numpy(np.array(items, dtype=spec.dtype).reshape(shape))
+        outputs = [InferRequestedOutput(t.name) for t in ENCODER_IO[model].outputs]
 
         def attempt() -> Awaitable[Any]:
             self.infer_requests += 1
@@ -382,12 +379,13 @@ def _channel_args(keepalive: Any) -> list[tuple[str, int]]:
 
 
 def _parse(model: str, result: Any, n: int) -> list[Embedded]:
-    embeddings = result.as_numpy(EMBEDDING_OUTPUT)
-    errors = result.as_numpy(ERROR_OUTPUT)
+    io = ENCODER_IO[model]
+    embeddings = result.as_numpy(io.embedding.name)
+    errors = result.as_numpy(io.error.name)
     if (
         embeddings is None
         or errors is None
-        or embeddings.ndim != 2
+        or embeddings.ndim != len(io.embedding.batch_shape(n))
         or embeddings.shape[0] != n
         or errors.size != n
     ):
@@ -398,7 +396,7 @@ def _parse(model: str, result: Any, n: int) -> list[Embedded]:
         )
     return _from_encoded(
         Encoded(
-            embeddings=np.asarray(embeddings, dtype=np.float32),
+            embeddings=np.asarray(embeddings, dtype=io.embedding.dtype),
             errors=[_text(e) for e in errors.reshape(n)],
         ),
         n,

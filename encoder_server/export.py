@@ -8,8 +8,9 @@ Layout written for each encoder (``image_encoder``, ``text_encoder``)::
     <dir>/image_encoder/<version>/projection.npz
 
 The config declares the same tensors as the PyTriton server
-(:mod:`encoder_server.serve`), so clients cannot tell the two apart. Why the
-model imports this package rather than a serialised network is explained in
+(:mod:`encoder_server.serve`), both rendered from :mod:`schemas.tensors`, so
+clients cannot tell the two apart. Why the model imports this package rather
+than a serialised network is explained in
 :mod:`encoder_server.triton_model`; in short, the serving image needs
 ``pip install .`` of this repository. The version policy is ``latest 1``:
 a model's output ``dims`` are per model, not per version, so two versions
@@ -27,9 +28,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from encoder_server.base import EMBEDDING_OUTPUT, ERROR_OUTPUT, Encoder, input_name
+from encoder_server.base import Encoder
 from encoder_server.serve import DEFAULT_QUEUE_DELAY_US, encoder_parameters
 from encoder_server.triton_model import ENCODER_SPEC, PROJECTION_FILE
+from schemas.tensors import TensorSpec, encoder_io
 
 __all__ = ["MODEL_PY", "encoder_spec", "export_encoders", "export_repository", "model_config"]
 
@@ -84,8 +86,14 @@ def _quote(value: str) -> str:
     return '"' + "".join(out) + '"'
 
 
-def _tensor(name: str, data_type: str, dim: int) -> str:
-    return f"{{ name: {_quote(name)}, data_type: {data_type}, dims: [ {dim} ] }}"
+def _tensors(section: str, tensors: Sequence[TensorSpec]) -> str:
+    """An ``input`` or ``output`` block declaring ``tensors`` as the spec says."""
+    lines = ",\n".join(
+        f"  {{ name: {_quote(t.name)}, data_type: {t.config_dtype}, "
+        f"dims: [ {', '.join(str(d) for d in t.shape)} ] }}"
+        for t in tensors
+    )
+    return f"{section} [\n{lines}\n]\n"
 
 
 def model_config(
@@ -93,7 +101,12 @@ def model_config(
     max_batch_size: int = 64,
     queue_delay_us: int = DEFAULT_QUEUE_DELAY_US,
 ) -> str:
-    """``config.pbtxt`` text for one encoder (protobuf text format)."""
+    """``config.pbtxt`` text for one encoder (protobuf text format).
+
+    The tensors are :func:`schemas.tensors.encoder_io`'s, as PyTriton's
+    binding declares them, so the two servers cannot disagree.
+    """
+    io = encoder_io(encoder.modality, encoder.dim)
     params = "".join(
         f"parameters {{\n  key: {_quote(k)}\n  value {{ string_value: {_quote(v)} }}\n}}\n"
         for k, v in sorted(encoder_parameters(encoder).items())
@@ -103,9 +116,8 @@ def model_config(
         'backend: "python"\n'
         f"max_batch_size: {max_batch_size}\n"
         "version_policy: { latest { num_versions: 1 } }\n"
-        f"input [\n  {_tensor(input_name(encoder.modality), 'TYPE_STRING', 1)}\n]\n"
-        f"output [\n  {_tensor(EMBEDDING_OUTPUT, 'TYPE_FP32', encoder.dim)},\n"
-        f"  {_tensor(ERROR_OUTPUT, 'TYPE_STRING', 1)}\n]\n"
+        f"{_tensors('input', io.inputs)}"
+        f"{_tensors('output', io.outputs)}"
         f"dynamic_batching {{ max_queue_delay_microseconds: {queue_delay_us} }}\n"
         "instance_group [ { count: 1, kind: KIND_CPU } ]\n"
         f"{params}"

@@ -3,7 +3,8 @@
 Each :class:`~encoder_server.base.Encoder` becomes one Triton model: its
 ``name`` is the model name and its ``version`` the model version, so a new
 projection head is visible to every client as a new version. Inputs and
-outputs are the tensors named in :mod:`encoder_server.base`:
+outputs are the tensors of :func:`schemas.tensors.encoder_io`, the spec the
+exported ``config.pbtxt`` and the client also read:
 
 * input ``image`` or ``text``: BYTES ``[batch, 1]``;
 * output ``embedding``: FP32 ``[batch, dim]``;
@@ -51,7 +52,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from encoder_server.base import EMBEDDING_OUTPUT, ERROR_OUTPUT, Encoder, input_name
+from encoder_server.base import Encoder
+from schemas.tensors import encoder_io
 
 __all__ = [
     "DEFAULT_QUEUE_DELAY_US",
@@ -158,16 +160,16 @@ def infer_function(encoder: Encoder) -> InferFn:
     """
     from pytriton.decorators import batch
 
-    field = input_name(encoder.modality)
+    io = encoder_io(encoder.modality, encoder.dim)
 
     @batch  # type: ignore[untyped-decorator]
     def infer(**inputs: npt.NDArray[Any]) -> dict[str, npt.NDArray[Any]]:
-        items = [bytes(row[0]) for row in inputs[field]]
+        items = [bytes(row[0]) for row in inputs[io.input.name]]
         encoded = encoder.encode(items)
-        errors = np.array([[e.encode("utf-8")] for e in encoded.errors], dtype=object)
+        errors = np.array([[e.encode("utf-8")] for e in encoded.errors], dtype=io.error.dtype)
         return {
-            EMBEDDING_OUTPUT: np.ascontiguousarray(encoded.embeddings, dtype=np.float32),
-            ERROR_OUTPUT: errors.reshape(len(items), 1),
+            io.embedding.name: np.ascontiguousarray(encoded.embeddings, dtype=io.embedding.dtype),
+            io.error.name: errors.reshape(io.error.batch_shape(len(items))),
         }
 
     result: InferFn = infer
@@ -214,15 +216,14 @@ def bind_encoder(
     """
     from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
 
+    io = encoder_io(encoder.modality, encoder.dim)
     triton.bind(
         model_name=encoder.name,
         model_version=encoder.version,
         infer_func=infer_function(encoder),
-        inputs=[Tensor(name=input_name(encoder.modality), dtype=bytes, shape=(1,))],
-        outputs=[
-            Tensor(name=EMBEDDING_OUTPUT, dtype=np.float32, shape=(encoder.dim,)),
-            Tensor(name=ERROR_OUTPUT, dtype=bytes, shape=(1,)),
-        ],
+        # BYTES is numpy object: PyTriton declares it TYPE_STRING, as it does bytes
+        inputs=[Tensor(name=t.name, dtype=t.dtype, shape=t.shape) for t in io.inputs],
+        outputs=[Tensor(name=t.name, dtype=t.dtype, shape=t.shape) for t in io.outputs],
         config=ModelConfig(
             max_batch_size=max_batch_size,
             batcher=DynamicBatcher(max_queue_delay_microseconds=queue_delay_us),

@@ -36,8 +36,9 @@ from typing import Any
 
 import numpy as np
 
-from encoder_server.base import EMBEDDING_OUTPUT, ERROR_OUTPUT, Encoder, input_name
+from encoder_server.base import Encoder
 from encoder_server.projection import Projection
+from schemas.tensors import ModelIO, encoder_io
 
 __all__ = ["ENCODER_SPEC", "PROJECTION_FILE", "TritonPythonModel", "build_encoder"]
 
@@ -98,12 +99,14 @@ class TritonPythonModel:
     """
 
     encoder: Encoder
+    #: the tensors the exported config.pbtxt declares (the same spec renders both)
+    io: ModelIO
 
     def initialize(self, args: dict[str, str]) -> None:
         """Build the encoder of ``<model_repository>/<model_version>``."""
         version_dir = Path(args["model_repository"]) / str(args["model_version"])
         self.encoder = build_encoder(version_dir)
-        self.input = input_name(self.encoder.modality)
+        self.io = encoder_io(self.encoder.modality, self.encoder.dim)
         log.info("%s v%d loaded from %s", self.encoder.name, self.encoder.version, version_dir)
 
     def execute(self, requests: list[Any]) -> list[Any]:
@@ -113,7 +116,7 @@ class TritonPythonModel:
         sizes: list[int] = []
         items: list[bytes] = []
         for request in requests:
-            tensor = pb_utils.get_input_tensor_by_name(request, self.input)
+            tensor = pb_utils.get_input_tensor_by_name(request, self.io.input.name)
             rows = tensor.as_numpy().reshape(-1)
             sizes.append(len(rows))
             items.extend(bytes(row) for row in rows)
@@ -121,15 +124,16 @@ class TritonPythonModel:
         responses = []
         start = 0
         for size in sizes:
-            embeddings = encoded.embeddings[start : start + size].astype(np.float32)
+            embeddings = encoded.embeddings[start : start + size].astype(self.io.embedding.dtype)
             errors = np.array(
-                [[e.encode("utf-8")] for e in encoded.errors[start : start + size]], dtype=object
-            ).reshape(size, 1)
+                [[e.encode("utf-8")] for e in encoded.errors[start : start + size]],
+                dtype=self.io.error.dtype,
+            ).reshape(self.io.error.batch_shape(size))
             responses.append(
                 pb_utils.InferenceResponse(
                     output_tensors=[
-                        pb_utils.Tensor(EMBEDDING_OUTPUT, embeddings),
-                        pb_utils.Tensor(ERROR_OUTPUT, errors),
+                        pb_utils.Tensor(self.io.embedding.name, embeddings),
+                        pb_utils.Tensor(self.io.error.name, errors),
                     ]
                 )
             )
