@@ -38,6 +38,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from bertctr.demo_config import DemoConfig
 from bertctr.judge import Judgement, catalogue_embeddings, judge, lookup_from, true_attributes
 from online_ctr.metrics import GroupMetrics
 from simulator import SimConfig, Simulator
@@ -65,13 +66,17 @@ def run(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--events", type=int, default=50_000)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--image-dim", type=int, default=8)
-    parser.add_argument("--text-dim", type=int, default=8)
-    parser.add_argument("--requests", type=int, default=3000)
+    demo = DemoConfig()
+    parser.add_argument("--events", type=int, default=demo.events)
+    parser.add_argument("--seed", type=int, default=demo.seed)
+    parser.add_argument("--image-dim", type=int, default=demo.image_dim)
+    parser.add_argument("--text-dim", type=int, default=demo.text_dim)
+    parser.add_argument("--requests", type=int, default=demo.ranking_requests)
     parser.add_argument(
-        "--impressions-per-s", type=float, default=5.0, help="simulated rate (the demo's: 5)"
+        "--impressions-per-s",
+        type=float,
+        default=demo.impressions_per_s,
+        help="simulated rate (the demo's)",
     )
     args = parser.parse_args()
 

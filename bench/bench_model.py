@@ -206,7 +206,7 @@ def learner_rate(stream: Sequence[Example]) -> float:
     learner = Learner(make_model())
     t0 = time.perf_counter()
     for example in labelled:
-        learner.process(example)
+        learner.predict_then_learn(example)
     return len(labelled) / (time.perf_counter() - t0)
 
 

@@ -19,8 +19,27 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bertctr.demo_config import DemoConfig
 from bertctr.encoder_cli import add_encoder_commands
 from schemas.settings import Settings
+
+__all__ = [
+    "build_parser",
+    "cmd_demo",
+    "cmd_health",
+    "cmd_schemas_export",
+    "cmd_simulate",
+    "cmd_stack_up",
+    "cmd_stats",
+    "cmd_topics_create",
+    "cmd_worker",
+    "format_stats",
+    "format_summary",
+    "main",
+    "read_health",
+    "read_stats",
+    "run_async",
+]
 
 log = logging.getLogger("bertctr")
 T = TypeVar("T")
@@ -225,7 +244,7 @@ def format_summary(s: dict[str, Any]) -> str:
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from bertctr.demo import DemoConfig, run_demo
+    from bertctr.demo import run_demo
 
     cfg = DemoConfig(
         events=args.events, seed=args.seed, speed=args.speed, encoders=not args.no_encoders
@@ -325,12 +344,14 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(func=cmd_stack_up)
 
     demo = sub.add_parser("demo", help="the whole system on simulated traffic")
-    demo.add_argument("--events", type=int, default=50_000, help="impressions to simulate")
-    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument(
+        "--events", type=int, default=DemoConfig.events, help="impressions to simulate"
+    )
+    demo.add_argument("--seed", type=int, default=DemoConfig.seed)
     demo.add_argument(
         "--speed",
         type=float,
-        default=200.0,
+        default=DemoConfig.speed,
         help="simulated seconds per wall second (0 = flat out)",
     )
     demo.add_argument(

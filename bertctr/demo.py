@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bertctr.demo_config import DemoConfig
 from bertctr.evaluation import evaluate_run
 from bertctr.harness.encoders import EncoderServer, start_encoder_server
 from bertctr.harness.kafka import ReadResult, publish_paced, read_topics
@@ -36,31 +37,6 @@ from simulator.catalogue import CatalogueEntry
 __all__ = ["DemoConfig", "LabelLog", "demo_fleet", "run_demo"]
 
 Progress = Callable[[str], None]
-
-
-@dataclass
-class DemoConfig:
-    """What ``bertctr demo`` runs; the CLI's defaults are these."""
-
-    events: int = 50_000
-    seed: int = 7
-    #: one worker: each worker learns its own model from the partitions it
-    #: owns, and the demo judges one model (multi-worker learning is later work)
-    workers: int = 1
-    partitions: int = 4
-    timeout_s: float = 900.0
-    ranking_requests: int = 3000
-    #: simulated seconds per wall second; 0 publishes flat out
-    speed: float = 200.0
-    #: 5/s spreads 50k impressions over ~2.8 simulated hours, several
-    #: attribution windows, so negatives and positives interleave as in production
-    impressions_per_s: float = 5.0
-    #: serve the encoders on Triton and learn with image and title embeddings
-    encoders: bool = True
-    #: dimensions of the PCA heads fitted on the catalogue (see bench_embeddings);
-    #: the image head is fitted on multi-scale features, within items
-    image_dim: int = 8
-    text_dim: int = 8
 
 
 @dataclass

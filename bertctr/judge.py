@@ -122,7 +122,7 @@ def judge(
     t0 = time.perf_counter()
     for e in stream:
         image, title = lookup(e.impression) if lookup is not None else (None, None)
-        group.update(learner.process(e.labelled(), image, title), e.clicked)
+        group.update(learner.predict_then_learn(e.labelled(), image, title), e.clicked)
     rate = len(stream) / (time.perf_counter() - t0)
     lift, oracle_lift = ranking_lifts(sim, learner, requests, seed, lookup)
     m = group.snapshot()

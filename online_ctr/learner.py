@@ -1,6 +1,6 @@
 """The learner: predict, record, learn — one labelled example at a time.
 
-:meth:`Learner.process` is progressive validation in three lines: score the
+:meth:`Learner.predict_then_learn` is progressive validation in three lines: score the
 example with the current model, record the score against the label in
 :class:`~online_ctr.metrics.ProgressiveMetrics`, then learn it.
 
@@ -210,11 +210,11 @@ class Learner:
         up_to = self._partition_watermarks.get(source, float("-inf"))
         while buffer and buffer[0][0] <= up_to:
             _, _, labelled, image, title = heapq.heappop(buffer)
-            self.process(labelled, image, title)
+            self.predict_then_learn(labelled, image, title)
             n += 1
         while self._legacy and self._legacy[0][0] <= self.watermark:
             _, _, labelled, image, title = heapq.heappop(self._legacy)
-            self.process(labelled, image, title)
+            self.predict_then_learn(labelled, image, title)
             n += 1
         return n
 
@@ -227,7 +227,7 @@ class Learner:
         self._legacy = []
         self._buffers = {}
         for _, _, labelled, image, title in pending:
-            self.process(labelled, image, title, scored=scored)
+            self.predict_then_learn(labelled, image, title, scored=scored)
         return len(pending)
 
     def features(
@@ -259,7 +259,7 @@ class Learner:
         """
         return self.predict_features(self.features(impression, image_embedding, title_embedding))
 
-    def process(
+    def predict_then_learn(
         self,
         labelled: LabelledImpression,
         image_embedding: Embedding = None,

@@ -9,6 +9,8 @@ from pydantic import BaseModel
 
 from schemas.events import Click, DeadLetter, Impression, LabelledImpression
 
+__all__ = ["EXPORTED", "export_json_schemas"]
+
 EXPORTED: dict[str, type[BaseModel]] = {
     "impression": Impression,
     "click": Click,

@@ -8,9 +8,12 @@ side.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "default_of"]
 
 
 class Settings(BaseSettings):
@@ -170,3 +173,9 @@ class Settings(BaseSettings):
         from schemas.topics import full_name
 
         return full_name(self.topic_prefix, name)
+
+
+def default_of(name: str) -> Any:
+    """The default of setting ``name``: for pure code that mirrors a setting
+    (the join's :class:`~streams.join.JoinConfig`) without repeating its value."""
+    return Settings.model_fields[name].default

@@ -27,6 +27,20 @@ import numpy as np
 
 from simulator.catalogue import CATEGORIES, COLOURS, NUMERIC_ATTRIBUTES, CatalogueEntry
 
+__all__ = [
+    "ATTRIBUTE_CENTRE",
+    "DEVICES",
+    "DIURNAL_AMPLITUDE",
+    "GEOS",
+    "PEAK_HOUR",
+    "TASTES",
+    "Audience",
+    "Preferences",
+    "draw_preferences",
+    "sigmoid",
+    "true_logit",
+]
+
 DEVICES = ("mobile", "desktop", "tablet")
 GEOS = ("US", "DE", "FR", "BR")
 TASTES = ("t0", "t1", "t2", "t3")

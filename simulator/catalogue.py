@@ -13,6 +13,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+__all__ = [
+    "ADJECTIVES",
+    "CATEGORIES",
+    "COLOURS",
+    "NUMERIC_ATTRIBUTES",
+    "SAME_COLOUR_P",
+    "CatalogueEntry",
+    "build_catalogue",
+    "image_id",
+    "item_id",
+]
+
 CATEGORIES = ("shoe", "bag", "lamp", "mug", "chair")
 #: colour name -> RGB of the product at full brightness
 COLOURS: dict[str, tuple[int, int, int]] = {

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+__all__ = ["DEFAULT_START_TS", "SimConfig"]
+
 #: 2026-01-01T00:00:00Z: a fixed start so runs with one seed are identical.
 DEFAULT_START_TS = 1_767_225_600.0
 

@@ -18,6 +18,8 @@ import numpy as np
 
 from simulator.config import SimConfig
 
+__all__ = ["ClickDelays"]
+
 
 class ClickDelays:
     """Draws click delays (seconds) for one configuration."""

@@ -15,6 +15,8 @@ import numpy as np
 
 from schemas.events import Click, Impression
 
+__all__ = ["CLICK_FAULTS", "IMPRESSION_FAULTS", "malformed_click", "malformed_impression"]
+
 #: How an impression payload is broken, by name.
 IMPRESSION_FAULTS = (
     "not_json",

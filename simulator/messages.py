@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
+__all__ = ["Outbox", "RankingRequest", "SimMessage"]
+
 #: a logical topic name, :data:`schemas.topics.IMPRESSIONS` or :data:`~schemas.topics.CLICKS`
 Topic = str
 Kind = Literal["impression", "click", "duplicate", "malformed"]

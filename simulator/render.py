@@ -22,6 +22,8 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFont
 
 from simulator.catalogue import COLOURS, CatalogueEntry
 
+__all__ = ["OVERLAY_TEXTS", "RGB", "SILHOUETTES", "render", "render_png", "write_catalogue"]
+
 log = logging.getLogger(__name__)
 
 Box = tuple[float, float, float, float]

@@ -30,6 +30,8 @@ from simulator.faults import malformed_click, malformed_impression
 from simulator.messages import Kind, Outbox, RankingRequest, SimMessage, Topic
 from simulator.render import write_catalogue
 
+__all__ = ["COUNT_KEYS", "MALFORMED_IMPRESSION_SHARE", "Simulator"]
+
 log = logging.getLogger(__name__)
 
 #: share of malformed messages sent to ``impressions`` (the rest go to ``clicks``)

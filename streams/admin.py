@@ -19,6 +19,8 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from schemas import topics
 from schemas.settings import Settings
 
+__all__ = ["ensure_topics"]
+
 log = logging.getLogger(__name__)
 
 

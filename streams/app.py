@@ -14,6 +14,8 @@ import faust
 from schemas import topics
 from schemas.settings import Settings
 
+__all__ = ["StreamApp", "create_app"]
+
 
 @dataclass
 class StreamApp:

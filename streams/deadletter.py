@@ -9,6 +9,8 @@ from typing import Any
 
 from schemas.events import DeadLetter
 
+__all__ = ["dead_letter", "send_dead_letter"]
+
 log = logging.getLogger(__name__)
 
 

@@ -52,25 +52,41 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from schemas import topics
 from schemas.events import Click, Impression, LabelledImpression
+from schemas.settings import default_of
+
+__all__ = [
+    "CLICK_INPUT",
+    "IMPRESSION_INPUT",
+    "Effects",
+    "JoinBook",
+    "JoinConfig",
+    "JoinState",
+    "LiveCount",
+    "PartitionClock",
+    "Rejected",
+    "Status",
+]
 
 Status = Literal["pending", "orphan", "negative", "positive", "corrected"]
-#: the inputs of a partition's clock
-IMPRESSION_INPUT = "impressions"
-CLICK_INPUT = "clicks"
+#: the inputs of a partition's clock, named after their topics (persisted in clocks)
+IMPRESSION_INPUT = topics.IMPRESSIONS
+CLICK_INPUT = topics.CLICKS
 
 
 @dataclass(frozen=True)
 class JoinConfig:
     """Time rules of the join, in event seconds (see the module docstring)."""
 
-    window_s: float = 1800.0
-    max_lateness_s: float = 60.0
-    orphan_grace_s: float = 1800.0
-    horizon_s: float = 86_400.0
-    idle_after_s: float = 2.0
-    idle_clock_rate: float = 1.0
-    max_future_skew_s: float = 300.0
+    window_s: float = default_of("attribution_window_s")
+    max_lateness_s: float = default_of("max_lateness_s")
+    #: the setting's default (None) means "the window"
+    orphan_grace_s: float = default_of("attribution_window_s")
+    horizon_s: float = default_of("late_click_horizon_s")
+    idle_after_s: float = default_of("idle_after_s")
+    idle_clock_rate: float = default_of("idle_clock_rate")
+    max_future_skew_s: float = default_of("max_future_skew_s")
 
 
 @dataclass(frozen=True)

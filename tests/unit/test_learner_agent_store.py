@@ -170,7 +170,7 @@ async def test_default_store_is_the_checkpoint_directory(tmp_path: Path) -> None
 def test_resumes_from_a_checkpoint_written_before_metadata(tmp_path: Path) -> None:
     learner = Learner(make_model())
     for i in range(7):
-        learner.process(labelled(i))
+        learner.predict_then_learn(labelled(i))
     directory = tmp_path / "checkpoints"
     directory.mkdir()
     payload = pickle.dumps((LEGACY_FORMAT, learner, {"labelled:0": 6}))

@@ -55,7 +55,7 @@ def imp(i: int) -> Impression:
 def trained_learner(n: int = 40) -> Learner:
     learner = Learner(make_model())
     for i in range(n):
-        learner.process(
+        learner.predict_then_learn(
             LabelledImpression.from_impression(
                 imp(i), clicked=i % 5 == 0, click_delay_s=None, late=False, labelled_at=T0 + 99
             )
@@ -167,7 +167,7 @@ def test_save_copies_what_it_is_given(adapter: Adapter) -> None:
     info = adapter.store.save(learner, offsets, metadata)
 
     for i in range(10, 60):  # the caller keeps learning after the save
-        learner.process(
+        learner.predict_then_learn(
             LabelledImpression.from_impression(
                 imp(i), clicked=True, click_delay_s=1.0, late=False, labelled_at=T0 + 99
             )

@@ -39,7 +39,7 @@ def imp(i: int) -> Impression:
 def trained_learner() -> Learner:
     learner = Learner(make_model())
     for i in range(60):
-        learner.process(
+        learner.predict_then_learn(
             LabelledImpression.from_impression(
                 imp(i), clicked=i % 7 == 0, click_delay_s=None, late=False, labelled_at=T0 + 99
             )

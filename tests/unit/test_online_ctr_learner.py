@@ -64,7 +64,7 @@ def test_process_scores_before_learning() -> None:
     learner = Learner(make_model())
     example = label(1, T0, clicked=True, labelled_at=T0)
     before = learner.predict(example)
-    assert learner.process(example) == before
+    assert learner.predict_then_learn(example) == before
     assert learner.predict(example) > before  # and then it learned the click
     assert learner.learned == 1 and learner.metrics.snapshot()["count"] == 1
 
@@ -72,7 +72,7 @@ def test_process_scores_before_learning() -> None:
 def test_predict_changes_nothing() -> None:
     learner = Learner(make_model())
     for i in range(20):
-        learner.process(label(i, T0 + i, clicked=i % 4 == 0, labelled_at=T0))
+        learner.predict_then_learn(label(i, T0 + i, clicked=i % 4 == 0, labelled_at=T0))
     state = pickle.dumps(learner)
     learner.predict(imp(99), image_embedding=[0.1, 0.2])
     assert pickle.dumps(learner) == state
@@ -81,8 +81,8 @@ def test_predict_changes_nothing() -> None:
 def test_late_correction_is_a_new_positive_and_counted_as_one() -> None:
     model = Recorder(p=0.25)
     learner = Learner(model)
-    learner.process(label(1, T0, clicked=False, labelled_at=T0 + 1800))
-    learner.process(label(1, T0, clicked=True, labelled_at=T0 + 4000, late=True))
+    learner.predict_then_learn(label(1, T0, clicked=False, labelled_at=T0 + 1800))
+    learner.predict_then_learn(label(1, T0, clicked=True, labelled_at=T0 + 4000, late=True))
     assert [(y, w) for _, y, w in model.learned] == [(False, 1.0), (True, 1.0)]
     snap = learner.metrics.snapshot()
     assert snap["count"] == 2 and snap["ctr"] == 0.5
@@ -91,8 +91,8 @@ def test_late_correction_is_a_new_positive_and_counted_as_one() -> None:
 def test_fnw_weights_are_applied_when_enabled() -> None:
     model = Recorder(p=0.25)
     learner = Learner(model, fnw=True)
-    learner.process(label(1, T0, clicked=True, labelled_at=T0))
-    learner.process(label(2, T0, clicked=False, labelled_at=T0))
+    learner.predict_then_learn(label(1, T0, clicked=True, labelled_at=T0))
+    learner.predict_then_learn(label(2, T0, clicked=False, labelled_at=T0))
     assert [w for _, _, w in model.learned] == pytest.approx([1.25, 0.75 * 1.25])
 
 
