@@ -85,14 +85,13 @@ async def read_stats(
 
     from schemas.keys import SETTLED, KeySpace
     from streams.counters import StatsReader
-    from streams.learner_agent import model_metrics_key
 
     client = aioredis.Redis.from_url(settings.redis_url)
     try:
         keys = KeySpace(settings.redis_prefix)
         reader = StatsReader(client, keys, SETTLED if view == SETTLED else "live")
         stats = await reader.snapshot(item=item, segment=segment)
-        raw_model = await client.get(model_metrics_key(keys))
+        raw_model = await client.get(keys.model_metrics)
         model = json.loads(raw_model) if raw_model is not None else None
         if model is not None and segment is not None:
             model["segments"] = {k: v for k, v in model["segments"].items() if k == segment}

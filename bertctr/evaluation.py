@@ -14,16 +14,15 @@ import asyncio
 import json
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import redis
 import redis.asyncio as aioredis
 
 from encoder_server.embedder import ExampleEmbeddings
-from online_ctr.checkpoint import latest_checkpoint, load_checkpoint
 from online_ctr.learner import Learner
 from online_ctr.metrics import ProgressiveMetrics
+from online_ctr.store import FileModelStore, ModelStore
 from schemas.events import Impression
 from schemas.keys import KeySpace
 from schemas.settings import Settings
@@ -31,7 +30,7 @@ from simulator import Simulator
 from simulator.ranking import EmbeddingLookup, Vector, ranking_lifts
 from streams.embedding import embedder_from_settings
 
-__all__ = ["catalogue_lookup", "evaluate_run", "wait_for_checkpoint", "wait_for_model"]
+__all__ = ["catalogue_lookup", "evaluate_run", "wait_for_model", "wait_for_snapshot"]
 
 
 def wait_for_model(settings: Settings, n_labels: int, timeout_s: float) -> dict[str, Any]:
@@ -52,17 +51,17 @@ def wait_for_model(settings: Settings, n_labels: int, timeout_s: float) -> dict[
     raise TimeoutError(f"the learner did not reach {n_labels} examples")
 
 
-def wait_for_checkpoint(directory: Path, key: bytes, n_labels: int, timeout_s: float) -> Learner:
-    """Block until a checkpoint in ``directory`` covers ``n_labels`` examples; load it."""
+def wait_for_snapshot(store: ModelStore, n_labels: int, timeout_s: float) -> Learner:
+    """Block until the newest snapshot in ``store`` has learned ``n_labels`` examples."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        path = latest_checkpoint(directory)
-        if path is not None:
-            learner, _ = load_checkpoint(path, key)
+        snapshot = store.latest()
+        if snapshot is not None:
+            learner = snapshot.learner
             if isinstance(learner, Learner) and learner.learned >= n_labels:
                 return learner
         time.sleep(0.5)
-    raise TimeoutError(f"no checkpoint covering {n_labels} examples in {directory}")
+    raise TimeoutError(f"no snapshot covering {n_labels} examples in {store!r}")
 
 
 def catalogue_lookup(sim: Simulator, settings: Settings) -> EmbeddingLookup | None:
@@ -125,9 +124,8 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """The model's metrics and ranking lift beside the oracle's, for ``labels``."""
     model = wait_for_model(settings, len(labels), timeout_s=timeout_s)
-    learner = wait_for_checkpoint(
-        Path(settings.checkpoint_dir), settings.checkpoint_key.encode(), len(labels), 120
-    )
+    store = FileModelStore(settings.checkpoint_dir, settings.checkpoint_key.encode())
+    learner = wait_for_snapshot(store, len(labels), timeout_s=120)
     oracle = ProgressiveMetrics()
     for label in labels:
         oracle.update(sim.true_p[label["impression_id"]], bool(label["clicked"]))

@@ -3,9 +3,9 @@
 An image is shown thousands of times and a title is shared by many images;
 encoding either again on every impression would make Triton the bottleneck.
 Keys carry the served encoder version, so promoting a new version misses the
-cache once per item and never mixes vectors of two versions in one model::
-
-    {prefix}emb:{model}:{version}:{item_key}  ->  float32 little-endian bytes
+cache once per item and never mixes vectors of two versions in one model
+(the key is :meth:`schemas.keys.KeySpace.embedding`; the value float32
+little-endian bytes).
 
 ``version`` is the client's cache tag: the served version number, with the
 head's fingerprint after a dash when Triton publishes one (``2-9f3c...``).

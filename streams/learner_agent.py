@@ -62,7 +62,7 @@ from schemas.keys import KeySpace
 from schemas.settings import Settings
 from streams.decode import DecodeError, decode, record_kind
 
-__all__ = ["LearnerAgent", "model_metrics_key"]
+__all__ = ["LearnerAgent"]
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +71,6 @@ DeadLetterFn = Callable[[str, str, Any], Awaitable[None]]
 Fresh = tuple[str, int, LabelledImpression, Any]
 #: (source, offset, record): a watermark record in its place in the batch
 Mark = tuple[str, int, WatermarkRecord]
-
-
-def model_metrics_key(keys: KeySpace) -> str:
-    """Redis key of the model's progressive metrics (a JSON string)."""
-    return f"{keys.prefix}model:metrics"
 
 
 class LearnerAgent:
@@ -303,7 +298,7 @@ class LearnerAgent:
             watermark = self.learner.watermark
             snapshot["watermark"] = watermark if watermark > float("-inf") else None
             try:
-                await self.client.set(model_metrics_key(self.keys), json.dumps(snapshot))
+                await self.client.set(self.keys.model_metrics, json.dumps(snapshot))
             except (RedisError, OSError) as exc:
                 log.warning("could not publish model metrics: %s", exc)
         due = now - self._last_checkpoint >= self.settings.checkpoint_interval_s

@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from bertctr.harness.stack import EmbeddedStack
+from schemas.topics import IMPRESSIONS
 from simulator import SimConfig, Simulator
 
 pytestmark = pytest.mark.integration
@@ -68,7 +69,7 @@ def test_demo_accounts_for_every_message_and_learns(stack: EmbeddedStack) -> Non
     shown = {
         json.loads(m.value)["image_id"]
         for m in sim.messages(EVENTS)
-        if m.topic == "impressions" and m.kind == "impression"
+        if m.topic == IMPRESSIONS and m.kind == "impression"
     }
     expected = sim.expected_counts
     assert summary["impressions"] == expected["impressions"] == EVENTS

@@ -15,6 +15,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from encoder_server.cache import EmbeddingCache, title_key
+from schemas.keys import KeySpace
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +52,7 @@ async def test_round_trip_as_float32_little_endian(
     for key, vector in vectors.items():
         expected = np.asarray(vector, dtype=np.float32).tolist()
         assert list(got[key]) == expected
-    raw = await redis_client.get(f"{cache.prefix}emb:image_encoder:3:img-1")
+    raw = await redis_client.get(KeySpace(cache.prefix).embedding("image_encoder", 3, "img-1"))
     assert raw == np.asarray(vectors["img-1"], dtype="<f4").tobytes()
 
 

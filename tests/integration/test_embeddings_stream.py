@@ -25,12 +25,14 @@ from typing import Any
 
 import pytest
 
-from bertctr.evaluation import wait_for_checkpoint
+from bertctr.evaluation import wait_for_snapshot
 from bertctr.harness.encoders import EncoderServer, start_encoder_server
 from bertctr.harness.kafka import consume, publish
 from bertctr.harness.workers import REPLAY
 from online_ctr.features import VARIANT_ID
 from online_ctr.models import CONTENT_VARIANT_ID_L1
+from online_ctr.store import FileModelStore
+from schemas.settings import Settings
 from schemas.topics import CLICKS, DEAD_LETTER, IMPRESSIONS, LABELLED, full_name
 from simulator import SimConfig, Simulator
 from tests.integration.conftest import WorkerEnv, wait_until
@@ -160,6 +162,7 @@ async def test_learns_with_embeddings_and_survives_a_triton_outage(
     dead = await consume(boot, full_name(prefix, DEAD_LETTER), bad1, timeout_s=10, settle_s=1)
     assert len(dead) == bad1, [(d["detail"][:12], d["partition"], d["offset"]) for d in dead]
     # Built for features with image content: variant ids are residuals.
-    key = worker_env.env().get("BERTCTR_CHECKPOINT_KEY", "bertctr-dev-checkpoint-key").encode()
-    learner = wait_for_checkpoint(worker_env.tmp / "ckpt", key, good1 + good2, timeout_s=60)
+    settings = Settings.from_env(worker_env.env())
+    store = FileModelStore(settings.checkpoint_dir, settings.checkpoint_key.encode())
+    learner = wait_for_snapshot(store, good1 + good2, timeout_s=60)
     assert learner.model.l1_overrides == {VARIANT_ID: CONTENT_VARIANT_ID_L1}

@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaProducer
 
 from bertctr.harness.kafka import consume, publish
 from bertctr.harness.procs import bertctr_command, spawn
+from schemas.topics import CLICKS, DEAD_LETTER, IMPRESSIONS, LABELLED
 from tests.integration.conftest import WorkerEnv, wait_until
 
 pytestmark = pytest.mark.integration
@@ -55,10 +56,10 @@ def burst(env: WorkerEnv, base: float) -> tuple[list[tuple[str, bytes, bytes]], 
     clicked = set()
     for i in range(1000):
         iid, ts = f"imp-{i}", base + i * 0.02
-        timed.append((ts, message(env.topic("impressions"), impression(iid, ts))))
+        timed.append((ts, message(env.topic(IMPRESSIONS), impression(iid, ts))))
         if i % 10 < 3:
             clicked.add(iid)
-            timed.append((ts + 1, message(env.topic("clicks"), click(iid, ts + 1))))
+            timed.append((ts + 1, message(env.topic(CLICKS), click(iid, ts + 1))))
     timed.sort(key=lambda t: t[0])
     return [m for _, m in timed], clicked
 
@@ -91,7 +92,7 @@ def test_a_burst_on_a_fresh_worker_keeps_in_window_clicks_positive(worker_env: W
     asyncio.run(publish(worker_env.stack.kafka_bootstrap, messages))
     worker_env.start_worker()
     labels = asyncio.run(
-        consume(worker_env.stack.kafka_bootstrap, worker_env.topic("labelled"), 1000, 90)
+        consume(worker_env.stack.kafka_bootstrap, worker_env.topic(LABELLED), 1000, 90)
     )
     kinds = Counter(m["label_id"].rsplit(":", 1)[1] for m in labels)
     assert kinds == {"pos": 300, "neg": 700}, worker_env.worker_logs()
@@ -107,13 +108,13 @@ def test_one_event_from_a_broken_clock_destroys_nothing(worker_env: WorkerEnv) -
     future = base + 1e7
     at = len(messages) // 3
     messages[at:at] = [
-        message(worker_env.topic("impressions"), impression("imp-future", future)),
-        message(worker_env.topic("clicks"), click("imp-future", future + 1)),
+        message(worker_env.topic(IMPRESSIONS), impression("imp-future", future)),
+        message(worker_env.topic(CLICKS), click("imp-future", future + 1)),
     ]
     asyncio.run(publish(worker_env.stack.kafka_bootstrap, messages))
     bootstrap = worker_env.stack.kafka_bootstrap
-    labels = asyncio.run(consume(bootstrap, worker_env.topic("labelled"), 1000, 90))
-    dead = asyncio.run(consume(bootstrap, worker_env.topic("dead-letter"), 2, 30))
+    labels = asyncio.run(consume(bootstrap, worker_env.topic(LABELLED), 1000, 90))
+    dead = asyncio.run(consume(bootstrap, worker_env.topic(DEAD_LETTER), 2, 30))
     assert Counter(d["reason"] for d in dead) == {"future_timestamp": 2}
     assert all("ahead of the worker's clock" in d["detail"] for d in dead)
     assert {m["impression_id"] for m in labels if m["clicked"]} == clicked
@@ -146,9 +147,9 @@ def test_live_ctr_is_live_mid_stream(worker_env: WorkerEnv) -> None:
     timed = []
     for i in range(600):
         iid, at = f"imp-{i}", i * 20 / 600
-        timed.append((at, message(worker_env.topic("impressions"), impression(iid, t0 + at))))
+        timed.append((at, message(worker_env.topic(IMPRESSIONS), impression(iid, t0 + at))))
         if i % 50 < 3:
-            timed.append((at + 0.5, message(worker_env.topic("clicks"), click(iid, t0 + at + 0.5))))
+            timed.append((at + 0.5, message(worker_env.topic(CLICKS), click(iid, t0 + at + 0.5))))
     timed.sort(key=lambda t: t[0])
 
     async def run() -> dict[str, Any]:
@@ -197,7 +198,7 @@ def test_the_worker_starts_in_an_empty_directory(worker_env: WorkerEnv, tmp_path
     asyncio.run(
         publish(
             worker_env.stack.kafka_bootstrap,
-            [message(worker_env.topic("impressions"), impression("imp-0", base))],
+            [message(worker_env.topic(IMPRESSIONS), impression("imp-0", base))],
         )
     )
     assert wait_until(

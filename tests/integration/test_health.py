@@ -21,6 +21,7 @@ from PIL import Image
 from bertctr.harness.kafka import publish
 from bertctr.harness.procs import free_port
 from bertctr.harness.workers import REPLAY
+from schemas.topics import IMPRESSIONS, LABELLED
 from tests.integration.conftest import WorkerEnv, wait_until
 
 pytestmark = pytest.mark.integration
@@ -62,7 +63,7 @@ def test_a_blocked_learner_is_reported_unhealthy(worker_env: WorkerEnv, tmp_path
             "segment": {"device": "mobile", "geo": "DE"},
         }
         messages.append(
-            (worker_env.topic("impressions"), f"imp-{i}".encode(), json.dumps(event).encode())
+            (worker_env.topic(IMPRESSIONS), f"imp-{i}".encode(), json.dumps(event).encode())
         )
     asyncio.run(publish(worker_env.stack.kafka_bootstrap, messages))
 
@@ -77,7 +78,7 @@ def test_a_blocked_learner_is_reported_unhealthy(worker_env: WorkerEnv, tmp_path
     code, report = worker_env.health()
     (worker,) = report["workers"]
     assert code == 1 and not report["healthy"] and not worker["healthy"]
-    labelled = worker_env.topic("labelled")
+    labelled = worker_env.topic(LABELLED)
     assert any(p.startswith(f"learner stalled on {labelled}:") for p in worker["problems"])
     assert not any(p.startswith(("join", "counters")) for p in worker["problems"])
     stalled = [row for row in worker["partitions"]["learner"].values() if row["stalled_s"] > 4]

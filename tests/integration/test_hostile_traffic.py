@@ -25,6 +25,7 @@ import pytest
 
 from bertctr.harness.kafka import consume, publish
 from bertctr.harness.workers import REPLAY
+from schemas.topics import CLICKS, DEAD_LETTER, IMPRESSIONS, LABELLED
 from tests.corpus import load_corpus, payload
 from tests.integration.conftest import WorkerEnv, wait_until
 
@@ -42,7 +43,7 @@ def good_traffic(
 ) -> tuple[list[Message], list[Message], dict[str, int]]:
     """Good impressions (every 10th clicked) and the join-level faults, in time order,
     and then events from long before the late-click horizon."""
-    imp_t, clk_t = env.topic("impressions"), env.topic("clicks")
+    imp_t, clk_t = env.topic(IMPRESSIONS), env.topic(CLICKS)
     out: list[Message] = []
     expect: Counter[str] = Counter()
 
@@ -133,7 +134,7 @@ def test_every_message_is_labelled_dead_lettered_or_dropped_on_purpose(
     # Old events are judged against the partition's running clock, so they
     # come once the worker has read the rest (before, a partition whose
     # inputs are unread has no watermark to be too old for).
-    labels = asyncio.run(consume(bootstrap, worker_env.topic("labelled"), GOOD_IMPRESSIONS, 180))
+    labels = asyncio.run(consume(bootstrap, worker_env.topic(LABELLED), GOOD_IMPRESSIONS, 180))
     asyncio.run(publish(bootstrap, old))
     messages += old
 
@@ -141,9 +142,9 @@ def test_every_message_is_labelled_dead_lettered_or_dropped_on_purpose(
     for reason in ("conflicting_impression", "orphan_click", "future_timestamp", "too_old"):
         expected_dead[reason] += expect[reason]
     dead = asyncio.run(
-        consume(bootstrap, worker_env.topic("dead-letter"), sum(expected_dead.values()), 120)
+        consume(bootstrap, worker_env.topic(DEAD_LETTER), sum(expected_dead.values()), 120)
     )
-    labels = asyncio.run(consume(bootstrap, worker_env.topic("labelled"), GOOD_IMPRESSIONS, 30))
+    labels = asyncio.run(consume(bootstrap, worker_env.topic(LABELLED), GOOD_IMPRESSIONS, 30))
     logs = worker_env.worker_logs()
 
     # the good labels are exactly what the good traffic implies

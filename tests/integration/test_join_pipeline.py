@@ -19,7 +19,7 @@ import pytest
 
 from bertctr.harness.kafka import consume, publish
 from bertctr.harness.workers import REPLAY
-from schemas.topics import CLICKS, IMPRESSIONS, full_name
+from schemas.topics import CLICKS, DEAD_LETTER, IMPRESSIONS, LABELLED, full_name
 from tests.integration.conftest import WorkerEnv
 
 pytestmark = pytest.mark.integration
@@ -162,10 +162,10 @@ async def test_join_labels_counts_and_dead_letters_exactly(worker_env: WorkerEnv
     await publish(bootstrap, sc.messages)
 
     labelled = await consume(
-        bootstrap, worker_env.topic("labelled"), len(sc.expected_labels), timeout_s=120
+        bootstrap, worker_env.topic(LABELLED), len(sc.expected_labels), timeout_s=120
     )
     dead = await consume(
-        bootstrap, worker_env.topic("dead-letter"), sum(sc.expected_dead.values()), timeout_s=30
+        bootstrap, worker_env.topic(DEAD_LETTER), sum(sc.expected_dead.values()), timeout_s=30
     )
     logs = worker_env.worker_logs()
 

@@ -19,6 +19,7 @@ import redis
 
 from bertctr.harness.kafka import consume, publish
 from bertctr.harness.workers import REPLAY
+from schemas.keys import KeySpace
 from schemas.topics import CLICKS, DEAD_LETTER, IMPRESSIONS, LABELLED, full_name
 from tests.integration.conftest import WorkerEnv, wait_until
 
@@ -169,7 +170,7 @@ async def test_sigkill_between_checkpoints_loses_no_example(worker_env: WorkerEn
 
     # Forget the dead worker's metrics: what counts is what the new one learns.
     client = redis.Redis.from_url(worker_env.env()["BERTCTR_REDIS_URL"])
-    client.delete(f"{worker_env.redis_prefix}model:metrics")
+    client.delete(KeySpace(worker_env.redis_prefix).model_metrics)
     client.close()
     worker_env.start_worker("second")
     assert wait_until(lambda: model_count() == len(labels), 120), worker_env.worker_logs()

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas import Click, Impression
+from schemas.topics import IMPRESSIONS
 from streams.decode import DecodeError, decode
 from tests.corpus import load_corpus, payload
 
@@ -131,7 +132,7 @@ def test_both_accept_a_good_event_and_integral_numbers(topic: str) -> None:
     for variant in (good, {**good, "ts": 1_767_225_600}):
         value = json.dumps(variant).encode()
         assert model_accepts(topic, value) and schema_accepts(topic, value)
-    if topic == "impressions":  # JSON Schema's integer includes 3.0
+    if topic == IMPRESSIONS:  # JSON Schema's integer includes 3.0
         value = json.dumps({**good, "position": 3.0}).encode()
         assert model_accepts(topic, value) and schema_accepts(topic, value)
 

@@ -59,3 +59,10 @@ def test_settled_view_and_live_markers_have_their_own_keys() -> None:
     assert k.minute_bucket("item:a", 7, "settled") == "bc:settled:item:a:m:7"
     assert k.view_clock("settled") == "bc:settled:clock" and k.view_clock("live") == "bc:clock"
     assert k.seen_live("i1", "click") == "bc:seen:live:i1:click"
+
+
+def test_model_and_cache_keys_follow_the_documented_layout() -> None:
+    k = KeySpace("bc:")
+    assert k.model_metrics == "bc:model:metrics"
+    assert k.embedding("image_encoder", 3, "img-1") == "bc:emb:image_encoder:3:img-1"
+    assert k.health("w1") == "bc:health:w1" and k.health_pattern == "bc:health:*"

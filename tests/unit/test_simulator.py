@@ -14,6 +14,7 @@ from PIL import Image
 from pydantic import ValidationError
 
 from schemas import Click, Impression
+from schemas.topics import CLICKS, IMPRESSIONS
 from simulator import SimConfig, SimMessage, Simulator
 from simulator.delays import ClickDelays
 
@@ -123,7 +124,7 @@ def test_only_malformed_messages_fail_validation(run: Run) -> None:
     kinds = Counter(m.kind for m in run.msgs)
     assert set(kinds) == {"impression", "click", "duplicate", "malformed"}
     for m in run.msgs:
-        model = Impression if m.topic == "impressions" else Click
+        model = Impression if m.topic == IMPRESSIONS else Click
         if m.kind == "malformed":
             with pytest.raises(ValidationError):
                 model.model_validate_json(m.value)
@@ -227,7 +228,7 @@ def test_out_of_order_clicks_overtake_their_impression(faulty: Run) -> None:
         if m.kind in ("impression", "click"):
             assert m.key is not None
             first_seen.setdefault(m.key.decode(), m.topic)
-    overtaken = [iid for iid, topic in first_seen.items() if topic == "clicks"]
+    overtaken = [iid for iid, topic in first_seen.items() if topic == CLICKS]
     assert len(overtaken) == faulty.sim.expected_counts["out_of_order"] > 0
     for iid in overtaken:  # a lagging impression, not a click from the future
         delay = faulty.clicks[iid].ts - faulty.impressions[iid].ts

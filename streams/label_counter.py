@@ -1,4 +1,4 @@
-"""The counter agent: labelled examples -> the settled CTR counters in Redis.
+"""Counting labels: labelled examples -> the settled CTR counters in Redis.
 
 Micro-batched (``take_events``) so one Redis round trip carries many labels.
 While Redis is down the batch is retried with backoff and the agent does not

@@ -1,0 +1,119 @@
+"""The worker's Faust agents and timers: thin loops around the parts that do the work.
+
+Three agents, each micro-batched with ``take_events`` (one Redis or Triton
+round trip carries many events) and each marking what it handled for the
+health report:
+
+* ``join``: impressions, clicks and ticks -> labels (:class:`JoinAgent`);
+* ``counters``: labels -> the settled counters (:mod:`streams.label_counter`);
+* ``learner``: labels -> the online model (:class:`LearnerAgent`).
+
+Timers tick every join partition (so an idle one still expires), let the
+learner publish metrics and checkpoint, and write the health report.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from schemas import topics
+from streams.app import StreamApp
+from streams.counters import RedisCounters
+from streams.health import Progress
+from streams.health_reporter import HealthReporter
+from streams.join_agent import JoinAgent
+from streams.label_counter import handle_batch
+from streams.learner_agent import LearnerAgent
+
+__all__ = [
+    "COUNTER_BATCH",
+    "COUNTER_BATCH_WITHIN_S",
+    "JOIN_BATCH",
+    "JOIN_BATCH_WITHIN_S",
+    "WorkerParts",
+    "attach_agents",
+]
+
+COUNTER_BATCH = 500
+COUNTER_BATCH_WITHIN_S = 0.2
+#: the join's micro-batch: small enough that a click reaches the live
+#: counters within tens of milliseconds, large enough to share round trips
+JOIN_BATCH = 500
+JOIN_BATCH_WITHIN_S = 0.02
+
+#: ``dead(reason, detail, message)``: dead-letters a consumed message
+DeadLetterFn = Callable[[str, str, Any], Awaitable[None]]
+
+
+@dataclass
+class WorkerParts:
+    """What the agents drive; built by :func:`streams.worker.build_worker_app`."""
+
+    stream: StreamApp
+    join: JoinAgent
+    counters: RedisCounters
+    learner: LearnerAgent
+    health: HealthReporter
+    progress: Progress
+    dead: DeadLetterFn
+
+
+def attach_agents(parts: WorkerParts) -> None:
+    """Register the three agents, the timers and the rebalance hook on the app."""
+    stream, app, settings = parts.stream, parts.stream.app, parts.stream.settings
+    join, learner, progress = parts.join, parts.learner, parts.progress
+
+    def mark(agent: str, events: Any) -> None:
+        now = time.time()
+        for event in events:
+            m = event.message
+            progress.mark(agent, m.topic, m.partition, m.offset, now)
+
+    # take_events is faust-streaming's; its type stubs predate it.
+    async def join_agent(stream_: Any) -> None:
+        async for events in stream_.take_events(JOIN_BATCH, within=JOIN_BATCH_WITHIN_S):
+            await join.handle_batch(events)
+            mark("join", events)
+
+    async def counter_agent(stream_: Any) -> None:
+        async for events in stream_.take_events(COUNTER_BATCH, within=COUNTER_BATCH_WITHIN_S):
+            await handle_batch(events, parts.counters.apply, parts.dead)
+            mark("counters", events)
+
+    async def learner_agent(stream_: Any) -> None:
+        async for events in stream_.take_events(COUNTER_BATCH, within=COUNTER_BATCH_WITHIN_S):
+            await learner.handle_batch(events)
+            mark("learner", events)
+
+    async def tick() -> None:
+        """One tick per assigned partition, so idle partitions still expire."""
+        ticks_topic = settings.topic(topics.JOIN_TICKS)
+        for tp in app.consumer.assignment():
+            if tp.topic == ticks_topic:
+                await stream.ticks.send(key=b"tick", value=b"", partition=tp.partition)
+
+    async def learner_timer() -> None:
+        await learner.on_timer()
+
+    async def health_timer() -> None:
+        await parts.health.publish()
+
+    async def on_revoked(app_: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        join.forget_books()
+        progress.forget()
+
+    async def on_shutdown(app_: Any, /, *args: Any, **kwargs: Any) -> None:
+        await learner.close()
+        await parts.health.withdraw()
+
+    app.agent(stream.join_source, name="join")(join_agent)
+    app.agent(stream.labelled, name="counters")(counter_agent)
+    app.agent(stream.labelled, name="learner")(learner_agent)
+    app.timer(interval=settings.metrics_interval_s)(learner_timer)
+    app.timer(interval=settings.tick_interval_s)(tick)
+    app.timer(interval=settings.health_interval_s)(health_timer)
+    app.on_partitions_revoked.connect(on_revoked)
+    app.on_before_shutdown.connect(on_shutdown)

@@ -1,0 +1,107 @@
+"""Writes a worker's health report: to Redis for ``bertctr health``, and to disk.
+
+What the report says, and how it is judged, is :mod:`streams.health` (pure);
+this module gathers the consumer's offsets and the join's state into it and
+publishes it every ``BERTCTR_HEALTH_INTERVAL_S``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from faust.types import TP
+from redis.exceptions import RedisError
+
+from schemas import topics
+from schemas.keys import KeySpace
+from streams.app import StreamApp
+from streams.health import Progress, default_worker_id, write_local_report
+from streams.join_agent import JoinAgent
+
+__all__ = ["HEALTH_TTL_S", "HealthReporter"]
+
+log = logging.getLogger(__name__)
+
+#: how long a health report outlives its worker in Redis
+HEALTH_TTL_S = 3600
+
+
+class HealthReporter:
+    """Writes this worker's health report (see :mod:`streams.health`)."""
+
+    def __init__(
+        self,
+        stream: StreamApp,
+        redis_client: aioredis.Redis,
+        progress: Progress,
+        join: JoinAgent,
+    ) -> None:
+        s = stream.settings
+        self.stream = stream
+        self.client = redis_client
+        self.progress = progress
+        self.join = join
+        self.worker_id = s.worker_id or default_worker_id()
+        self.key = KeySpace(s.redis_prefix).health(self.worker_id)
+        self.started_at = time.time()
+        names = topics.full_names(s)
+        self.topics_of = {
+            "join": {names[topics.IMPRESSIONS], names[topics.CLICKS], names[topics.JOIN_TICKS]},
+            "counters": {names[topics.LABELLED]},
+            "learner": {names[topics.LABELLED]},
+        }
+
+    def build(self) -> dict[str, Any]:
+        consumer = self.stream.app.consumer
+        assignment = consumer.assignment()
+        committed_map = getattr(consumer, "_committed_offset", {})
+
+        def highwater(topic: str, partition: int) -> int | None:
+            try:
+                value = consumer.highwater(TP(topic, partition))
+            except Exception:  # not fetched yet
+                return None
+            return int(value) if value is not None else None
+
+        def committed(topic: str, partition: int) -> int | None:
+            value = committed_map.get(TP(topic, partition))
+            return int(value) if value is not None else None
+
+        assigned = {
+            agent: [(tp.topic, tp.partition) for tp in assignment if tp.topic in names]
+            for agent, names in self.topics_of.items()
+        }
+        now = time.time()
+        return {
+            "worker": self.worker_id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "at": now,
+            "started_at": self.started_at,
+            "interval_s": self.stream.settings.health_interval_s,
+            "partitions": self.progress.report(assigned, highwater, committed, now),
+            "join": self.join.counts.as_dict(),
+            "books": self.join.book_status(),
+        }
+
+    async def publish(self) -> None:
+        report = self.build()
+        write_local_report(Path(self.stream.settings.data_dir), report)
+        try:
+            await self.client.set(self.key, json.dumps(report, sort_keys=True), ex=HEALTH_TTL_S)
+        except (RedisError, OSError) as exc:
+            log.warning("could not publish the health report: %s", exc)
+
+    async def withdraw(self) -> None:
+        """A worker that stops cleanly takes its report with it."""
+        try:
+            await self.client.delete(self.key)
+        except (RedisError, OSError) as exc:
+            log.warning("could not withdraw the health report: %s", exc)
