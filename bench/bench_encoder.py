@@ -367,6 +367,102 @@ def timed(label: str, fn: Callable[[], Any]) -> Any:
     return out
 
 
+def batch_sweep(images: Sequence[bytes], rounds: int, quick: bool) -> dict[str, float]:
+    """In-process encode speed per batch size (on a subset: batch 1 and 32 are slow)."""
+    sweep = [Config(f"batch {b}", ImageEncoder(max_batch=b), call_size=b) for b in BATCH_SIZES]
+    sweep_n = 32 if quick else 64
+    sweep_results: list[Result] = timed(
+        "batch sweep", lambda: interleaved(sweep, images[:sweep_n], rounds)
+    )
+    print(f"\nin-process encode of {sweep_n} images, one forward pass per call (images/s):")
+    ref = sweep_results[BATCH_SIZES.index(4)].best
+    out = {}
+    for b, res in zip(BATCH_SIZES, sweep_results, strict=True):
+        print(f"  batch {b:2d}: {res.best:7.1f}   ({res.best / ref:.2f}x of batch 4)")
+        out[str(b)] = round(res.best, 1)
+    return out
+
+
+def speedups(images: Sequence[bytes], rounds: int) -> dict[str, Any]:
+    """Speed-ups against fp32 224, and how far each moves the embeddings."""
+    variants = [
+        Config("fp32 224 (baseline)", ImageEncoder()),
+        Config("input_size=192", ImageEncoder(input_size=192)),
+        Config("input_size=160", ImageEncoder(input_size=160)),
+        Config("channels_last", ImageEncoder(channels_last=True)),
+        Config("160 + channels_last", ImageEncoder(input_size=160, channels_last=True)),
+        Config("bf16 autocast", ImageEncoder(), bf16=True),
+        Config("int8 dynamic (control)", int8_dynamic()),
+    ]
+    var_results: list[Result] = timed("speed-ups", lambda: interleaved(variants, images, rounds))
+    base = var_results[0]
+    print(
+        f"\nspeed-ups vs fp32 224 (calls of {CALL_SIZE}, max_batch 4); "
+        "cosine to baseline on the same images:"
+    )
+    print(
+        f"  {'configuration':24s} {'img/s':>7s} {'ratio':>6s}  {'pooled cos mean/min':>19s}"
+        f"  {'emb cos mean/min':>16s}  nn@1"
+    )
+    figures: dict[str, Any] = {"speedups": {}}
+    for config, res in zip(variants, var_results, strict=True):
+        q = quality(base, res)
+        print(
+            f"  {config.name:24s} {res.best:7.1f} {res.best / base.best:5.2f}x"
+            f"  {q['pooled_cos_mean']:9.4f}/{q['pooled_cos_min']:.4f}"
+            f"  {q['emb_cos_mean']:8.4f}/{q['emb_cos_min']:.4f}  {q['nn_at_1']:.2f}"
+        )
+        figures["speedups"][config.name] = {
+            "images_per_s": round(res.best, 1),
+            "ratio": round(res.best / base.best, 3),
+            **{k: round(v, 5) for k, v in q.items()},
+        }
+    chance = {
+        "pooled": off_diagonal_mean_cosine(base.pooled),
+        "emb": off_diagonal_mean_cosine(base.embeddings),
+    }
+    print(
+        f"  (different images at baseline: mean pooled cos {chance['pooled']:.3f}, "
+        f"emb cos {chance['emb']:.3f})"
+    )
+    figures["different_image_cos"] = {k: round(v, 4) for k, v in chance.items()}
+    return figures
+
+
+def triton_vs_inprocess(
+    images: Sequence[bytes], requests: Sequence[bytes], rounds: int
+) -> dict[str, Any]:
+    """Single-image requests through Triton against in-process encoding."""
+    with tempfile.TemporaryDirectory(prefix="bench-encoder-") as tmp:
+        tri: dict[str, Any] = timed(
+            "triton", lambda: bench_triton(list(images), list(requests), rounds, Path(tmp))
+        )
+    rates = tri["rates"]
+    inproc = rates["in-process"]
+    print(
+        f"\nTriton (default server, startup {tri['startup_s']}s) vs in-process, "
+        f"{len(requests)} single-image requests:"
+    )
+    print(f"  {'':26s} {'img/s':>7s} {'ratio':>6s}  items/RPC  items/exec")
+    print(f"  {'in-process encode (32s)':26s} {inproc:7.1f}  1.00x")
+    for name, rate in rates.items():
+        if name == "in-process":
+            continue
+        print(
+            f"  {'Triton ' + name:26s} {rate:7.1f} {rate / inproc:5.2f}x"
+            f"  {tri['items_per_rpc'][name]:9.1f}  {tri['items_per_exec'][name]:10.1f}"
+        )
+    print(f"  served vs in-process embeddings: max |diff| {tri['max_abs_diff_vs_inprocess']:.1e}")
+    return {
+        "images_per_s": {k: round(v, 1) for k, v in rates.items()},
+        "ratio_vs_inprocess": {k: round(v / inproc, 3) for k, v in rates.items()},
+        "items_per_rpc": {k: round(v, 2) for k, v in tri["items_per_rpc"].items()},
+        "items_per_exec": {k: round(v, 2) for k, v in tri["items_per_exec"].items()},
+        "max_abs_diff_vs_inprocess": tri["max_abs_diff_vs_inprocess"],
+        "startup_s": tri["startup_s"],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="64 images, 128 Triton requests")
@@ -391,95 +487,10 @@ def main() -> None:
         "torch_threads": threads,
         "rounds": rounds,
     }
-
-    # 2. batch size, in-process (on a subset: batch 1 and 32 are slow)
-    sweep = [Config(f"batch {b}", ImageEncoder(max_batch=b), call_size=b) for b in BATCH_SIZES]
-    sweep_n = 32 if args.quick else 64
-    sweep_results: list[Result] = timed(
-        "batch sweep", lambda: interleaved(sweep, images[:sweep_n], rounds)
-    )
-    print(f"\nin-process encode of {sweep_n} images, one forward pass per call (images/s):")
-    ref = sweep_results[BATCH_SIZES.index(4)].best
-    figures["batch_images_per_s"] = {}
-    for b, res in zip(BATCH_SIZES, sweep_results, strict=True):
-        print(f"  batch {b:2d}: {res.best:7.1f}   ({res.best / ref:.2f}x of batch 4)")
-        figures["batch_images_per_s"][str(b)] = round(res.best, 1)
-
-    # 3. speed-ups and their effect on embeddings
-    variants = [
-        Config("fp32 224 (baseline)", ImageEncoder()),
-        Config("input_size=192", ImageEncoder(input_size=192)),
-        Config("input_size=160", ImageEncoder(input_size=160)),
-        Config("channels_last", ImageEncoder(channels_last=True)),
-        Config("160 + channels_last", ImageEncoder(input_size=160, channels_last=True)),
-        Config("bf16 autocast", ImageEncoder(), bf16=True),
-        Config("int8 dynamic (control)", int8_dynamic()),
-    ]
-    var_results: list[Result] = timed("speed-ups", lambda: interleaved(variants, images, rounds))
-    base = var_results[0]
-    print(
-        f"\nspeed-ups vs fp32 224 (calls of {CALL_SIZE}, max_batch 4); "
-        "cosine to baseline on the same images:"
-    )
-    print(
-        f"  {'configuration':24s} {'img/s':>7s} {'ratio':>6s}  {'pooled cos mean/min':>19s}"
-        f"  {'emb cos mean/min':>16s}  nn@1"
-    )
-    figures["speedups"] = {}
-    for config, res in zip(variants, var_results, strict=True):
-        q = quality(base, res)
-        print(
-            f"  {config.name:24s} {res.best:7.1f} {res.best / base.best:5.2f}x"
-            f"  {q['pooled_cos_mean']:9.4f}/{q['pooled_cos_min']:.4f}"
-            f"  {q['emb_cos_mean']:8.4f}/{q['emb_cos_min']:.4f}  {q['nn_at_1']:.2f}"
-        )
-        figures["speedups"][config.name] = {
-            "images_per_s": round(res.best, 1),
-            "ratio": round(res.best / base.best, 3),
-            **{k: round(v, 5) for k, v in q.items()},
-        }
-    chance = {
-        "pooled": off_diagonal_mean_cosine(base.pooled),
-        "emb": off_diagonal_mean_cosine(base.embeddings),
-    }
-    print(
-        f"  (different images at baseline: mean pooled cos {chance['pooled']:.3f}, "
-        f"emb cos {chance['emb']:.3f})"
-    )
-    figures["different_image_cos"] = {k: round(v, 4) for k, v in chance.items()}
-
-    # 1. Triton vs in-process
+    figures["batch_images_per_s"] = batch_sweep(images, rounds, args.quick)
+    figures.update(speedups(images, rounds))
     if not args.skip_triton:
-        with tempfile.TemporaryDirectory(prefix="bench-encoder-") as tmp:
-            tri: dict[str, Any] = timed(
-                "triton", lambda: bench_triton(images, requests, rounds, Path(tmp))
-            )
-        rates = tri["rates"]
-        inproc = rates["in-process"]
-        print(
-            f"\nTriton (default server, startup {tri['startup_s']}s) vs in-process, "
-            f"{len(requests)} single-image requests:"
-        )
-        print(f"  {'':26s} {'img/s':>7s} {'ratio':>6s}  items/RPC  items/exec")
-        print(f"  {'in-process encode (32s)':26s} {inproc:7.1f}  1.00x")
-        for name, rate in rates.items():
-            if name == "in-process":
-                continue
-            print(
-                f"  {'Triton ' + name:26s} {rate:7.1f} {rate / inproc:5.2f}x"
-                f"  {tri['items_per_rpc'][name]:9.1f}  {tri['items_per_exec'][name]:10.1f}"
-            )
-        print(
-            f"  served vs in-process embeddings: max |diff| {tri['max_abs_diff_vs_inprocess']:.1e}"
-        )
-        figures["triton"] = {
-            "images_per_s": {k: round(v, 1) for k, v in rates.items()},
-            "ratio_vs_inprocess": {k: round(v / inproc, 3) for k, v in rates.items()},
-            "items_per_rpc": {k: round(v, 2) for k, v in tri["items_per_rpc"].items()},
-            "items_per_exec": {k: round(v, 2) for k, v in tri["items_per_exec"].items()},
-            "max_abs_diff_vs_inprocess": tri["max_abs_diff_vs_inprocess"],
-            "startup_s": tri["startup_s"],
-        }
+        figures["triton"] = triton_vs_inprocess(images, requests, rounds)
     figures["wall_s"] = round(time.perf_counter() - started, 1)
     print(f"\ntotal {figures['wall_s']:.0f}s")
     if args.json:

@@ -26,8 +26,9 @@ import contextlib
 import json
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from schemas.settings import Settings
 
@@ -54,7 +55,8 @@ def _projection_options(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_encoder_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from encoder_server.models import load_encoders
+    from bertctr.harness.procs import free_port
+    from encoder_server.loader import load_encoders
     from encoder_server.serve import ServerAddresses, serve
 
     # A server says where it listens even at the default WARNING level.
@@ -76,9 +78,10 @@ def cmd_encoder_serve(args: argparse.Namespace, settings: Settings) -> int:
     with contextlib.redirect_stdout(sys.stderr):
         serve(
             encoders,
-            grpc_port=args.grpc_port,
-            http_port=args.http_port,
-            metrics_port=args.metrics_port,
+            # port 0 means "pick a free one": Triton itself needs a number
+            grpc_port=args.grpc_port or free_port(args.host),
+            http_port=args.http_port or free_port(args.host),
+            metrics_port=args.metrics_port or free_port(args.host),
             host=args.host,
             max_batch_size=args.max_batch_size,
             queue_delay_us=args.queue_delay_us,
@@ -103,75 +106,96 @@ def cmd_encoder_export(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_encoder_fit_projection(args: argparse.Namespace, settings: Settings) -> int:
+class UsageError(Exception):
+    """A command was asked for something it cannot do; the message says why."""
+
+
+@dataclass
+class FitInput:
+    """Pooled features to fit a head on, one row per item, and what failed."""
+
+    features: Any
+    errors: list[str]
+    groups: list[str] | None
+
+
+def _title_features(args: argparse.Namespace) -> FitInput:
+    if args.groups or args.features != "last":
+        raise UsageError("--groups and --features are for image heads")
+    from encoder_server.text_encoder import TextEncoder
+
+    titles = [line.strip() for line in Path(args.titles_file).read_text().splitlines()]
+    features, errors = TextEncoder().features([t.encode("utf-8") for t in titles if t])
+    return FitInput(features, list(errors), None)
+
+
+def _image_features(args: argparse.Namespace) -> FitInput:
+    if not args.images:
+        raise UsageError("give --images DIR or --titles-file FILE")
+    from encoder_server.image_encoder import ImageEncoder
+
+    paths = sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    groups = None
+    if args.groups:
+        try:
+            groups = _read_groups(Path(args.groups), [p.stem for p in paths])
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+    encoder = ImageEncoder(features=args.features, input_size=args.input_size)
+    features, errors = encoder.pooled([p.read_bytes() for p in paths])
+    return FitInput(features, list(errors), groups)
+
+
+def _fit_head(args: argparse.Namespace, found: FitInput) -> tuple[Any, int, int]:
+    """The PCA head on the items that embedded; (head, items used, items skipped)."""
     import numpy as np
 
     from encoder_server.projection import fit_pca
 
-    if settings.clip_path:
-        # CLIP heads are fitted on joint-space features, which need their own
-        # feature extraction; a head fitted here would not fit a CLIP server.
-        _say(
-            "error: fit-projection fits EfficientNet/MiniLM heads; unset BERTCTR_CLIP_PATH",
-            sys.stderr,
-        )
-        return 2
-    groups: list[str] | None = None
-    if args.titles_file:
-        if args.groups or args.features != "last":
-            _say("error: --groups and --features are for image heads", sys.stderr)
-            return 2
-        from encoder_server.text_encoder import TextEncoder
-
-        titles = [line.strip() for line in Path(args.titles_file).read_text().splitlines()]
-        items = [t.encode("utf-8") for t in titles if t]
-        features, errors = TextEncoder().features(items)
-    else:
-        if not args.images:
-            _say("error: give --images DIR or --titles-file FILE", sys.stderr)
-            return 2
-        from encoder_server.image_encoder import ImageEncoder
-
-        paths = sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if args.groups:
-            try:
-                groups = _read_groups(Path(args.groups), [p.stem for p in paths])
-            except ValueError as exc:
-                _say(f"error: {exc}", sys.stderr)
-                return 2
-        items = [p.read_bytes() for p in paths]
-        encoder = ImageEncoder(features=args.features, input_size=args.input_size)
-        features, errors = encoder.pooled(items)
-    good = np.array([not e for e in errors], dtype=bool)
+    good = np.array([not e for e in found.errors], dtype=bool)
     for i in np.flatnonzero(~good):
-        log.warning("skipping item %d: %s", i, errors[i])
+        log.warning("skipping item %d: %s", i, found.errors[i])
     if good.sum() < args.dim:
-        _say(f"error: {int(good.sum())} good items, need at least --dim {args.dim}", sys.stderr)
-        return 2
+        raise UsageError(f"{int(good.sum())} good items, need at least --dim {args.dim}")
+    groups = found.groups
     head = fit_pca(
-        features[good],
+        found.features[good],
         args.dim,
         version=args.version,
         standardise=True if args.standardise else None,
         groups=[g for g, ok in zip(groups, good, strict=True) if ok] if groups else None,
         feature_kind=args.features,
     )
+    return head, int(good.sum()), int((~good).sum())
+
+
+def cmd_encoder_fit_projection(args: argparse.Namespace, settings: Settings) -> int:
+    """Fit a PCA head on images or titles, save it, print what was fitted."""
+    try:
+        if settings.clip_path:
+            # CLIP heads are fitted on joint-space features, which need their own
+            # feature extraction; a head fitted here would not fit a CLIP server.
+            raise UsageError(
+                "fit-projection fits EfficientNet/MiniLM heads; unset BERTCTR_CLIP_PATH"
+            )
+        found = _title_features(args) if args.titles_file else _image_features(args)
+        head, used, skipped = _fit_head(args, found)
+    except UsageError as exc:
+        _say(f"error: {exc}", sys.stderr)
+        return 2
     head.save(Path(args.out))
-    _say(
-        json.dumps(
-            {
-                "out": str(args.out),
-                "kind": head.kind,
-                "version": head.version,
-                "d_in": head.d_in,
-                "d_out": head.d_out,
-                "features": head.features,
-                "items": int(good.sum()),
-                "skipped": int((~good).sum()),
-                "note": head.note,
-            }
-        )
-    )
+    summary = {
+        "out": str(args.out),
+        "kind": head.kind,
+        "version": head.version,
+        "d_in": head.d_in,
+        "d_out": head.d_out,
+        "features": head.features,
+        "items": used,
+        "skipped": skipped,
+        "note": head.note,
+    }
+    _say(json.dumps(summary))
     return 0
 
 

@@ -169,13 +169,13 @@ def export_repository(
     max_batch_size: int = 64,
     queue_delay_us: int = DEFAULT_QUEUE_DELAY_US,
 ) -> list[Path]:
-    """Export the encoders :func:`~encoder_server.models.load_encoders` would serve.
+    """Export the encoders :func:`~encoder_server.loader.load_encoders` would serve.
 
     The encoders are built (a few seconds) rather than described from the
     arguments, so the exported dims and versions are by construction those
     the PyTriton server would serve.
     """
-    from encoder_server.models import load_encoders
+    from encoder_server.loader import load_encoders
 
     encoders = load_encoders(clip_path, image_projection, text_projection, input_size)
     return export_encoders(directory, encoders, max_batch_size, queue_delay_us, clip_path)

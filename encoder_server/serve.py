@@ -35,16 +35,16 @@ process would only redo work.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import signal
-import socket
 import sysconfig
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from types import FrameType
 from typing import Any
@@ -58,13 +58,16 @@ from schemas.tensors import encoder_io
 __all__ = [
     "DEFAULT_QUEUE_DELAY_US",
     "ServerAddresses",
+    "announce",
     "bind_encoder",
     "encoder_parameters",
-    "free_port",
     "head_fingerprint",
     "infer_function",
     "libpython_env",
     "serve",
+    "stop_on_signals",
+    "use_own_libpython",
+    "watch",
 ]
 
 log = logging.getLogger(__name__)
@@ -93,14 +96,6 @@ def libpython_env(env: Mapping[str, str]) -> dict[str, str] | None:
     amended = dict(env)
     amended["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (libdir, current) if p)
     return amended
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def head_fingerprint(encoder: Encoder) -> str:
@@ -247,6 +242,66 @@ class ServerAddresses:
         return json.dumps({"ready": True, **asdict(self)}, sort_keys=True)
 
 
+def use_own_libpython() -> None:
+    """Point the Python-backend stub at this interpreter's libpython (see :func:`libpython_env`)."""
+    amended = libpython_env(os.environ)
+    if amended is not None:
+        os.environ["LD_LIBRARY_PATH"] = amended["LD_LIBRARY_PATH"]
+        log.info("LD_LIBRARY_PATH=%s (for the Python-backend stub)", amended["LD_LIBRARY_PATH"])
+
+
+@contextlib.contextmanager
+def stop_on_signals(stopping: threading.Event) -> Iterator[None]:
+    """Set ``stopping`` on SIGTERM/SIGINT while inside; restore the old handlers after.
+
+    Only the main thread may install handlers; elsewhere only ``stopping`` stops.
+    """
+    previous: dict[signal.Signals, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            log.info("signal %d: stopping Triton", signum)
+            stopping.set()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, on_signal)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def announce(
+    encoders: Sequence[Encoder], host: str, ports: tuple[int, int, int], started: float
+) -> ServerAddresses:
+    """Where the server listens and what it serves, logged once every model is loaded."""
+    grpc_port, http_port, metrics_port = ports
+    ready = ServerAddresses(
+        grpc_url=f"{host}:{grpc_port}",
+        http_url=f"{host}:{http_port}",
+        metrics_url=f"http://{host}:{metrics_port}/metrics",
+        models={e.name: e.version for e in encoders},
+        startup_s=round(time.perf_counter() - started, 2),
+    )
+    log.info(
+        "serving %s on grpc %s, http %s, metrics %s (started in %.1fs)",
+        ", ".join(f"{e.name} v{e.version} (dim {e.dim})" for e in encoders),
+        ready.grpc_url,
+        ready.http_url,
+        ready.metrics_url,
+        ready.startup_s,
+    )
+    return ready
+
+
+def watch(triton: Any, stopping: threading.Event) -> None:
+    """Block until ``stopping`` is set; fail if Triton or a model dies first."""
+    while not stopping.wait(1.0):
+        if not triton.is_alive():
+            raise RuntimeError("Triton or one of its models stopped unexpectedly")
+
+
 def serve(
     encoders: Sequence[Encoder],
     grpc_port: int = 8001,
@@ -261,30 +316,15 @@ def serve(
 ) -> None:
     """Serve ``encoders`` on Triton until SIGTERM/SIGINT (or ``stop`` is set).
 
-    Ports of 0 are replaced by free ones. ``on_ready`` is called once every
-    model is loaded (the CLI prints the readiness line from it). Must run in
-    the main thread when it is to install the signal handlers.
+    ``on_ready`` is called once every model is loaded (the CLI prints the
+    readiness line from it). Must run in the main thread when it is to
+    install the signal handlers.
     """
     from pytriton.triton import Triton, TritonConfig
 
     started = time.perf_counter()
-    amended = libpython_env(os.environ)
-    if amended is not None:
-        os.environ["LD_LIBRARY_PATH"] = amended["LD_LIBRARY_PATH"]
-        log.info("LD_LIBRARY_PATH=%s (for the Python-backend stub)", amended["LD_LIBRARY_PATH"])
-    grpc_port = grpc_port or free_port(host)
-    http_port = http_port or free_port(host)
-    metrics_port = metrics_port or free_port(host)
+    use_own_libpython()
     stopping = stop or threading.Event()
-    previous: dict[signal.Signals, Any] = {}
-    if threading.current_thread() is threading.main_thread():
-
-        def on_signal(signum: int, _frame: FrameType | None) -> None:
-            log.info("signal %d: stopping Triton", signum)
-            stopping.set()
-
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            previous[sig] = signal.signal(sig, on_signal)
     config = TritonConfig(
         grpc_address=host,
         grpc_port=grpc_port,
@@ -294,33 +334,16 @@ def serve(
         metrics_port=metrics_port,
         exit_on_error=True,
     )
-    triton = Triton(config=config)
-    try:
-        for encoder in encoders:
-            bind_encoder(triton, encoder, max_batch_size, queue_delay_us)
-        triton.run()
-        ready = ServerAddresses(
-            grpc_url=f"{host}:{grpc_port}",
-            http_url=f"{host}:{http_port}",
-            metrics_url=f"http://{host}:{metrics_port}/metrics",
-            models={e.name: e.version for e in encoders},
-            startup_s=round(time.perf_counter() - started, 2),
-        )
-        log.info(
-            "serving %s on grpc %s, http %s, metrics %s (started in %.1fs)",
-            ", ".join(f"{e.name} v{e.version} (dim {e.dim})" for e in encoders),
-            ready.grpc_url,
-            ready.http_url,
-            ready.metrics_url,
-            ready.startup_s,
-        )
-        if on_ready is not None:
-            on_ready(ready)
-        while not stopping.wait(1.0):
-            if not triton.is_alive():
-                raise RuntimeError("Triton or one of its models stopped unexpectedly")
-    finally:
-        triton.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        log.info("Triton stopped")
+    with stop_on_signals(stopping):
+        triton = Triton(config=config)
+        try:
+            for encoder in encoders:
+                bind_encoder(triton, encoder, max_batch_size, queue_delay_us)
+            triton.run()
+            ready = announce(encoders, host, (grpc_port, http_port, metrics_port), started)
+            if on_ready is not None:
+                on_ready(ready)
+            watch(triton, stopping)
+        finally:
+            triton.stop()
+            log.info("Triton stopped")

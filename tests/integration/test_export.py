@@ -54,11 +54,11 @@ import tritonclient.grpc as grpcclient
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
+from bertctr.harness.procs import free_port
 from encoder_server.base import IMAGE_ENCODER, TEXT_ENCODER, Encoder
 from encoder_server.export import export_encoders, export_repository
-from encoder_server.models import load_encoders
+from encoder_server.loader import load_encoders
 from encoder_server.projection import Projection
-from encoder_server.serve import free_port
 from encoder_server.triton_model import TritonPythonModel, build_encoder
 from simulator.catalogue import build_catalogue
 from simulator.render import render_png

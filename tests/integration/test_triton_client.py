@@ -8,14 +8,10 @@ test takes Triton away.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
-import sysconfig
 import time
 import urllib.error
 import urllib.request
@@ -25,23 +21,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bertctr.harness.procs import free_port, kill_group, spawn
 from encoder_server.base import IMAGE_ENCODER, TEXT_ENCODER
 from encoder_server.breaker import CircuitBreaker
 from encoder_server.client import Embedded, TritonEmbeddingClient
 from encoder_server.errors import EncoderUnavailable
+from encoder_server.serve import libpython_env
 from tests.integration.fake_encoder_server import fake_embed
 
 pytestmark = pytest.mark.integration
 
 VERSION = 3
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class FakeTriton:
@@ -58,13 +49,8 @@ class FakeTriton:
         return f"127.0.0.1:{self.grpc_port}"
 
     def start(self, timeout_s: float = 90.0) -> None:
-        env = dict(os.environ)
-        libdir = str(sysconfig.get_config_var("LIBDIR"))
-        env["LD_LIBRARY_PATH"] = os.pathsep.join(
-            p for p in (libdir, env.get("LD_LIBRARY_PATH", "")) if p
-        )
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-        self.proc = subprocess.Popen(
+        env = libpython_env(os.environ) or dict(os.environ)
+        self.proc = spawn(
             [
                 sys.executable,
                 "-m",
@@ -74,13 +60,10 @@ class FakeTriton:
                 f"--metrics-port={self.metrics_port}",
                 f"--version={self.version}",
             ],
+            env,
+            self.log_path,
             cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
         )
-        log.close()
         deadline = time.monotonic() + timeout_s
         while not all(self.ready(m) for m in (IMAGE_ENCODER, TEXT_ENCODER)):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -99,9 +82,7 @@ class FakeTriton:
     def kill(self) -> None:
         if self.proc is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=30)
+        kill_group(self.proc)
         self.proc = None
 
     def logs(self) -> str:

@@ -34,7 +34,7 @@ from bertctr.harness.encoders import EncoderServer, start_encoder_server
 from encoder_server.base import IMAGE_ENCODER, TEXT_ENCODER, Encoder
 from encoder_server.client import TritonEmbeddingClient
 from encoder_server.image_encoder import ImageEncoder
-from encoder_server.models import load_encoders
+from encoder_server.loader import load_encoders
 from encoder_server.projection import Projection
 from encoder_server.serve import head_fingerprint
 from simulator.catalogue import build_catalogue

@@ -22,7 +22,7 @@ from transformers.convert_slow_tokenizer import bytes_to_unicode
 from encoder_server.base import IMAGE_ENCODER, TEXT_ENCODER, Encoded, Encoder
 from encoder_server.clip import ClipImageEncoder
 from encoder_server.image_encoder import FEATURE_DIMS, ImageEncoder
-from encoder_server.models import load_encoders
+from encoder_server.loader import load_encoders
 from encoder_server.projection import Projection, fit_pca
 from encoder_server.text_encoder import TextEncoder
 from simulator.catalogue import CatalogueEntry, build_catalogue
