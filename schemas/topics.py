@@ -6,11 +6,6 @@ A topic's name on the broker is ``BERTCTR_TOPIC_PREFIX`` + its logical name
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from schemas.settings import Settings
-
 __all__ = [
     "ALL_TOPICS",
     "CLICKS",
@@ -43,6 +38,6 @@ def full_name(prefix: str, name: str) -> str:
     return f"{prefix}{name}"
 
 
-def full_names(settings: Settings) -> dict[str, str]:
-    """Logical topic name -> name on the broker (with ``BERTCTR_TOPIC_PREFIX``)."""
-    return {name: settings.topic(name) for name in ALL_TOPICS}
+def full_names(prefix: str) -> dict[str, str]:
+    """Logical topic name -> name on the broker, under ``prefix``."""
+    return {name: full_name(prefix, name) for name in ALL_TOPICS}

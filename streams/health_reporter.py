@@ -51,7 +51,7 @@ class HealthReporter:
         self.worker_id = s.worker_id or default_worker_id()
         self.key = KeySpace(s.redis_prefix).health(self.worker_id)
         self.started_at = time.time()
-        names = topics.full_names(s)
+        names = topics.full_names(s.topic_prefix)
         self.topics_of = {
             "join": {names[topics.IMPRESSIONS], names[topics.CLICKS], names[topics.JOIN_TICKS]},
             "counters": {names[topics.LABELLED]},

@@ -140,7 +140,7 @@ class JoinAgent:
         #: partition -> the last watermark sent as a record
         self._sent_watermarks: dict[int, float | None] = {}
         self.counts = JoinCounts()
-        names = topics.full_names(stream.settings)
+        names = topics.full_names(stream.settings.topic_prefix)
         self.kind_of_topic = {
             names[topics.IMPRESSIONS]: topics.IMPRESSIONS,
             names[topics.CLICKS]: topics.CLICKS,

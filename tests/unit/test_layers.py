@@ -1,0 +1,117 @@
+"""The import graph is the data flow: layers only import downward, and no module circles.
+
+Bottom to top (the README's Layout section draws the same):
+
+0. ``schemas``: contracts (events, settings, topics, Redis keys, tensors).
+1. ``online_ctr``, ``simulator``: pure code on the contracts.
+2. ``encoder_server``: the encoders, Triton and the embedding adapters.
+3. ``streams``: the Faust workers, wiring the layers below.
+4. ``bertctr``: the CLI, the demo, the harness.
+
+Every import counts, also those inside functions or under ``TYPE_CHECKING``:
+a loop hidden there is still a loop for the reader.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+ALLOWED = {
+    "schemas": set(),
+    "online_ctr": {"schemas"},
+    "simulator": {"schemas"},
+    "encoder_server": {"schemas"},
+    "streams": {"schemas", "online_ctr", "encoder_server"},
+    "bertctr": {"schemas", "online_ctr", "simulator", "encoder_server", "streams"},
+}
+
+
+def modules() -> dict[str, Path]:
+    out = {}
+    for package in ALLOWED:
+        for path in (ROOT / package).rglob("*.py"):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            out[name] = path
+    return out
+
+
+def imported(path: Path, known: set[str]) -> Iterator[str]:
+    """The project modules ``path`` imports (``from a import b``: ``a.b`` if a module)."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [f"{node.module}.{a.name}" for a in node.names] + [node.module]
+        else:
+            continue
+        for name in names:
+            while name and name not in known:
+                name = name.rpartition(".")[0]
+            if name:
+                yield name
+
+
+def graph() -> dict[str, set[str]]:
+    found = modules()
+    known = set(found)
+    return {m: set(imported(p, known)) - {m} for m, p in found.items()}
+
+
+def test_packages_import_only_the_layers_below() -> None:
+    upward = sorted(
+        f"{m} imports {d}"
+        for m, deps in graph().items()
+        for d in deps
+        if (a := m.split(".")[0]) != (b := d.split(".")[0]) and b not in ALLOWED[a]
+    )
+    assert upward == []
+
+
+def circles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in edges.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                out.append(sorted(component))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_module_imports_itself_in_a_circle() -> None:
+    # a package's __init__ re-exporting its modules is not a circle of meaning
+    edges = {m: {d for d in deps if not m.startswith(d + ".")} for m, deps in graph().items()}
+    assert circles(edges) == []
+
+
+def test_the_checks_can_fail() -> None:
+    assert circles({"a": {"b"}, "b": {"a"}, "c": set()}) == [["a", "b"]]
+    assert "schemas" not in ALLOWED["schemas"] and "bertctr" not in ALLOWED["streams"]
