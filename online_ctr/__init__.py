@@ -7,6 +7,7 @@ One concept per module:
 * :mod:`~online_ctr.models` — the registry of model variants and ``make_model``;
 * :mod:`~online_ctr.fnw` — the label and weight of a labelled example (late clicks, FNW);
 * :mod:`~online_ctr.metrics` — progressive validation: log loss, NE, AUC, calibration;
+* :mod:`~online_ctr.sequential` — promote or retire a challenger: an always-valid paired test;
 * :mod:`~online_ctr.learner` — predict, record, learn; reorder buffer; dedup;
 * :mod:`~online_ctr.checkpoint` — signed, atomic checkpoints with their offsets;
 * :mod:`~online_ctr.store` — the model store port: where readers outside the learner
