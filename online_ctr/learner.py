@@ -53,7 +53,7 @@ import heapq
 from collections.abc import Sequence
 from typing import Any
 
-from online_ctr.features import DEFAULT_SPEC, FeatureSpec, featurize
+from online_ctr.features import DEFAULT_SPEC, AudienceFields, FeatureSpec, featurize
 from online_ctr.fnw import FNW
 from online_ctr.metrics import ProgressiveMetrics
 from schemas.events import Impression, LabelledImpression
@@ -82,7 +82,9 @@ class Learner:
         How long (in label time, past the watermark) a ``label_id`` is
         remembered to drop replays; defaults to ``window_s``.
     spec
-        The features' crosses; kept with the model its weights belong to.
+        The features' crosses; kept with the model its weights belong to,
+        together with the field values its :data:`~online_ctr.features.AUTO`
+        crosses are chosen by (:attr:`audience`).
     """
 
     #: examples learned by :meth:`flush_unscored` (class default: older pickles)
@@ -101,6 +103,8 @@ class Learner:
         self.window_s = window_s
         self.dedup_horizon_s = window_s if dedup_horizon_s is None else dedup_horizon_s
         self.spec = spec
+        #: the segment field values learned so far, for the spec's "auto" crosses
+        self.audience = AudienceFields(spec.auto_max_values)
         self.metrics = ProgressiveMetrics()
         self.learned = 0
         self.duplicates = 0
@@ -117,7 +121,9 @@ class Learner:
         self._seen_expiry: dict[str, list[tuple[float, str]]] = {}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        """Load pickles of every version: older ones had one buffer and one expiry heap."""
+        """Load pickles of every version: older ones had one buffer and one expiry heap,
+        and no ``audience`` (their specs name their crosses, so it stays unused)."""
+        state.setdefault("audience", AudienceFields())
         if "_buffer" in state:
             state["_legacy"] = state.pop("_buffer")
             state["_buffers"] = {}
@@ -237,7 +243,13 @@ class Learner:
         title_embedding: Embedding = None,
     ) -> dict[str, float]:
         """The feature dict this learner's model sees for ``impression``."""
-        return featurize(impression, image_embedding, title_embedding, spec=self.spec)
+        return featurize(
+            impression,
+            image_embedding,
+            title_embedding,
+            spec=self.spec,
+            auto_fields=self.audience.crossed,
+        )
 
     def predict_features(self, x: dict[str, float]) -> float:
         """Predicted click probability of a feature dict."""
@@ -269,7 +281,11 @@ class Learner:
         """Score, record, then learn one example; returns the score made before learning.
 
         ``scored=False`` learns without recording the score in the metrics.
+        The segment's values are counted first (they say nothing of the
+        label), so an example is scored and learned with the same features.
         """
+        if self.spec.auto:
+            self.audience.observe(labelled.segment.as_dict())
         x = self.features(labelled, image_embedding, title_embedding)
         p = self.predict_features(x)
         y = self.weighting.label(labelled)

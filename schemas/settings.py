@@ -75,6 +75,21 @@ class Settings(BaseSettings):
     data_dir: str = Field(default="var/worker", description="Faust table data directory.")
 
     model: str = Field(default="default", description="Online model variant to learn.")
+    content_cross_fields: str = Field(
+        default="auto",
+        pattern=r"^(auto|[^,=]*(=ids)?(,[^,=]*(=ids)?)*)$",
+        description="Segment fields crossed with content (item and variant ids, title "
+        "tokens, image embedding) in a new model: 'auto' (every field beyond device and "
+        "geo while it has 2 to content_cross_max_values distinct values), or "
+        "comma-separated names, 'name=ids' for the ids only ('device=ids,taste' is the "
+        "spec before auto). A resumed checkpoint keeps the crosses it learned with.",
+    )
+    content_cross_max_values: int = Field(
+        default=50,
+        ge=2,
+        description="Under content_cross_fields=auto, a segment field that shows more "
+        "distinct values than this is never crossed with content again.",
+    )
     checkpoint_dir: str = "var/checkpoints"
     checkpoint_interval_s: float = Field(default=30.0, gt=0)
     checkpoint_idle_s: float = Field(

@@ -54,6 +54,7 @@ from redis.exceptions import RedisError
 
 from encoder_server.embedder import Embedder, ExampleEmbeddings
 from encoder_server.errors import EncoderUnavailable, StoreUnavailable
+from online_ctr.features import FeatureSpec
 from online_ctr.learner import Learner
 from online_ctr.models import make_model
 from online_ctr.store import FileModelStore, ModelStore, SnapshotInfo
@@ -158,6 +159,10 @@ class LearnerAgent:
         learner = Learner(
             make_model(self.settings.model, with_content=bool(self.settings.triton_url)),
             window_s=self.settings.attribution_window_s,
+            # a resumed snapshot keeps its own spec: its weights belong to it
+            spec=FeatureSpec.from_setting(
+                self.settings.content_cross_fields, self.settings.content_cross_max_values
+            ),
         )
         return learner, {}
 

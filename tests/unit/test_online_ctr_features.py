@@ -6,7 +6,16 @@ import math
 
 import pytest
 
-from online_ctr.features import FeatureSpec, bucket, featurize, position_bucket, title_tokens
+from online_ctr.features import (
+    DEFAULT_SPEC,
+    MAX_AUDIENCE_FIELDS,
+    AudienceFields,
+    FeatureSpec,
+    bucket,
+    featurize,
+    position_bucket,
+    title_tokens,
+)
 from schemas import Impression, LabelledImpression
 
 NOON_UTC = 1_767_268_800.0  # 2026-01-01T12:00:00Z
@@ -55,14 +64,53 @@ def test_ids_are_hashed_stably() -> None:
 
 
 def test_crosses_follow_the_spec() -> None:
-    x = featurize(imp())
-    assert x["seg.taste=t1&var=99660"] == x["seg.device=mobile&item=43469"] == 1.0
-    assert "seg.geo=DE&var=99660" not in x  # geo is not crossed by default
+    x = featurize(imp())  # auto: the producer's fields, not the required device and geo
+    assert x["seg.taste=t1&var=99660"] == x["seg.taste=t1&item=43469"] == 1.0
+    assert "seg.geo=DE&var=99660" not in x and "seg.device=mobile&item=43469" not in x
     assert x["seg.taste=t1&w=shoe"] == 1.0 and "seg.device=mobile&w=shoe" not in x
+    before = featurize(imp(), spec=FeatureSpec.from_setting("device=ids,taste"))
+    assert (
+        before["seg.device=mobile&item=43469"] == 1.0 and "seg.device=mobile&w=shoe" not in before
+    )
     every = featurize(imp(), spec=FeatureSpec(id_cross_fields=None, token_cross_fields=None))
     assert every["seg.geo=DE&var=99660"] == every["seg.geo=DE&w=red"] == 1.0
     bare = featurize(imp(), spec=FeatureSpec(id_cross_fields=(), token_cross_fields=()))
     assert not any("&" in k and "hour" not in k for k in bare)
+
+
+def test_content_cross_setting() -> None:
+    assert FeatureSpec.from_setting("auto") == DEFAULT_SPEC and DEFAULT_SPEC.auto
+    old = FeatureSpec.from_setting(" device=ids , taste ", 7)
+    assert old == FeatureSpec(("device", "taste"), ("taste",), ("taste",), auto_max_values=7)
+    assert not old.auto
+    nothing = featurize(imp(), spec=FeatureSpec.from_setting(""))
+    assert not any("&" in k and "hour" not in k for k in nothing)
+    with pytest.raises(ValueError, match="name=ids"):
+        FeatureSpec.from_setting("taste=tokens")
+
+
+def test_auto_crosses_follow_the_counted_fields() -> None:
+    x = featurize(imp(cohort="c1"), auto_fields={"cohort"})
+    assert x["seg.cohort=c1&item=43469"] == x["seg.cohort=c1&w=shoe"] == 1.0
+    assert not any(k.startswith("seg.taste=t1&") for k in x)
+    explicit = featurize(imp(cohort="c1"), spec=FeatureSpec(("taste",)), auto_fields={"cohort"})
+    assert "seg.taste=t1&item=43469" in explicit and "seg.cohort=c1&item=43469" not in explicit
+
+
+def test_audience_fields_are_bounded() -> None:
+    fields = AudienceFields(max_values=3)
+    fields.observe({"device": "mobile", "geo": "DE", "cohort": "a", "constant": "x"})
+    assert fields.crossed == frozenset()  # one value says nothing about who is looking
+    for value in ("b", "c", "b"):
+        fields.observe({"device": value, "geo": value, "cohort": value, "constant": "x"})
+    assert fields.crossed == {"cohort"}  # device and geo are context
+    fields.observe({"cohort": "d"})
+    fields.observe({"cohort": "a"})
+    assert fields.crossed == frozenset()  # past the bound: never crossed again
+    for i in range(2 * MAX_AUDIENCE_FIELDS):
+        fields.observe({f"f{i}": "a"})
+        fields.observe({f"f{i}": "b"})
+    assert len(fields.crossed) == MAX_AUDIENCE_FIELDS - 2  # cohort and constant hold a place
 
 
 def test_title_tokens() -> None:
