@@ -78,6 +78,7 @@ __all__ = [
     "DEFAULT_SPEC",
     "EMBEDDING_CROSSES",
     "ID_BUCKETS",
+    "IMAGE_PREFIX",
     "MAX_AUDIENCE_FIELDS",
     "POSITION_BUCKETS",
     "VARIANT_ID",
@@ -86,6 +87,7 @@ __all__ = [
     "FeatureSpec",
     "bucket",
     "featurize",
+    "is_image_feature",
     "position_bucket",
     "title_tokens",
 ]
@@ -332,6 +334,16 @@ def _context(impression: Impression, device: str | None) -> dict[str, float]:
     return x
 
 
+#: the image embedding's features (``img_0``, ``img_0&seg.taste=t1``, ...)
+#: start with this: a new encoder version changes exactly these
+IMAGE_PREFIX = "img_"
+
+
+def is_image_feature(name: object) -> bool:
+    """Whether feature ``name`` is (a cross of) an image embedding dimension."""
+    return str(name).startswith(IMAGE_PREFIX)
+
+
 def _embedding(
     prefix: str, values: Sequence[float], crossed: list[str], crosses: int
 ) -> dict[str, float]:
@@ -388,7 +400,7 @@ def featurize(
                 x[f"{seg}&{word}"] = 1.0
     x.update(_context(impression, segment.get("device")))
     for prefix, embedding, cross_fields in (
-        ("img", image_embedding, spec.embedding_cross_fields),
+        (IMAGE_PREFIX[:-1], image_embedding, spec.embedding_cross_fields),
         ("txt", title_embedding, spec.title_embedding_cross_fields),
     ):
         if embedding is not None:

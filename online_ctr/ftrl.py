@@ -31,7 +31,7 @@ version at ~4x the speed (see ``bench/bench_model.py``).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from river import base
@@ -136,6 +136,20 @@ class FTRLProximalClassifier(base.Classifier):
             if fragment in name:
                 self._l1_of[feature] = l1
                 return
+
+    def forget(self, which: Callable[[FeatureName], bool]) -> int:
+        """Drop the learned state of every feature ``which`` selects; returns how many.
+
+        For a warm start: a challenger that sees new image embeddings keeps
+        what the champion learned about everything else, and learns the
+        image dimensions (whose meaning changed) from zero.
+        """
+        gone = [i for i in self._z if which(i)]
+        for i in gone:
+            del self._z[i]
+            self._n.pop(i, None)
+            self._l1_of.pop(i, None)
+        return len(gone)
 
     @property
     def intercept(self) -> float:

@@ -89,6 +89,10 @@ class Learner:
 
     #: examples learned by :meth:`flush_unscored` (class default: older pickles)
     unscored = 0
+    #: when a list, every scored example appends ``(label_id, p, y)`` to it, so a
+    #: caller comparing two learners on the same stream can pair their scores
+    #: (class default: older pickles, and learners nobody compares)
+    journal: list[tuple[str, float, bool]] | None = None
 
     def __init__(
         self,
@@ -198,6 +202,18 @@ class Learner:
         self.unscored += n
         return n
 
+    def drop_buffered_images(self) -> None:
+        """Forget the image embedding of every buffered example (they stay buffered).
+
+        For a copy that will learn a new encoder version's embeddings: what
+        was buffered was embedded with the old one.
+        """
+        self._legacy = [(d, s, lab, None, t) for d, s, lab, _, t in self._legacy]
+        self._buffers = {
+            source: [(d, s, lab, None, t) for d, s, lab, _, t in buffer]
+            for source, buffer in self._buffers.items()
+        }
+
     def _move_watermark(self, source: str, watermark: float) -> None:
         previous = self._partition_watermarks.get(source, float("-inf"))
         self._partition_watermarks[source] = max(previous, watermark)
@@ -291,6 +307,8 @@ class Learner:
         y = self.weighting.label(labelled)
         if scored:
             self.metrics.update(p, y, labelled.segment.key())
+            if self.journal is not None:
+                self.journal.append((labelled.label_id, p, y))
         self.model.learn_one(x, y, w=self.weighting.weight(p, y))
         self.learned += 1
         return p

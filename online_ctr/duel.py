@@ -1,0 +1,217 @@
+"""Champion and challenger: two CTR models on one labelled stream, and one decision.
+
+A new encoder version must prove itself on live traffic before it serves.
+When one is announced, the champion (the CTR model on the serving version's
+embeddings) goes on learning and serving as before, and a *challenger* is
+trained in shadow on exactly the same labelled examples, in the same order,
+with the new version's embeddings. Both score each example before learning
+it, so every example gives one paired log-loss difference, and an
+always-valid sequential comparison (:mod:`online_ctr.sequential`) decides:
+*promote* (the challenger becomes the champion, its version the serving one)
+or *retire* (it is dropped; the champion never noticed).
+
+The challenger starts warm: a copy of the champion that forgets what it
+learned about the image embedding (those features mean something else under
+the new head) and keeps the rest (segments, positions, ids, titles). Started
+cold it would lose every comparison for thousands of examples for reasons
+that have nothing to do with the encoder. Examples the champion was holding
+in its reorder buffer at that moment go to the challenger without their
+image embedding (they were embedded with the old version): both arms still
+score and learn all of them, so the count of examples learned never depends
+on whether a comparison ran, and the few without an image only handicap the
+challenger.
+
+Pickled whole into the model snapshot, so a restarted worker resumes the
+comparison where it was. Readers that only want the serving model call
+:func:`serving_learner`, which also accepts snapshots written before duels
+existed (a bare :class:`~online_ctr.learner.Learner`).
+
+>>> from online_ctr.models import make_model
+>>> duel = EncoderDuel(Learner(make_model()), version="2")
+>>> duel.challenge("3", margin=0.0)
+>>> duel.status()["challenger"]
+'3'
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from typing import Any
+
+from online_ctr.features import is_image_feature
+from online_ctr.learner import Embedding, Learner
+from online_ctr.sequential import SequentialComparison, logloss_advantage
+from schemas.events import LabelledImpression
+
+__all__ = ["EncoderDuel", "serving_learner"]
+
+log = logging.getLogger(__name__)
+
+#: decisions remembered for ``bertctr stats`` (the oldest are dropped)
+HISTORY = 20
+
+
+def serving_learner(snapshot_object: Any) -> Learner:
+    """The model that serves: the champion of a duel, or a snapshot's bare learner."""
+    if isinstance(snapshot_object, EncoderDuel):
+        return snapshot_object.champion
+    if isinstance(snapshot_object, Learner):
+        return snapshot_object
+    raise TypeError(f"not a model snapshot: {type(snapshot_object).__name__}")
+
+
+def _warm_challenger(champion: Learner) -> Learner:
+    """A copy of ``champion`` that forgets the image embedding, as described above."""
+    journal, champion.journal = champion.journal, None
+    try:
+        challenger = copy.deepcopy(champion)
+    finally:
+        champion.journal = journal
+    forget = getattr(challenger.model, "forget", None)
+    if forget is not None:
+        forgotten = forget(is_image_feature)
+        log.info("challenger starts from the champion without %d image features", forgotten)
+    else:  # a model that cannot forget selectively learns the new embedding on top
+        log.warning("%s cannot forget image features", type(challenger.model).__name__)
+    challenger.drop_buffered_images()
+    return challenger
+
+
+class EncoderDuel:
+    """The serving CTR model and, while a new encoder version is judged, its challenger.
+
+    Parameters
+    ----------
+    champion
+        The learner that serves.
+    version
+        The encoder version (its cache tag) the champion's image embeddings
+        come from; ``None`` before any version is known.
+    """
+
+    def __init__(self, champion: Learner, version: str | None = None) -> None:
+        self.champion = champion
+        self.champion_version = version
+        self.challenger: Learner | None = None
+        self.challenger_version: str | None = None
+        self.comparison: SequentialComparison | None = None
+        self.started_at: float | None = None
+        #: the latest decisions, newest last (see :meth:`status`)
+        self.decisions: list[dict[str, Any]] = []
+
+    def challenge(
+        self,
+        version: str,
+        *,
+        alpha: float = 0.05,
+        margin: float = 0.0,
+        max_examples: int = 200_000,
+        min_examples: int = 500,
+    ) -> None:
+        """Start judging encoder ``version`` against the champion's (replaces a running one)."""
+        if self.challenger is not None:
+            log.warning(
+                "challenger %s abandoned for %s after %d examples",
+                self.challenger_version,
+                version,
+                self.comparison.n if self.comparison else 0,
+            )
+        self.challenger = _warm_challenger(self.champion)
+        self.challenger_version = version
+        self.comparison = SequentialComparison(
+            alpha=alpha, margin=margin, max_examples=max_examples, min_examples=min_examples
+        )
+        self.started_at = time.time()
+        self.champion.journal = []
+        self.challenger.journal = []
+        log.info("challenger %s trains in shadow of champion %s", version, self.champion_version)
+
+    def submit(
+        self,
+        labelled: LabelledImpression,
+        source: str = "",
+        image_embedding: Embedding = None,
+        title_embedding: Embedding = None,
+        challenger_image: Embedding = None,
+        challenger_title: Embedding = None,
+    ) -> int:
+        """Buffer one example in both arms (each with its own embeddings); learn what is due."""
+        n = self.champion.submit(labelled, source, image_embedding, title_embedding)
+        if self.challenger is not None:
+            self.challenger.submit(labelled, source, challenger_image, challenger_title)
+            self._compare()
+        return n
+
+    def advance(self, source: str, watermark: float | None) -> int:
+        """Move both arms' watermark (see :meth:`Learner.advance`)."""
+        n = self.champion.advance(source, watermark)
+        if self.challenger is not None:
+            self.challenger.advance(source, watermark)
+            self._compare()
+        return n
+
+    def flush_unscored(self) -> int:
+        """Learn both arms' buffers unscored (see :meth:`Learner.flush_unscored`)."""
+        n = self.champion.flush_unscored()
+        if self.challenger is not None:
+            self.challenger.flush_unscored()
+        return n
+
+    def _compare(self) -> None:
+        """Pair the scores both arms just made and let the comparison decide."""
+        assert self.challenger is not None and self.comparison is not None
+        mine = {label_id: (p, y) for label_id, p, y in self.champion.journal or ()}
+        diffs = []
+        for label_id, p_challenger, y in self.challenger.journal or ():
+            found = mine.get(label_id)
+            if found is not None:
+                diffs.append(logloss_advantage(found[0], p_challenger, y))
+        self.champion.journal = []
+        self.challenger.journal = []
+        if not diffs:
+            return
+        self.comparison.update_many(diffs)
+        decision = self.comparison.decision()
+        if decision == "promote":
+            self._decide("promote")
+            self.champion, self.champion_version = self.challenger, self.challenger_version
+        elif decision == "retire":
+            self._decide("retire")
+        else:
+            return
+        self.champion.journal = None
+        self.challenger = self.challenger_version = self.comparison = None
+
+    def _decide(self, decision: str) -> None:
+        assert self.comparison is not None
+        record = {
+            "decision": decision,
+            "at": time.time(),
+            "champion": self.champion_version,
+            "challenger": self.challenger_version,
+            **{k: v for k, v in self.comparison.to_dict().items() if k != "decision"},
+        }
+        self.decisions = [*self.decisions, record][-HISTORY:]
+        log.warning(
+            "encoder %s %s against %s after %d examples (advantage %.5f, interval %s)",
+            self.challenger_version,
+            "PROMOTED" if decision == "promote" else "retired",
+            self.champion_version,
+            self.comparison.n,
+            self.comparison.mean or 0.0,
+            self.comparison.interval,
+        )
+
+    def status(self) -> dict[str, Any]:
+        """What ``bertctr stats --json`` shows under ``encoder``."""
+        comparing = self.comparison.to_dict() if self.comparison is not None else None
+        return {
+            "champion": self.champion_version,
+            "challenger": self.challenger_version,
+            "comparison": comparing,
+            "started_at": self.started_at if self.challenger is not None else None,
+            "decisions": list(self.decisions),
+            "last_decision": self.decisions[-1] if self.decisions else None,
+        }

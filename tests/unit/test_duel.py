@@ -1,0 +1,147 @@
+"""Champion against challenger on one stream: the better encoder wins, nothing is lost."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+from online_ctr.duel import EncoderDuel, serving_learner
+from online_ctr.features import is_image_feature
+from online_ctr.ftrl import sigmoid
+from online_ctr.learner import Learner
+from online_ctr.models import make_model
+from schemas import Impression, LabelledImpression
+
+T0 = 1_767_225_600.0
+WINDOW = 10.0
+
+
+def example(i: int, rng: np.random.Generator) -> tuple[LabelledImpression, list[float]]:
+    """An impression whose click depends on its image (a hidden 2-d look) and taste."""
+    taste = "t1" if i % 2 else "t2"
+    look = rng.normal(size=2)
+    liking = look[0] if taste == "t1" else -look[0]
+    clicked = bool(rng.random() < sigmoid(-2.0 + 1.5 * liking))
+    imp = Impression(
+        event_id=f"e{i}",
+        impression_id=f"i{i}",
+        ts=T0 + i,
+        item_id=f"sku-{i % 7}",
+        image_id=f"img-{i}",
+        variant="v1",
+        title="red shoe",
+        position=0,
+        segment={"device": "mobile", "geo": "DE", "taste": taste},
+    )
+    labelled = LabelledImpression.from_impression(
+        imp, clicked=clicked, click_delay_s=None, late=False, labelled_at=T0 + i + 1
+    )
+    return labelled, [float(v) for v in look]
+
+
+def run(
+    duel: EncoderDuel, n: int, champion_sees_look: bool, challenger_sees_look: bool, seed: int = 1
+) -> None:
+    rng = np.random.default_rng(seed)
+    noise = np.random.default_rng(seed + 100)
+    for i in range(n):
+        labelled, look = example(i, rng)
+        blind = [float(v) for v in noise.normal(size=2)]
+        duel.submit(
+            labelled,
+            "labelled:0",
+            look if champion_sees_look else blind,
+            None,
+            look if challenger_sees_look else blind,
+            None,
+        )
+    duel.advance("labelled:0", T0 + n + 2 * WINDOW)
+
+
+def learner() -> Learner:
+    return Learner(make_model(with_content=True), window_s=WINDOW)
+
+
+def test_an_encoder_that_sees_what_drives_clicks_is_promoted() -> None:
+    duel = EncoderDuel(learner(), version="2")
+    run(duel, 1000, champion_sees_look=False, challenger_sees_look=False)
+    duel.challenge("3", min_examples=200)
+    challenger = duel.challenger
+    run(duel, 30_000, champion_sees_look=False, challenger_sees_look=True, seed=2)
+    assert duel.champion_version == "3" and duel.champion is challenger
+    assert duel.challenger is None and duel.comparison is None
+    decision = duel.decisions[-1]
+    assert decision["decision"] == "promote" and decision["lo"] > 0 and decision["n"] < 30_000
+    assert serving_learner(duel) is challenger
+
+
+def test_a_corrupted_encoder_is_retired_and_never_serves() -> None:
+    duel = EncoderDuel(learner(), version="2")
+    run(duel, 1000, champion_sees_look=True, challenger_sees_look=True)
+    champion = duel.champion
+    duel.challenge("3", min_examples=200)
+    run(duel, 30_000, champion_sees_look=True, challenger_sees_look=False, seed=2)
+    assert duel.champion is champion and duel.champion_version == "2"
+    assert [d["decision"] for d in duel.decisions] == ["retire"]
+    assert duel.decisions[-1]["hi"] <= 0
+
+
+def test_an_identical_encoder_is_not_promoted() -> None:
+    duel = EncoderDuel(learner(), version="2")
+    run(duel, 500, champion_sees_look=True, challenger_sees_look=True)
+    duel.challenge("2b", min_examples=200, max_examples=5_000)
+    run(duel, 6_000, champion_sees_look=True, challenger_sees_look=True, seed=2)
+    assert duel.champion_version == "2"
+    assert [d["decision"] for d in duel.decisions] == ["retire"]
+
+
+def test_both_arms_learn_every_example_once_and_the_count_never_depends_on_a_duel() -> None:
+    plain = learner()
+    rng = np.random.default_rng(5)
+    stream = [example(i, rng) for i in range(3000)]
+    duel = EncoderDuel(learner(), version="2")
+    for i, (labelled, look) in enumerate(stream):
+        if i == 1500:  # mid-stream: the champion holds a window of examples
+            assert duel.champion.buffered > 0
+            scored_before = duel.champion.metrics.snapshot()["count"]
+            duel.challenge("3", min_examples=10**6, max_examples=10**7)
+        plain.submit(labelled, "p0", look)
+        duel.submit(labelled, "p0", look, None, look, None)
+    plain.advance("p0", T0 + 4000)
+    duel.advance("p0", T0 + 4000)
+    assert duel.challenger is not None and duel.comparison is not None
+    assert plain.learned == duel.champion.learned == duel.challenger.learned == 3000
+    # every example scored after the start, buffered ones included, was paired
+    assert duel.comparison.n == duel.challenger.metrics.snapshot()["count"] - scored_before
+
+
+def test_the_challenger_starts_from_the_champion_without_its_image_weights() -> None:
+    duel = EncoderDuel(learner(), version="2")
+    run(duel, 3000, champion_sees_look=True, challenger_sees_look=True)
+    duel.challenge("3")
+    assert duel.challenger is not None
+    champion_w, challenger_w = duel.champion.model.weights, duel.challenger.model.weights
+    assert any(is_image_feature(f) for f in champion_w)
+    assert not any(is_image_feature(f) for f in challenger_w)
+    assert {f: w for f, w in champion_w.items() if not is_image_feature(f)} == challenger_w
+
+
+def test_a_comparison_survives_a_restart() -> None:
+    duel = EncoderDuel(learner(), version="2")
+    run(duel, 500, champion_sees_look=False, challenger_sees_look=False)
+    duel.challenge("3", min_examples=10**6, max_examples=10**7)
+    run(duel, 2000, champion_sees_look=False, challenger_sees_look=True, seed=2)
+    restored = pickle.loads(pickle.dumps(duel))
+    assert restored.comparison is not None and duel.comparison is not None
+    assert restored.comparison.n == duel.comparison.n > 0
+    assert restored.status()["challenger"] == "3"
+    assert restored.comparison.interval == pytest.approx(duel.comparison.interval)
+
+
+def test_serving_learner_reads_old_snapshots_and_refuses_others() -> None:
+    bare = learner()
+    assert serving_learner(bare) is bare
+    with pytest.raises(TypeError):
+        serving_learner({"not": "a model"})
