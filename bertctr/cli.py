@@ -96,6 +96,8 @@ async def read_stats(
         if model is not None and segment is not None:
             model["segments"] = {k: v for k, v in model["segments"].items() if k == segment}
         stats["model"] = model
+        raw_encoder = await client.get(keys.encoder_status)
+        stats["encoder"] = json.loads(raw_encoder) if raw_encoder is not None else None
         return stats
     finally:
         await client.aclose()

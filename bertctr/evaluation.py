@@ -20,6 +20,7 @@ import redis
 import redis.asyncio as aioredis
 
 from encoder_server.embedder import ExampleEmbeddings
+from online_ctr.duel import serving_learner
 from online_ctr.learner import Learner
 from online_ctr.metrics import ProgressiveMetrics
 from online_ctr.store import FileModelStore, ModelStore
@@ -57,8 +58,8 @@ def wait_for_snapshot(store: ModelStore, n_labels: int, timeout_s: float) -> Lea
     while time.monotonic() < deadline:
         snapshot = store.latest()
         if snapshot is not None:
-            learner = snapshot.learner
-            if isinstance(learner, Learner) and learner.learned >= n_labels:
+            learner = serving_learner(snapshot.learner)
+            if learner.learned >= n_labels:
                 return learner
         time.sleep(0.5)
     raise TimeoutError(f"no snapshot covering {n_labels} examples in {store!r}")

@@ -144,14 +144,20 @@ class Embedder:
         """The encoder versions last seen served, by model name."""
         return {model: version for model, (_, version, _) in self._versions.items()}
 
-    async def embed(self, impressions: Sequence[Impression]) -> list[ExampleEmbeddings]:
-        """One result per impression, in order; raises only for transient failures."""
+    async def embed(
+        self, impressions: Sequence[Impression], image_model: str = IMAGE_ENCODER
+    ) -> list[ExampleEmbeddings]:
+        """One result per impression, in order; raises only for transient failures.
+
+        ``image_model`` is the served image model to ask: another encoder
+        version is served under its own name (a challenger being judged).
+        """
         images: dict[str, str | None] = {}
         for imp in impressions:
             images.setdefault(imp.image_id, imp.image_url)
         keys = [title_key(imp.title) if imp.title else "" for imp in impressions]
         titles = {k: imp.title for k, imp in zip(keys, impressions, strict=True) if k}
-        image_vectors, image_errors = await self._images(images)
+        image_vectors, image_errors = await self._images(images, image_model)
         title_vectors, title_errors = await self._titles(titles)
         out: list[ExampleEmbeddings] = []
         for imp, tkey in zip(impressions, keys, strict=True):
@@ -166,7 +172,7 @@ class Embedder:
         return out
 
     async def _images(
-        self, images: dict[str, str | None]
+        self, images: dict[str, str | None], model: str
     ) -> tuple[dict[str, Vector], dict[str, str]]:
         errors: dict[str, str] = {}
         for image_id in images:
@@ -174,8 +180,8 @@ class Embedder:
             if reason is not None:
                 errors[image_id] = reason
         wanted = [i for i in images if i not in errors]
-        _, tag = await self._served(IMAGE_ENCODER)
-        vectors = await self._cached(IMAGE_ENCODER, tag, wanted)
+        _, tag = await self._served(model)
+        vectors = await self._cached(model, tag, wanted)
         missing = [i for i in wanted if i not in vectors]
         if not missing:
             return vectors, errors
@@ -191,12 +197,12 @@ class Embedder:
                 raise result  # transient (store down): the caller waits and retries
             else:
                 to_encode[image_id] = result
-        fresh, bad = await self._encode(IMAGE_ENCODER, to_encode)
+        fresh, bad = await self._encode(model, to_encode)
         for image_id, reason in bad.items():
             errors[image_id] = f"bad image: {reason}"
             self._failures.put(image_id, errors[image_id])
         vectors.update(fresh)
-        await self._store(IMAGE_ENCODER, tag, fresh)
+        await self._store(model, tag, fresh)
         return vectors, errors
 
     async def _titles(self, titles: dict[str, str]) -> tuple[dict[str, Vector], dict[str, str]]:

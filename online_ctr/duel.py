@@ -49,8 +49,9 @@ __all__ = ["EncoderDuel", "serving_learner"]
 
 log = logging.getLogger(__name__)
 
-#: decisions remembered for ``bertctr stats`` (the oldest are dropped)
-HISTORY = 20
+#: decisions remembered (for ``bertctr stats``, and so that a version is
+#: never judged twice); the oldest are dropped
+HISTORY = 100
 
 
 def serving_learner(snapshot_object: Any) -> Learner:
@@ -100,6 +101,34 @@ class EncoderDuel:
         self.started_at: float | None = None
         #: the latest decisions, newest last (see :meth:`status`)
         self.decisions: list[dict[str, Any]] = []
+
+    @classmethod
+    def adopt(cls, snapshot_object: Any, version: str | None = None) -> EncoderDuel:
+        """The duel of a snapshot; a bare learner (an older snapshot) becomes its champion."""
+        if isinstance(snapshot_object, EncoderDuel):
+            return snapshot_object
+        return cls(serving_learner(snapshot_object), version)
+
+    @property
+    def judged(self) -> set[str]:
+        """Versions already compared (decided, serving or being judged): never again."""
+        seen = {d["challenger"] for d in self.decisions} | {self.champion_version}
+        return {v for v in (*seen, self.challenger_version) if v is not None}
+
+    def counts(self) -> dict[str, int]:
+        """Decisions so far, by kind (of the remembered history)."""
+        out = {"promote": 0, "retire": 0}
+        for d in self.decisions:
+            out[d["decision"]] = out.get(d["decision"], 0) + 1
+        return out
+
+    def abandon(self, reason: str) -> None:
+        """Retire the challenger without a verdict (its encoder cannot be reached)."""
+        if self.challenger is None or self.comparison is None:
+            return
+        self._decide("retire", reason)
+        self.champion.journal = None
+        self.challenger = self.challenger_version = self.comparison = None
 
     def challenge(
         self,
@@ -184,10 +213,11 @@ class EncoderDuel:
         self.champion.journal = None
         self.challenger = self.challenger_version = self.comparison = None
 
-    def _decide(self, decision: str) -> None:
+    def _decide(self, decision: str, reason: str = "") -> None:
         assert self.comparison is not None
         record = {
             "decision": decision,
+            "reason": reason or ("significantly better" if decision == "promote" else "not better"),
             "at": time.time(),
             "champion": self.champion_version,
             "challenger": self.challenger_version,

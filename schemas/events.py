@@ -27,6 +27,7 @@ __all__ = [
     "WATERMARK_RECORD",
     "Click",
     "DeadLetter",
+    "EncoderVersion",
     "Impression",
     "LabelledImpression",
     "Segment",
@@ -263,3 +264,31 @@ class WatermarkRecord(BaseModel):
     partition: int = Field(ge=0)
     watermark: float | None = Field(description="Event-time watermark of the join partition.")
     emitted_at: float = Field(description="Wall-clock time the join sent it.")
+
+
+class EncoderVersion(BaseModel):
+    """A new encoder version, announced on ``encoder-versions`` once Triton serves it.
+
+    ``bertctr finetune`` publishes one after the running Triton has loaded
+    the version under ``served_name`` (beside the versions it already
+    serves). Workers then train a challenger CTR model on its embeddings in
+    shadow of the champion and promote it only if it wins online; the
+    announcement itself promotes nothing. Keyed by ``model``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    model: Identifier = Field(description="The encoder, e.g. image_encoder.")
+    version: JsonInt = Field(ge=1, description="Version number of the new head.")
+    served_name: Identifier = Field(description="Triton model name that serves this version.")
+    parent: JsonInt | None = Field(default=None, description="Version it was trained from.")
+    fingerprint: str = Field(default="", max_length=64, description="Head fingerprint.")
+    created_at: JsonNumber = Field(description="Epoch seconds it was published.")
+    window: dict[str, float | None] = Field(
+        default_factory=dict, description="Training window: since and until (epoch seconds)."
+    )
+    metrics: dict[str, float] = Field(
+        default_factory=dict, description="Held-out log loss and AUC before and after."
+    )
+    examples: JsonInt = Field(default=0, ge=0, description="Labelled examples trained on.")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from schemas.events import Click, DeadLetter, Impression, LabelledImpression
+from schemas.events import Click, DeadLetter, EncoderVersion, Impression, LabelledImpression
 
 __all__ = ["EXPORTED", "export_json_schemas"]
 
@@ -16,6 +16,7 @@ EXPORTED: dict[str, type[BaseModel]] = {
     "click": Click,
     "labelled_impression": LabelledImpression,
     "dead_letter": DeadLetter,
+    "encoder_version": EncoderVersion,
 }
 
 

@@ -28,6 +28,9 @@ key                                             what
 ``P health:<worker>``                           a worker's health report (JSON)
 ``P model:metrics``                             the model's progressive metrics (JSON)
 ``P emb:<model>:<version>:<item>``              a cached embedding (float32 bytes)
+``P encoder:status``                            champion, challenger, comparison (JSON)
+``P encoder:decisions``                         hash: promotion decisions by kind
+``P encoder:finetune``                          the last fine-tuning job (JSON)
 ==============================================  ===================================
 
 ``<segment>`` is :meth:`schemas.events.Segment.key`, e.g.
@@ -95,6 +98,21 @@ class KeySpace:
     def model_metrics(self) -> str:
         """The learner's progressive metrics (a JSON string)."""
         return f"{self.prefix}model:metrics"
+
+    @property
+    def encoder_status(self) -> str:
+        """Champion, challenger and the comparison between them (JSON)."""
+        return f"{self.prefix}encoder:status"
+
+    @property
+    def encoder_decisions(self) -> str:
+        """Hash of promotion decisions by kind (``promote``, ``retire``)."""
+        return f"{self.prefix}encoder:decisions"
+
+    @property
+    def finetune_state(self) -> str:
+        """The last fine-tuning job's window end and version (JSON)."""
+        return f"{self.prefix}encoder:finetune"
 
     @property
     def health_pattern(self) -> str:

@@ -148,6 +148,27 @@ class Settings(BaseSettings):
         description="Longest pause between retries while Triton is unavailable; examples "
         "wait (the stream is paused, Kafka keeps them) and are never learned without.",
     )
+    promotion_alpha: float = Field(
+        default=0.05,
+        gt=0,
+        lt=1,
+        description="Error rate of the champion/challenger comparison of encoder versions "
+        "(always valid: it holds however often the comparison is checked).",
+    )
+    promotion_margin: float = Field(
+        default=0.0,
+        ge=0,
+        description="Log-loss advantage per example (nats) a challenger must significantly "
+        "exceed to be promoted.",
+    )
+    promotion_min_examples: int = Field(
+        default=500, ge=0, description="Paired examples before any promotion decision."
+    )
+    promotion_max_examples: int = Field(
+        default=200_000,
+        ge=1,
+        description="Paired examples after which an undecided challenger is retired.",
+    )
     image_dir: str | None = Field(
         default=None, description="Local image store: <image_id>.png|jpg|jpeg|webp files."
     )

@@ -10,6 +10,7 @@ __all__ = [
     "ALL_TOPICS",
     "CLICKS",
     "DEAD_LETTER",
+    "ENCODER_VERSIONS",
     "IMPRESSIONS",
     "JOIN_STATE",
     "JOIN_TICKS",
@@ -25,12 +26,14 @@ DEAD_LETTER = "dead-letter"
 #: Internal: one tick per partition per interval, so an idle partition's
 #: watermark still advances and expiries are written in agent context.
 JOIN_TICKS = "join-ticks"
+#: Control: new encoder versions, announced by ``bertctr finetune`` (read by every worker).
+ENCODER_VERSIONS = "encoder-versions"
 #: The join's table (Faust names its changelog topic after the app and this).
 JOIN_STATE = "join-state"
 
 #: Topics that must exist, with the configured partition count, before any
 #: worker starts (Tansu would auto-create them with its own default count).
-ALL_TOPICS = (IMPRESSIONS, CLICKS, LABELLED, DEAD_LETTER, JOIN_TICKS)
+ALL_TOPICS = (IMPRESSIONS, CLICKS, LABELLED, DEAD_LETTER, JOIN_TICKS, ENCODER_VERSIONS)
 
 
 def full_name(prefix: str, name: str) -> str:

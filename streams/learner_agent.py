@@ -52,8 +52,10 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from encoder_server.base import IMAGE_ENCODER
 from encoder_server.embedder import Embedder, ExampleEmbeddings
 from encoder_server.errors import EncoderUnavailable, StoreUnavailable
+from online_ctr.duel import EncoderDuel
 from online_ctr.features import FeatureSpec
 from online_ctr.learner import Learner
 from online_ctr.models import make_model
@@ -62,6 +64,7 @@ from schemas.events import WATERMARK_RECORD, LabelledImpression, WatermarkRecord
 from schemas.keys import KeySpace
 from schemas.settings import Settings
 from streams.decode import DecodeError, decode, record_kind
+from streams.promotion import Promotion
 
 __all__ = ["LearnerAgent"]
 
@@ -112,7 +115,10 @@ class LearnerAgent:
         )
         #: the model variant of ``self.learner``: ``settings.model`` unless resumed otherwise
         self.model_name = settings.model
-        self.learner, self.offsets = self._resume()
+        duel_or_learner, self.offsets = self._resume()
+        #: the serving model and, while a new encoder version is judged, its challenger
+        self.duel = EncoderDuel.adopt(duel_or_learner, IMAGE_ENCODER)
+        self.promotion = Promotion(settings)
         self._dirty = False
         self._last_checkpoint = time.monotonic()
         self._last_metrics = 0.0
@@ -126,7 +132,12 @@ class LearnerAgent:
         #: learning, metrics and checkpoints never overlap (threads + a timer)
         self._lock = asyncio.Lock()
 
-    def _resume(self) -> tuple[Learner, dict[str, int]]:
+    @property
+    def learner(self) -> Learner:
+        """The serving model (the duel's champion)."""
+        return self.duel.champion
+
+    def _resume(self) -> tuple[Learner | EncoderDuel, dict[str, int]]:
         """The newest usable snapshot's learner and offsets, else a fresh model.
 
         The store skips snapshots that do not verify and falls back to an
@@ -170,24 +181,35 @@ class LearnerAgent:
         self,
         batch: Sequence[Fresh | Mark],
         embeddings: dict[int, ExampleEmbeddings | None],
+        challenger: dict[int, ExampleEmbeddings | None],
     ) -> None:
-        """Submit labels and apply watermark records in their order in the stream."""
+        """Submit labels and apply watermark records in their order in the stream.
+
+        An example whose champion embedding failed is not learned (it is
+        dead-lettered); one whose challenger embedding failed is learned by
+        the challenger without an image, so both arms learn the same examples.
+        """
         watermark = self.learner.watermark
         for i, item in enumerate(batch):
             if len(item) == 3:
                 tp, offset, record = item
                 self.offsets[tp] = offset
-                self.learner.advance(tp, record.watermark)
+                self.duel.advance(tp, record.watermark)
                 continue
             tp, offset, labelled, _ = item
             self.offsets[tp] = offset
             emb = embeddings.get(i)
-            if emb is None:
-                self.learner.submit(labelled, source=tp)
-            elif not emb.error:
-                self.learner.submit(
-                    labelled, source=tp, image_embedding=emb.image, title_embedding=emb.title
-                )
+            if emb is not None and emb.error:
+                continue
+            other = challenger.get(i)
+            self.duel.submit(
+                labelled,
+                tp,
+                emb.image if emb is not None else None,
+                emb.title if emb is not None else None,
+                other.image if other is not None and not other.error else None,
+                other.title if other is not None and not other.error else None,
+            )
         if self.learner.watermark > watermark:
             self._last_progress = time.monotonic()
 
@@ -200,7 +222,10 @@ class LearnerAgent:
         delay = self.settings.triton_backoff_s
         while True:
             try:
-                found = await self.embedder.embed([labelled for _, _, labelled, _ in batch])
+                found = await self.embedder.embed(
+                    [labelled for _, _, labelled, _ in batch],
+                    image_model=self.duel.champion_version or IMAGE_ENCODER,
+                )
                 return list(found)
             except (EncoderUnavailable, StoreUnavailable) as exc:
                 log.warning(
@@ -242,14 +267,18 @@ class LearnerAgent:
             except DecodeError:
                 continue  # the counter agent dead-letters bad labelled messages
         found = await self._embed(fresh) if fresh else []
-        label_positions = (i for i, item in enumerate(items) if len(item) == 4)
+        label_positions = [i for i, item in enumerate(items) if len(item) == 4]
         embeddings = dict(zip(label_positions, found, strict=True))
+        other = await self.promotion.challenger_embeddings(
+            self.duel, self.embedder, [labelled for _, _, labelled, _ in fresh]
+        )
+        challenger = dict(zip(label_positions, other, strict=True)) if other else {}
         await self._dead_letter_failures(fresh, found)
         if fresh:
             self._last_event = self._last_progress = time.monotonic()
         async with self._lock:
             if items:
-                await asyncio.to_thread(self._learn, items, embeddings)
+                await asyncio.to_thread(self._learn, items, embeddings, challenger)
                 if fresh:
                     self._dirty = True
                 else:
@@ -274,11 +303,13 @@ class LearnerAgent:
         now = time.monotonic()
         idle = now - self._last_event >= self.settings.checkpoint_idle_s
         async with self._lock:
+            if self._make_embedder is not None:
+                await self.promotion.listen(self.duel)
             stopped_for = now - self._last_progress
             if stopped_for >= self.settings.learner_flush_idle_s and self.learner.buffered:
                 # The join's watermark has stopped (its worker is gone): learn
                 # what waits, but unscored, since its windows may be open.
-                n = await asyncio.to_thread(self.learner.flush_unscored)
+                n = await asyncio.to_thread(self.duel.flush_unscored)
                 log.warning(
                     "no watermark progress for %.0fs: learned %d buffered examples unscored",
                     stopped_for,
@@ -306,6 +337,8 @@ class LearnerAgent:
                 await self.client.set(self.keys.model_metrics, json.dumps(snapshot))
             except (RedisError, OSError) as exc:
                 log.warning("could not publish model metrics: %s", exc)
+            if self._make_embedder is not None:
+                await self.promotion.publish(self.duel, self.embedder, self.client, self.keys)
         due = now - self._last_checkpoint >= self.settings.checkpoint_interval_s
         # Watermark records alone checkpoint on the interval only, so a quiet
         # stream does not write a checkpoint every idle tick.
@@ -313,7 +346,8 @@ class LearnerAgent:
             await self.checkpoint()
 
     async def close(self) -> None:
-        """Release the embedder's connections (the worker is stopping)."""
+        """Release the embedder's and the announcement reader's connections."""
+        await self.promotion.close()
         if self.embedder is not None:
             await self.embedder.close()
             self.embedder = None
@@ -344,6 +378,10 @@ class LearnerAgent:
             "model": self.model_name,
             "learned": self.learner.learned,
             "embeddings": self.embedder.known_versions() if self.embedder is not None else {},
+            "encoder": {
+                "champion": self.duel.champion_version,
+                "challenger": self.duel.challenger_version,
+            },
         }
 
     async def checkpoint(self) -> SnapshotInfo:
@@ -355,7 +393,7 @@ class LearnerAgent:
         self._last_checkpoint = time.monotonic()
         self._dirty = self._offsets_moved = False
         info = await asyncio.to_thread(
-            self.store.save, self.learner, dict(self.offsets), self.snapshot_metadata()
+            self.store.save, self.duel, dict(self.offsets), self.snapshot_metadata()
         )
         self._release_held()
         log.info("checkpoint %s covers %s", info.name, self.offsets)

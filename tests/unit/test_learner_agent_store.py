@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from online_ctr.checkpoint import LEGACY_FORMAT, latest_checkpoint, load_checkpoint
+from online_ctr.duel import serving_learner
 from online_ctr.learner import Learner
 from online_ctr.models import make_model
 from online_ctr.store import FileModelStore, MemoryModelStore, SnapshotInfo
@@ -113,7 +114,12 @@ async def test_acks_wait_for_a_snapshot_in_the_store(tmp_path: Path) -> None:
     assert [e.acked for e in batch] == [1] * 10
     assert store.list() == [info]
     assert dict(info.offsets) == {"labelled:0": 9}
-    assert dict(info.metadata) == {"model": "default", "learned": 10, "embeddings": {}}
+    assert dict(info.metadata) == {
+        "model": "default",
+        "learned": 10,
+        "embeddings": {},
+        "encoder": {"champion": "image_encoder", "challenger": None},
+    }
 
 
 async def test_a_restarted_agent_resumes_from_the_store(tmp_path: Path) -> None:
@@ -159,7 +165,8 @@ async def test_default_store_is_the_checkpoint_directory(tmp_path: Path) -> None
     directory = tmp_path / "checkpoints"
     path = latest_checkpoint(directory)
     assert path is not None and path.name == info.name
-    learner, offsets = load_checkpoint(path, KEY.encode())
+    saved, offsets = load_checkpoint(path, KEY.encode())
+    learner = serving_learner(saved)  # the snapshot holds the champion (and any challenger)
     assert isinstance(learner, Learner) and learner.learned == 5
     assert offsets == {"labelled:0": 4}
     snapshot = FileModelStore(directory, KEY.encode()).latest()
