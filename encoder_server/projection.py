@@ -81,7 +81,8 @@ class Projection:
     version:
         The encoder version this head defines (a Triton model version).
     kind:
-        How it was made: ``"random"``, ``"pca"`` or ``"identity"``.
+        How it was made: ``"random"``, ``"pca"``, ``"identity"`` or
+        ``"finetuned"`` (trained on clicks, :mod:`encoder_server.finetune`).
     note:
         Free text for humans (seed, explained variance, source data).
     features:
