@@ -15,6 +15,7 @@ most of the package (and its tests) imports the model names from this module.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -40,6 +41,8 @@ __all__ = [
     "Encoder",
     "Modality",
     "input_name",
+    "model_of",
+    "served_name",
 ]
 
 
@@ -69,3 +72,42 @@ class Encoder(Protocol):
     def encode(self, items: Sequence[bytes]) -> Encoded:
         """Embed a batch; never raises for a bad item, only for a broken model."""
         ...
+
+
+#: what a repository version adds to its model's name (``image_encoder.v3``)
+_SERVED_SUFFIX = re.compile(r"\.v([0-9]+)$")
+
+
+def served_name(model: str, version: int) -> str:
+    """The Triton model name version ``version`` of ``model`` is served under live.
+
+    Why a name and not a Triton version of ``model``: a model loaded into a
+    running Triton through the repository API (with its config and files, as
+    PyTriton does) replaces that model's whole directory, so loading version
+    3 of ``image_encoder`` would unload version 2 while clients use it. Each
+    version from an :class:`~encoder_server.repository.EncoderRepository` is
+    therefore its own model, ``image_encoder.v3`` (Triton allows dots in
+    names), whose one Triton version is 3; the plain ``image_encoder`` keeps
+    serving the base head. :func:`model_of` undoes it.
+
+    >>> served_name("image_encoder", 3)
+    'image_encoder.v3'
+    """
+    if version < 1:
+        raise ValueError(f"version must be >= 1, got {version}")
+    if not model or _SERVED_SUFFIX.search(model):
+        raise ValueError(f"not a base model name: {model!r}")
+    return f"{model}.v{version}"
+
+
+def model_of(name: str) -> str:
+    """The base model of a served name: ``image_encoder`` for ``image_encoder.v3``.
+
+    A served version speaks its base model's tensor contract, so a client
+    that checks model names against :data:`schemas.tensors.ENCODER_IO` looks
+    them up by this.
+
+    >>> model_of("image_encoder.v3"), model_of("image_encoder")
+    ('image_encoder', 'image_encoder')
+    """
+    return _SERVED_SUFFIX.sub("", name)

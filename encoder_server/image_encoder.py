@@ -122,6 +122,9 @@ class ImageEncoder:
         Largest batch sent through the network at once; longer inputs are
         split, which bounds memory and does not change results (4 is fastest
         on a 2-core CPU; see the module docstring).
+    backbone:
+        An EfficientNet-Lite0 already built for ``input_size``, shared rather
+        than loaded again; :meth:`with_head` passes its own.
     """
 
     def __init__(
@@ -132,6 +135,7 @@ class ImageEncoder:
         input_size: int = 224,
         channels_last: bool = False,
         max_batch: int = 4,
+        backbone: EfficientNet | None = None,
     ) -> None:
         if projection is None:
             kind = features or "last"
@@ -159,7 +163,7 @@ class ImageEncoder:
         self.channels_last = channels_last
         self.max_batch = max(1, max_batch)
         started = time.perf_counter()
-        self._model: EfficientNet = _load_backbone(input_size)
+        self._model: EfficientNet = backbone if backbone is not None else _load_backbone(input_size)
         if channels_last:
             self._model = self._model.to(memory_format=torch.channels_last)
         log.info(
@@ -171,6 +175,28 @@ class ImageEncoder:
             width,
             self.dim,
             time.perf_counter() - started,
+        )
+
+    def with_head(self, projection: Projection) -> ImageEncoder:
+        """Another version of this encoder: ``projection`` on this very backbone.
+
+        Why: a server that serves several fine-tuned heads side by side
+        (:mod:`encoder_server.repository`) would otherwise hold one 4.7 M
+        parameter network per version and spend about a second loading each.
+        The backbone is only read (eval mode, ``inference_mode``), so
+        versions called from different threads can share it.
+
+        Raises
+        ------
+        ValueError
+            If the head projects features this backbone does not make.
+        """
+        return ImageEncoder(
+            projection,
+            input_size=self.input_size,
+            channels_last=self.channels_last,
+            max_batch=self.max_batch,
+            backbone=self._model,
         )
 
     def preprocess(self, data: bytes) -> npt.NDArray[np.float32]:
