@@ -5,7 +5,10 @@ Commands:
 * ``encoder serve`` runs PyTriton's Triton with both encoders until SIGTERM
   or Ctrl-C. Once every model is loaded it prints one JSON line on stdout,
   ``{"ready": true, "grpc_url": ..., "models": {...}}``, which launchers (the
-  integration tests) wait for; port 0 means "pick a free port".
+  integration tests) wait for; port 0 means "pick a free port". With
+  ``--repository DIR`` it also serves every version published there (see
+  :mod:`encoder_server.repository`) and loads new ones live, polling every
+  ``--poll-s`` seconds.
 * ``encoder export DIR`` writes a model repository for a stock
   ``tritonserver`` (see :mod:`encoder_server.export`).
 * ``encoder fit-projection`` fits a PCA head on the pooled features of a
@@ -56,7 +59,8 @@ def _projection_options(parser: argparse.ArgumentParser) -> None:
 
 def cmd_encoder_serve(args: argparse.Namespace, settings: Settings) -> int:
     from bertctr.harness.procs import free_port
-    from encoder_server.loader import load_encoders
+    from encoder_server.loader import VersionPoller, load_encoders
+    from encoder_server.repository import EncoderRepository
     from encoder_server.serve import ServerAddresses, serve
 
     # A server says where it listens even at the default WARNING level.
@@ -67,6 +71,9 @@ def cmd_encoder_serve(args: argparse.Namespace, settings: Settings) -> int:
     encoders = load_encoders(
         settings.clip_path, args.image_projection, args.text_projection, args.input_size
     )
+    versions = None
+    if args.repository is not None:
+        versions = VersionPoller(EncoderRepository(args.repository), encoders)
 
     # PyTriton echoes tritonserver's own log with print(); send that to
     # stderr so stdout carries only the readiness line programs wait for.
@@ -86,6 +93,8 @@ def cmd_encoder_serve(args: argparse.Namespace, settings: Settings) -> int:
             max_batch_size=args.max_batch_size,
             queue_delay_us=args.queue_delay_us,
             on_ready=ready,
+            versions=versions,
+            poll_s=args.poll_s,
         )
     return 0
 
@@ -232,6 +241,14 @@ def add_encoder_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
         "--queue-delay-us", type=int, default=2000, help="dynamic batcher's max queue delay"
     )
     _projection_options(serve)
+    serve.add_argument(
+        "--repository",
+        type=Path,
+        help="encoder version repository: serve its versions as <model>.v<N>, new ones live",
+    )
+    serve.add_argument(
+        "--poll-s", type=float, default=2.0, help="how often to look for new versions"
+    )
     serve.set_defaults(func=cmd_encoder_serve)
 
     export = encoder_sub.add_parser("export", help="write a Triton model repository")

@@ -36,6 +36,7 @@ process would only redo work.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -47,7 +48,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -57,15 +58,19 @@ from schemas.tensors import encoder_io
 
 __all__ = [
     "DEFAULT_QUEUE_DELAY_US",
+    "LiveBind",
     "ServerAddresses",
+    "VersionSource",
     "announce",
     "bind_encoder",
+    "bind_live",
     "encoder_parameters",
     "head_fingerprint",
     "infer_function",
     "libpython_env",
     "serve",
     "stop_on_signals",
+    "triton_config",
     "use_own_libpython",
     "watch",
 ]
@@ -209,23 +214,111 @@ def bind_encoder(
     queue_delay_us:
         Dynamic batcher's ``max_queue_delay_microseconds``.
     """
-    from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
-
-    io = encoder_io(encoder.modality, encoder.dim)
     triton.bind(
         model_name=encoder.name,
         model_version=encoder.version,
         infer_func=infer_function(encoder),
-        # BYTES is numpy object: PyTriton declares it TYPE_STRING, as it does bytes
-        inputs=[Tensor(name=t.name, dtype=t.dtype, shape=t.shape) for t in io.inputs],
-        outputs=[Tensor(name=t.name, dtype=t.dtype, shape=t.shape) for t in io.outputs],
-        config=ModelConfig(
-            max_batch_size=max_batch_size,
-            batcher=DynamicBatcher(max_queue_delay_microseconds=queue_delay_us),
-        ),
+        **_declaration(encoder, max_batch_size, queue_delay_us),
         strict=True,
     )
     _publish_parameters(triton, encoder)
+
+
+def _declaration(encoder: Encoder, max_batch_size: int, queue_delay_us: int) -> dict[str, Any]:
+    """PyTriton's ``inputs``, ``outputs`` and ``config`` for one encoder (the binding's kwargs)."""
+    from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
+
+    io = encoder_io(encoder.modality, encoder.dim)
+    return {
+        # BYTES is numpy object: PyTriton declares it TYPE_STRING, as it does bytes
+        "inputs": [Tensor(name=t.name, dtype=t.dtype, shape=t.shape) for t in io.inputs],
+        "outputs": [Tensor(name=t.name, dtype=t.dtype, shape=t.shape) for t in io.outputs],
+        "config": ModelConfig(
+            max_batch_size=max_batch_size,
+            batcher=DynamicBatcher(max_queue_delay_microseconds=queue_delay_us),
+        ),
+    }
+
+
+def bind_live(
+    triton: Any,
+    encoder: Encoder,
+    name: str,
+    max_batch_size: int = 64,
+    queue_delay_us: int = DEFAULT_QUEUE_DELAY_US,
+) -> str:
+    """Load ``encoder`` into the running Triton as model ``name``; return its fingerprint.
+
+    Why not ``triton.bind``: after ``run()`` it loads the model at once, before
+    :func:`_publish_parameters` could add the config parameters clients read
+    the version's fingerprint from. So the PyTriton ``Model`` is built here as
+    ``bind`` builds it, given its parameters, then handed to the model manager
+    to load (PyTriton internals, like :func:`_publish_parameters`).
+
+    The models already served keep answering while it loads: it is a new
+    model name (see :func:`~encoder_server.base.served_name`), loaded through
+    Triton's repository API into its own Python-backend stub. If the load
+    fails, the model is forgotten again (:func:`_forget`), so the server and
+    its other models carry on, and the error is raised.
+    """
+    from pytriton.models.model import Model
+
+    model = Model(
+        model_name=name,
+        model_version=encoder.version,
+        inference_fn=infer_function(encoder),
+        **_declaration(encoder, max_batch_size, queue_delay_us),
+        workspace=triton._workspace,
+        triton_context=triton._triton_context,
+        strict=True,
+    )
+    model.on_model_event(triton._on_model_event)
+    parameters = encoder_parameters(encoder)
+    model._get_triton_model_config().backend_parameters.update(parameters)
+    try:
+        triton._model_manager.add_model(model, load_model=True)
+    except BaseException:
+        _forget(triton, model)
+        raise
+    return parameters["bertctr_fingerprint"]
+
+
+def _forget(triton: Any, model: Any) -> None:
+    """Undo a failed live load, best effort, every step on its own.
+
+    ``Triton.is_alive`` (which :func:`watch` checks) is false while any
+    registered model has no live handler, so a model left registered after a
+    failed load would stop the whole server. Triton may also hold a half-set-up
+    model under the name, which is unloaded.
+    """
+    from pytriton.client import ModelClient
+
+    key = (model.model_name.lower(), model.model_version)
+    with contextlib.suppress(Exception):
+        triton._model_manager._models.pop(key, None)
+    with contextlib.suppress(Exception):
+        model.clean()
+    try:
+        # PyTriton restricts the repository API to its own access token
+        with ModelClient(triton._url, model.model_name, access_token=triton._access_token) as c:
+            c.unload_model()
+    except Exception as exc:  # best effort: the load's own error is the one to report
+        log.warning("could not unload %s after its failed load: %s", model.model_name, exc)
+
+
+#: loads an encoder into the running Triton under a model name, returns its fingerprint
+LiveBind = Callable[[Encoder, str], str]
+
+
+class VersionSource(Protocol):
+    """Versions served beside the base encoders (:class:`encoder_server.loader.VersionPoller`)."""
+
+    def poll(self, bind: LiveBind) -> Mapping[str, int]:
+        """Serve every new version through ``bind``; return those now served, name -> version.
+
+        Must not raise for a bad version: one failed load never stops the server.
+        """
+        ...
 
 
 @dataclass(frozen=True)
@@ -273,20 +366,30 @@ def stop_on_signals(stopping: threading.Event) -> Iterator[None]:
 
 
 def announce(
-    encoders: Sequence[Encoder], host: str, ports: tuple[int, int, int], started: float
+    encoders: Sequence[Encoder],
+    host: str,
+    ports: tuple[int, int, int],
+    started: float,
+    served: Mapping[str, int] | None = None,
 ) -> ServerAddresses:
-    """Where the server listens and what it serves, logged once every model is loaded."""
+    """Where the server listens and what it serves, logged once every model is loaded.
+
+    ``served``: repository versions already loaded, by served name.
+    """
     grpc_port, http_port, metrics_port = ports
     ready = ServerAddresses(
         grpc_url=f"{host}:{grpc_port}",
         http_url=f"{host}:{http_port}",
         metrics_url=f"http://{host}:{metrics_port}/metrics",
-        models={e.name: e.version for e in encoders},
+        models={e.name: e.version for e in encoders} | dict(served or {}),
         startup_s=round(time.perf_counter() - started, 2),
     )
     log.info(
         "serving %s on grpc %s, http %s, metrics %s (started in %.1fs)",
-        ", ".join(f"{e.name} v{e.version} (dim {e.dim})" for e in encoders),
+        ", ".join(
+            [f"{e.name} v{e.version} (dim {e.dim})" for e in encoders]
+            + [f"{name} v{version}" for name, version in (served or {}).items()]
+        ),
         ready.grpc_url,
         ready.http_url,
         ready.metrics_url,
@@ -295,11 +398,51 @@ def announce(
     return ready
 
 
-def watch(triton: Any, stopping: threading.Event) -> None:
-    """Block until ``stopping`` is set; fail if Triton or a model dies first."""
-    while not stopping.wait(1.0):
+def watch(
+    triton: Any,
+    stopping: threading.Event,
+    tick: Callable[[], object] | None = None,
+    tick_s: float = 2.0,
+) -> None:
+    """Block until ``stopping`` is set; fail if Triton or a model dies first.
+
+    ``tick`` (polling the version repository) runs every ``tick_s`` seconds
+    in this thread, between liveness checks: it may take seconds (a model
+    load) while Triton keeps answering from its own threads.
+    """
+    next_tick = time.monotonic() + tick_s
+    while not stopping.wait(min(1.0, tick_s)):
         if not triton.is_alive():
             raise RuntimeError("Triton or one of its models stopped unexpectedly")
+        if tick is not None and time.monotonic() >= next_tick:
+            tick()
+            next_tick = time.monotonic() + tick_s
+
+
+def triton_config(host: str, ports: tuple[int, int, int], live_loads: bool) -> Any:
+    """PyTriton's ``TritonConfig``: where to listen, and readiness for ``live_loads``.
+
+    With models loaded live (``live_loads``), ``/v2/health/ready`` must not
+    depend on any one model: Triton's default strict readiness is false while
+    a model loads, and for ever after a load failed (the failed state stays;
+    unloading the model does not clear it: measured with PyTriton 0.7's
+    tritonserver 2.51). A probe would then pull a healthy server, and every
+    later load would time out, as PyTriton waits for a ready server before
+    each. Clients ask ``/v2/models/<name>/ready`` for a model instead.
+    """
+    from pytriton.triton import TritonConfig
+
+    grpc_port, http_port, metrics_port = ports
+    return TritonConfig(
+        grpc_address=host,
+        grpc_port=grpc_port,
+        http_address=host,
+        http_port=http_port,
+        metrics_address=host,
+        metrics_port=metrics_port,
+        exit_on_error=True,
+        strict_readiness=False if live_loads else None,
+    )
 
 
 def serve(
@@ -313,37 +456,47 @@ def serve(
     queue_delay_us: int = DEFAULT_QUEUE_DELAY_US,
     on_ready: Callable[[ServerAddresses], None] | None = None,
     stop: threading.Event | None = None,
+    versions: VersionSource | None = None,
+    poll_s: float = 2.0,
 ) -> None:
     """Serve ``encoders`` on Triton until SIGTERM/SIGINT (or ``stop`` is set).
 
     ``on_ready`` is called once every model is loaded (the CLI prints the
-    readiness line from it). Must run in the main thread when it is to
-    install the signal handlers.
+    readiness line from it), including the ``versions`` there are at start;
+    then ``versions`` is polled every ``poll_s`` seconds and what it finds is
+    loaded live (:func:`bind_live`). Must run in the main thread when it is
+    to install the signal handlers.
     """
-    from pytriton.triton import Triton, TritonConfig
+    from pytriton.triton import Triton
 
     started = time.perf_counter()
     use_own_libpython()
     stopping = stop or threading.Event()
-    config = TritonConfig(
-        grpc_address=host,
-        grpc_port=grpc_port,
-        http_address=host,
-        http_port=http_port,
-        metrics_address=host,
-        metrics_port=metrics_port,
-        exit_on_error=True,
-    )
+    config = triton_config(host, (grpc_port, http_port, metrics_port), versions is not None)
     with stop_on_signals(stopping):
         triton = Triton(config=config)
         try:
             for encoder in encoders:
                 bind_encoder(triton, encoder, max_batch_size, queue_delay_us)
             triton.run()
-            ready = announce(encoders, host, (grpc_port, http_port, metrics_port), started)
+            poll = _poller(triton, versions, max_batch_size, queue_delay_us)
+            served = poll() if poll is not None else {}
+            ready = announce(encoders, host, (grpc_port, http_port, metrics_port), started, served)
             if on_ready is not None:
                 on_ready(ready)
-            watch(triton, stopping)
+            watch(triton, stopping, poll, poll_s)
         finally:
             triton.stop()
             log.info("Triton stopped")
+
+
+def _poller(
+    triton: Any, versions: VersionSource | None, max_batch_size: int, queue_delay_us: int
+) -> Callable[[], Mapping[str, int]] | None:
+    """``versions.poll`` bound to this Triton (None without a version source)."""
+    if versions is None:
+        return None
+    bind = functools.partial(
+        bind_live, triton, max_batch_size=max_batch_size, queue_delay_us=queue_delay_us
+    )
+    return lambda: versions.poll(bind)
