@@ -18,6 +18,14 @@ with different embedding dimensions cannot be served under one name anyway,
 and one served version is what the PyTriton server does too. Exporting a
 new head (a new version) next to an old one therefore switches Triton to the
 new one on its next repository poll or explicit load.
+
+Versions published to an :class:`~encoder_server.repository.EncoderRepository`
+are exported as extra models under their served names
+(``image_encoder.v3/config.pbtxt``, ``image_encoder.v3/3/...``), as
+``bertctr encoder serve --repository`` serves them, so clients address them
+the same way on either server (:func:`export_versions`). Versions that do not
+load are left out and logged. Each exported model loads its own backbone: a
+stock Triton runs every model in its own Python-backend process anyway.
 """
 
 from __future__ import annotations
@@ -28,12 +36,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from encoder_server.base import Encoder
+from encoder_server.base import Encoder, served_name
+from encoder_server.repository import BadVersion, EncoderRepository
 from encoder_server.serve import DEFAULT_QUEUE_DELAY_US, encoder_parameters
 from encoder_server.triton_model import ENCODER_SPEC, PROJECTION_FILE
 from schemas.tensors import TensorSpec, encoder_io
 
-__all__ = ["MODEL_PY", "encoder_spec", "export_encoders", "export_repository", "model_config"]
+__all__ = [
+    "MODEL_PY",
+    "encoder_spec",
+    "export_encoders",
+    "export_repository",
+    "export_versions",
+    "model_config",
+]
 
 log = logging.getLogger(__name__)
 
@@ -100,11 +116,13 @@ def model_config(
     encoder: Encoder,
     max_batch_size: int = 64,
     queue_delay_us: int = DEFAULT_QUEUE_DELAY_US,
+    name: str | None = None,
 ) -> str:
     """``config.pbtxt`` text for one encoder (protobuf text format).
 
     The tensors are :func:`schemas.tensors.encoder_io`'s, as PyTriton's
-    binding declares them, so the two servers cannot disagree.
+    binding declares them, so the two servers cannot disagree. ``name`` is
+    the model name (default ``encoder.name``; a served name for a version).
     """
     io = encoder_io(encoder.modality, encoder.dim)
     params = "".join(
@@ -112,7 +130,7 @@ def model_config(
         for k, v in sorted(encoder_parameters(encoder).items())
     )
     return (
-        f"name: {_quote(encoder.name)}\n"
+        f"name: {_quote(name or encoder.name)}\n"
         'backend: "python"\n'
         f"max_batch_size: {max_batch_size}\n"
         "version_policy: { latest { num_versions: 1 } }\n"
@@ -133,29 +151,66 @@ def export_encoders(
 ) -> list[Path]:
     """Write already-built ``encoders`` into a model repository; return version dirs."""
     root = Path(directory)
-    written: list[Path] = []
-    for encoder in encoders:
-        projection = getattr(encoder, "projection", None)
-        if projection is None:
-            raise TypeError(f"{encoder.name} has no projection head to export")
-        spec = encoder_spec(encoder, clip_path)
-        model_dir = root / encoder.name
-        version_dir = model_dir / str(encoder.version)
-        version_dir.mkdir(parents=True, exist_ok=True)
-        (model_dir / "config.pbtxt").write_text(
-            model_config(encoder, max_batch_size, queue_delay_us)
-        )
-        (version_dir / "model.py").write_text(MODEL_PY)
-        (version_dir / ENCODER_SPEC).write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
-        projection.save(version_dir / PROJECTION_FILE)
-        log.info(
-            "exported %s v%d (dim %d) to %s",
-            encoder.name,
-            encoder.version,
-            encoder.dim,
-            version_dir,
-        )
-        written.append(version_dir)
+    return [
+        _export_model(root, encoder.name, encoder, max_batch_size, queue_delay_us, clip_path)
+        for encoder in encoders
+    ]
+
+
+def _export_model(
+    root: Path,
+    name: str,
+    encoder: Encoder,
+    max_batch_size: int,
+    queue_delay_us: int,
+    clip_path: str | None,
+) -> Path:
+    """Write one encoder as model ``name``; return its version directory."""
+    projection = getattr(encoder, "projection", None)
+    if projection is None:
+        raise TypeError(f"{encoder.name} has no projection head to export")
+    spec = encoder_spec(encoder, clip_path)
+    model_dir = root / name
+    version_dir = model_dir / str(encoder.version)
+    version_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / "config.pbtxt").write_text(
+        model_config(encoder, max_batch_size, queue_delay_us, name)
+    )
+    (version_dir / "model.py").write_text(MODEL_PY)
+    (version_dir / ENCODER_SPEC).write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
+    projection.save(version_dir / PROJECTION_FILE)
+    log.info("exported %s v%d (dim %d) to %s", name, encoder.version, encoder.dim, version_dir)
+    return version_dir
+
+
+def export_versions(
+    directory: Path | str,
+    repository: EncoderRepository,
+    bases: Sequence[Encoder],
+    max_batch_size: int = 64,
+    queue_delay_us: int = DEFAULT_QUEUE_DELAY_US,
+    clip_path: str | None = None,
+) -> list[Path]:
+    """Write every loadable repository version of the ``bases``' models, by served name.
+
+    A version that does not load (bad files, a head for other features) is
+    logged and left out, as the server would refuse it; return version dirs.
+    """
+    from encoder_server.loader import version_encoder
+
+    root = Path(directory)
+    written = []
+    for base in bases:
+        for number in repository.version_numbers(base.name):
+            name = served_name(base.name, number)
+            try:
+                encoder = version_encoder(base, repository.load(base.name, number)[0])
+            except (BadVersion, ValueError) as exc:
+                log.warning("not exporting %s: %s", name, exc)
+                continue
+            written.append(
+                _export_model(root, name, encoder, max_batch_size, queue_delay_us, clip_path)
+            )
     return written
 
 
@@ -168,14 +223,26 @@ def export_repository(
     input_size: int = 224,
     max_batch_size: int = 64,
     queue_delay_us: int = DEFAULT_QUEUE_DELAY_US,
+    repository: Path | str | None = None,
 ) -> list[Path]:
     """Export the encoders :func:`~encoder_server.loader.load_encoders` would serve.
 
     The encoders are built (a few seconds) rather than described from the
     arguments, so the exported dims and versions are by construction those
-    the PyTriton server would serve.
+    the PyTriton server would serve; with ``repository``, its versions too
+    (:func:`export_versions`), as ``encoder serve --repository`` serves them.
     """
     from encoder_server.loader import load_encoders
 
     encoders = load_encoders(clip_path, image_projection, text_projection, input_size)
-    return export_encoders(directory, encoders, max_batch_size, queue_delay_us, clip_path)
+    written = export_encoders(directory, encoders, max_batch_size, queue_delay_us, clip_path)
+    if repository is not None:
+        written += export_versions(
+            directory,
+            EncoderRepository(repository),
+            encoders,
+            max_batch_size,
+            queue_delay_us,
+            clip_path,
+        )
+    return written

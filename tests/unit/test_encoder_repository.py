@@ -1,4 +1,4 @@
-"""The encoder version repository and the poller that serves it, without Triton.
+"""The encoder version repository, the poller that serves it and the exporter, without Triton.
 
 The repository is the contract between a fine-tuning job and a running
 server, so what is pinned here is what either side relies on: numbering,
@@ -277,3 +277,31 @@ def test_image_versions_share_the_backbone() -> None:
         version_encoder(base, Projection.random(100, 8, version=3))
     with pytest.raises(ValueError, match="not served"):
         version_encoder(HeadEncoder(head()), head())
+
+
+def test_export_writes_loadable_versions_as_extra_models(
+    repo: EncoderRepository, tmp_path: Path
+) -> None:
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    from encoder_server.export import export_versions
+    from encoder_server.image_encoder import ImageEncoder
+    from encoder_server.serve import head_fingerprint
+    from encoder_server.triton_model import build_encoder
+
+    repo.publish(MODEL, Projection.random(1280, 8, seed=4), parent=1, training={})
+    repo.publish(MODEL, Projection.random(100, 8), parent=1, training={})  # does not fit: left out
+    base = ImageEncoder(input_size=64)
+    written = export_versions(tmp_path / "export", repo, [base])
+    assert written == [tmp_path / "export" / "image_encoder.v2" / "2"]
+    config = text_format.Parse(
+        (tmp_path / "export" / "image_encoder.v2" / "config.pbtxt").read_text(),
+        model_config_pb2.ModelConfig(),
+    )
+    assert config.name == "image_encoder.v2"
+    rebuilt = build_encoder(written[0])
+    assert (rebuilt.version, rebuilt.dim) == (2, 8)
+    served = version_encoder(base, repo.load(MODEL, 2)[0])
+    assert config.parameters["bertctr_fingerprint"].string_value == head_fingerprint(served)
+    assert head_fingerprint(rebuilt) == head_fingerprint(served)
