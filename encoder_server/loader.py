@@ -129,8 +129,13 @@ class VersionPoller:
         ``bind`` loads an encoder under a model name and returns its
         fingerprint (:func:`encoder_server.serve.bind_live`).
         """
+        try:
+            untried = list(self._untried())
+        except OSError as exc:  # a repository on a lost mount: try again next poll
+            log.error("cannot read the version repository %s: %s", self.repository.root, exc)
+            return {}
         new = {}
-        for model, version in self._untried():
+        for model, version in untried:
             if self._serve(model, version, bind):
                 new[served_name(model, version)] = version
         self.served.update(new)

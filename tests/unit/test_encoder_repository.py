@@ -264,6 +264,21 @@ def test_an_unwritable_status_is_not_fatal(
     assert poller(repo).poll(RecordingBind()) == {"image_encoder.v2": 2}
 
 
+def test_an_unreadable_repository_is_not_fatal(
+    repo: EncoderRepository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo.publish(MODEL, head(), parent=1, training={})
+    versions = poller(repo)
+
+    def lost(*_: object) -> list[int]:
+        raise PermissionError("stale file handle")
+
+    monkeypatch.setattr(repo, "version_numbers", lost)
+    assert versions.poll(RecordingBind()) == {}
+    monkeypatch.undo()
+    assert versions.poll(RecordingBind()) == {"image_encoder.v2": 2}  # next poll: back
+
+
 def test_image_versions_share_the_backbone() -> None:
     from encoder_server.image_encoder import ImageEncoder
 
