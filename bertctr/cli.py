@@ -261,6 +261,40 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _time_arg(text: str) -> float:
+    """Epoch seconds, or an ISO 8601 time (UTC if it names no zone)."""
+    from datetime import UTC, datetime
+
+    try:
+        return float(text)
+    except ValueError:
+        parsed = datetime.fromisoformat(text)
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+
+
+def cmd_finetune(args: argparse.Namespace, settings: Settings) -> int:
+    """Train, gate, publish and announce a new image-encoder version (see bertctr.finetune)."""
+    from bertctr.finetune import JobConfig, parse_duration, run_every, run_once
+
+    cfg = JobConfig(
+        since=args.since,
+        until=args.until,
+        hours=args.hours,
+        seed=args.seed,
+        dim=args.dim,
+        min_clicks=args.min_clicks or settings.finetune_min_clicks,
+        report_dir=Path(args.report_dir) if args.report_dir else None,
+        init_head=Path(args.init_head) if args.init_head else None,
+        serve_timeout_s=args.serve_timeout_s,
+        progress=args.progress,
+    )
+    if args.every:
+        return run_async(lambda: run_every(settings, cfg, parse_duration(args.every)))
+    code, message = run_async(lambda: run_once(settings, cfg))
+    print(message, file=sys.stderr if code else sys.stdout, flush=True)
+    return code
+
+
 def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     """Write simulated traffic as JSON lines (topic, key, value) or publish it."""
     from simulator import SimConfig, Simulator
@@ -362,6 +396,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--json", action="store_true", help="last stdout line: JSON summary")
     demo.set_defaults(func=cmd_demo)
+
+    finetune = sub.add_parser(
+        "finetune",
+        help="train a new image-encoder version on clicks; publish and announce it if better "
+        "(exit 0 published, 3 refused, 4 not served)",
+    )
+    finetune.add_argument("--since", type=_time_arg, help="window start (epoch s or ISO)")
+    finetune.add_argument("--until", type=_time_arg, help="window end (default: now)")
+    finetune.add_argument("--hours", type=float, help="the last H hours (instead of --since)")
+    finetune.add_argument("--seed", type=int, default=0)
+    finetune.add_argument("--dim", type=int, help="embedding width (default: the current head's)")
+    finetune.add_argument("--min-clicks", type=int, help="default BERTCTR_FINETUNE_MIN_CLICKS")
+    finetune.add_argument("--report-dir", help="default <repository>/reports/<UTC time>")
+    finetune.add_argument("--init-head", help="head .npz to start from (default: the champion's)")
+    finetune.add_argument("--serve-timeout-s", type=float, default=180.0)
+    finetune.add_argument("--every", help="repeat on a schedule: e.g. 6h, 30m, 1d")
+    finetune.add_argument("--progress", action="store_true", help="progress bar while training")
+    finetune.set_defaults(func=cmd_finetune)
 
     simulate = sub.add_parser("simulate", help="simulated traffic: print or publish it")
     simulate.add_argument("--events", type=int, default=10_000)

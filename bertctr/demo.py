@@ -16,11 +16,14 @@ import asyncio
 import json
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import redis
 
 from bertctr.demo_config import DemoConfig
 from bertctr.evaluation import evaluate_run
@@ -30,6 +33,7 @@ from bertctr.harness.procs import bertctr_command
 from bertctr.harness.stack import EmbeddedStack, start_stack
 from bertctr.harness.workers import Namespace, WorkerFleet, replay_settings
 from schemas import topics
+from schemas.keys import KeySpace
 from schemas.settings import Settings
 from simulator import SimConfig, SimMessage, Simulator
 from simulator.catalogue import CatalogueEntry
@@ -169,9 +173,11 @@ def serve_encoders(
 ) -> EncoderServer:
     """Fit the heads, serve both encoders on Triton, point the workers at it."""
     heads = fit_heads(tmp, sim.catalogue, cfg, progress)
-    encoders = start_encoder_server(heads, log_dir=tmp)
+    repository = tmp / "encoders"
+    encoders = start_encoder_server([*heads, "--repository", str(repository)], log_dir=tmp)
     fleet.overrides["BERTCTR_TRITON_URL"] = encoders.grpc_url
     fleet.overrides["BERTCTR_IMAGE_DIR"] = str(tmp / "images")
+    fleet.overrides["BERTCTR_ENCODER_REPOSITORY"] = str(repository)
     progress(f"encoders served by Triton at {encoders.grpc_url}")
     return encoders
 
@@ -186,6 +192,68 @@ def publish(
             fleet.stack.kafka_bootstrap, timed, speed=speed, progress=progress, total=len(messages)
         )
     )
+
+
+def learned(fleet: WorkerFleet) -> int:
+    """Examples the learner has learned so far (its published metrics)."""
+    client = redis.Redis.from_url(fleet.stack.redis_url)
+    try:
+        raw = client.get(KeySpace(fleet.namespace.redis_prefix).model_metrics)
+        return int(json.loads(raw)["count"]) if raw is not None else 0
+    finally:
+        client.close()
+
+
+def finetune_cycle(
+    fleet: WorkerFleet, cfg: DemoConfig, impressions: int, progress: Progress
+) -> dict[str, Any]:
+    """Once ``finetune_at`` of the impressions are learned, run ``bertctr finetune`` once.
+
+    The traffic keeps flowing meanwhile, as in production: the job trains
+    on what is labelled when it starts, publishes and announces the new
+    version if it passes its gate, and the stream takes it from there.
+    """
+    target = int(cfg.finetune_at * impressions)
+    deadline = time.monotonic() + cfg.timeout_s
+    while learned(fleet) < target:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the learner did not reach {target} examples")
+        time.sleep(1.0)
+    progress(f"{target} impressions learned: fine-tuning the image encoder on them")
+    t0 = time.monotonic()
+    out = subprocess.run(
+        bertctr_command(
+            "finetune", "--seed", str(cfg.seed), "--min-clicks", str(cfg.finetune_min_clicks)
+        ),
+        env=fleet.env(),
+        capture_output=True,
+        timeout=cfg.timeout_s,
+    )
+    seconds = round(time.monotonic() - t0, 1)
+    message = (out.stdout or out.stderr).decode(errors="replace").strip().splitlines()
+    outcome = {0: "published", 3: "refused", 4: "not served"}.get(out.returncode, "failed")
+    progress(f"finetune {outcome} in {seconds}s: {message[-1] if message else ''}")
+    return {"finetune_outcome": outcome, "finetune_seconds": seconds}
+
+
+def encoder_summary(fleet: WorkerFleet, finetune: dict[str, Any]) -> dict[str, Any]:
+    """The ``encoder`` part of the summary: who serves, and what the stream decided."""
+    client = redis.Redis.from_url(fleet.stack.redis_url)
+    try:
+        raw = client.get(KeySpace(fleet.namespace.redis_prefix).encoder_status)
+    finally:
+        client.close()
+    status = json.loads(raw) if raw is not None else {}
+    counts = status.get("counts", {})
+    return {
+        "champion": status.get("champion"),
+        "champion_version": status.get("champion_version"),
+        "challenger": status.get("challenger"),
+        "promotions": counts.get("promote", 0),
+        "retirements": counts.get("retire", 0),
+        "comparison": status.get("comparison") or status.get("last_decision"),
+        **finetune,
+    }
 
 
 def summarise(
@@ -233,13 +301,22 @@ def run_demo(settings: Settings, cfg: DemoConfig, progress: Progress) -> dict[st
             fleet.start_worker(f"{i}")
         progress(f"{cfg.workers} worker(s) started; logs in {tmp}")
         t0 = time.monotonic()
-        publish(fleet, messages, cfg.speed, progress)
         expected = sim.expected_counts["impressions"]
+        publisher = threading.Thread(
+            target=publish, args=(fleet, messages, cfg.speed, progress), daemon=True
+        )
+        publisher.start()
+        finetune: dict[str, Any] = {}
+        if cfg.encoders and cfg.finetune:
+            finetune = finetune_cycle(fleet, cfg, expected, progress)
+        publisher.join()
         outputs = read_outputs(fleet, expected, cfg.timeout_s, progress)
         elapsed = time.monotonic() - t0
         summary = summarise(sim, outputs, fleet, cfg, progress)
         summary["events_per_s"] = round(len(messages) / elapsed, 1)
         summary["published"] = len(messages)
+        if cfg.encoders:
+            summary["encoder"] = encoder_summary(fleet, finetune)
         return summary
     finally:
         fleet.stop()

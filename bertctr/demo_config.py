@@ -34,3 +34,10 @@ class DemoConfig:
     #: the image head is fitted on multi-scale features, within items
     image_dim: int = 8
     text_dim: int = 8
+    #: run one fine-tuning cycle (``bertctr finetune``) while the traffic flows
+    #: (needs ``encoders``): once this share of the impressions is learned,
+    #: the job trains on what is labelled so far, and the stream decides
+    finetune: bool = True
+    finetune_at: float = 0.4
+    #: the demo's first part has ~500 clicks; the production default is higher
+    finetune_min_clicks: int = 100

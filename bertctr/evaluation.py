@@ -19,8 +19,9 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 
+from encoder_server.base import IMAGE_ENCODER
 from encoder_server.embedder import ExampleEmbeddings
-from online_ctr.duel import serving_learner
+from online_ctr.duel import EncoderDuel
 from online_ctr.learner import Learner
 from online_ctr.metrics import ProgressiveMetrics
 from online_ctr.store import FileModelStore, ModelStore
@@ -31,7 +32,13 @@ from simulator import Simulator
 from simulator.ranking import EmbeddingLookup, Vector, ranking_lifts
 from streams.embedding import embedder_from_settings
 
-__all__ = ["catalogue_lookup", "evaluate_run", "wait_for_model", "wait_for_snapshot"]
+__all__ = [
+    "catalogue_lookup",
+    "evaluate_run",
+    "wait_for_champion",
+    "wait_for_model",
+    "wait_for_snapshot",
+]
 
 
 def wait_for_model(settings: Settings, n_labels: int, timeout_s: float) -> dict[str, Any]:
@@ -54,18 +61,25 @@ def wait_for_model(settings: Settings, n_labels: int, timeout_s: float) -> dict[
 
 def wait_for_snapshot(store: ModelStore, n_labels: int, timeout_s: float) -> Learner:
     """Block until the newest snapshot in ``store`` has learned ``n_labels`` examples."""
+    return wait_for_champion(store, n_labels, timeout_s)[0]
+
+
+def wait_for_champion(store: ModelStore, n_labels: int, timeout_s: float) -> tuple[Learner, str]:
+    """The serving model once it has learned ``n_labels``, and the image model it embeds with."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         snapshot = store.latest()
         if snapshot is not None:
-            learner = serving_learner(snapshot.learner)
-            if learner.learned >= n_labels:
-                return learner
+            duel = EncoderDuel.adopt(snapshot.learner, IMAGE_ENCODER)
+            if duel.champion.learned >= n_labels:
+                return duel.champion, duel.champion_version or IMAGE_ENCODER
         time.sleep(0.5)
     raise TimeoutError(f"no snapshot covering {n_labels} examples in {store!r}")
 
 
-def catalogue_lookup(sim: Simulator, settings: Settings) -> EmbeddingLookup | None:
+def catalogue_lookup(
+    sim: Simulator, settings: Settings, image_model: str = IMAGE_ENCODER
+) -> EmbeddingLookup | None:
     """Embeddings of every catalogue entry, the way the worker got them (None without Triton).
 
     Asks the same Triton and the same Redis cache the worker used, so the
@@ -87,7 +101,7 @@ def catalogue_lookup(sim: Simulator, settings: Settings) -> EmbeddingLookup | No
         )
         for e in sim.catalogue
     ]
-    found = asyncio.run(_embed_catalogue(settings, impressions))
+    found = asyncio.run(_embed_catalogue(settings, impressions, image_model))
     images = {imp.image_id: f.image for imp, f in zip(impressions, found, strict=True)}
     titles = {imp.title: f.title for imp, f in zip(impressions, found, strict=True)}
 
@@ -98,12 +112,12 @@ def catalogue_lookup(sim: Simulator, settings: Settings) -> EmbeddingLookup | No
 
 
 async def _embed_catalogue(
-    settings: Settings, impressions: list[Impression]
+    settings: Settings, impressions: list[Impression], image_model: str
 ) -> list[ExampleEmbeddings]:
     cache = aioredis.Redis.from_url(settings.redis_url)
     embedder = embedder_from_settings(settings, cache)
     try:
-        found = await embedder.embed(impressions)
+        found = await embedder.embed(impressions, image_model=image_model)
     finally:
         await embedder.close()
         await cache.aclose()
@@ -126,13 +140,13 @@ def evaluate_run(
     """The model's metrics and ranking lift beside the oracle's, for ``labels``."""
     model = wait_for_model(settings, len(labels), timeout_s=timeout_s)
     store = FileModelStore(settings.checkpoint_dir, settings.checkpoint_key.encode())
-    learner = wait_for_snapshot(store, len(labels), timeout_s=120)
+    learner, image_model = wait_for_champion(store, len(labels), timeout_s=120)
     oracle = ProgressiveMetrics()
     for label in labels:
         oracle.update(sim.true_p[label["impression_id"]], bool(label["clicked"]))
     o = oracle.snapshot()
     progress("ranking held-out requests")
-    lookup = catalogue_lookup(sim, settings)
+    lookup = catalogue_lookup(sim, settings, image_model)
     lift, oracle_lift = ranking_lifts(sim, learner, ranking_requests, seed + 1000, lookup)
     return {
         "logloss": model["logloss"],

@@ -41,7 +41,7 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from encoder_server.base import Encoded, Encoder
+from encoder_server.base import Encoded, Encoder, model_of
 from encoder_server.batcher import MicroBatcher
 from encoder_server.breaker import CircuitBreaker
 from encoder_server.errors import EncoderUnavailable
@@ -257,7 +257,7 @@ class TritonEmbeddingClient:
         return self._triton
 
     async def embed(self, model: str, items: Sequence[bytes]) -> list[Embedded]:
-        if model not in ENCODER_IO:
+        if model_of(model) not in ENCODER_IO:
             raise ValueError(
                 f"unknown encoder model {model!r}; expected one of {sorted(ENCODER_IO)}"
             )
@@ -315,11 +315,11 @@ class TritonEmbeddingClient:
         """One infer RPC, its tensors as :data:`schemas.tensors.ENCODER_IO` declares them."""
         from tritonclient.grpc import InferInput, InferRequestedOutput
 
-        spec = ENCODER_IO[model].input
+        spec = ENCODER_IO[model_of(model)].input
         shape = spec.batch_shape(len(items))
         tensor = InferInput(spec.name, shape, spec.triton_dtype)
         tensor.set_data_from_numpy(np.array(items, dtype=spec.dtype).reshape(shape))
-        outputs = [InferRequestedOutput(t.name) for t in ENCODER_IO[model].outputs]
+        outputs = [InferRequestedOutput(t.name) for t in ENCODER_IO[model_of(model)].outputs]
 
         def attempt() -> Awaitable[Any]:
             self.infer_requests += 1
@@ -379,7 +379,7 @@ def _channel_args(keepalive: Any) -> list[tuple[str, int]]:
 
 
 def _parse(model: str, result: Any, n: int) -> list[Embedded]:
-    io = ENCODER_IO[model]
+    io = ENCODER_IO[model_of(model)]
     embeddings = result.as_numpy(io.embedding.name)
     errors = result.as_numpy(io.error.name)
     if (

@@ -169,6 +169,16 @@ class Settings(BaseSettings):
         ge=1,
         description="Paired examples after which an undecided challenger is retired.",
     )
+    encoder_repository: str = Field(
+        default="var/encoders",
+        description="Encoder version repository: bertctr finetune publishes heads here, "
+        "bertctr encoder serve --repository serves them.",
+    )
+    finetune_min_clicks: int = Field(
+        default=200,
+        ge=1,
+        description="Fewest clicks in the training window for bertctr finetune to train.",
+    )
     image_dir: str | None = Field(
         default=None, description="Local image store: <image_id>.png|jpg|jpeg|webp files."
     )

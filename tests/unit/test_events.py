@@ -103,6 +103,7 @@ def test_exported_schema_validates_like_the_models(tmp_path: Path) -> None:
     assert names == [
         "click.schema.json",
         "dead_letter.schema.json",
+        "encoder_version.schema.json",
         "impression.schema.json",
         "labelled_impression.schema.json",
     ]
