@@ -221,10 +221,12 @@ def finetune_cycle(
         time.sleep(1.0)
     progress(f"{target} impressions learned: fine-tuning the image encoder on them")
     t0 = time.monotonic()
+    command = ["finetune", "--seed", str(cfg.seed), "--min-clicks", str(cfg.finetune_min_clicks)]
+    head = fleet.directory / "image_head.npz"  # the served head: training starts from it
+    if head.exists():
+        command += ["--init-head", str(head)]
     out = subprocess.run(
-        bertctr_command(
-            "finetune", "--seed", str(cfg.seed), "--min-clicks", str(cfg.finetune_min_clicks)
-        ),
+        bertctr_command(*command),
         env=fleet.env(),
         capture_output=True,
         timeout=cfg.timeout_s,

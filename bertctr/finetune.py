@@ -41,13 +41,16 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from bertctr.finetune_data import Window, gather, read_window
+from bertctr.finetune_data import Window, complete, gather, read_window
 from encoder_server.base import IMAGE_ENCODER
 from encoder_server.finetune import FinetuneResult, should_publish, train_head
 from encoder_server.finetune_report import write_report
 from encoder_server.projection import Projection
 from encoder_server.repository import EncoderRepository, VersionInfo
-from online_ctr.duel import EncoderDuel
+from online_ctr.duel import EncoderDuel, serving_learner
+from online_ctr.features import FeatureSpec
+from online_ctr.learner import Learner
+from online_ctr.models import make_model
 from online_ctr.store import FileModelStore
 from schemas import topics
 from schemas.events import EncoderVersion
@@ -121,9 +124,10 @@ def resolve_window(settings: Settings, cfg: JobConfig, now: float) -> Window:
 
 @dataclass(frozen=True)
 class Champion:
-    """The serving model and where its image embeddings come from."""
+    """The serving model's encoder, and the model the window is replayed through."""
 
-    duel: EncoderDuel
+    #: a copy of the model as it was before the window (see bertctr.finetune_data)
+    replay: Learner
     #: the served model name the champion embeds with
     model: str
     #: its repository version, if it is one (the parent of what is trained now)
@@ -132,14 +136,35 @@ class Champion:
     head: Projection | None
 
 
-def load_champion(settings: Settings, repo: EncoderRepository, init: Path | None) -> Champion:
-    """The newest snapshot's champion; a fresh model if the workers have none yet."""
+def _fresh_learner(settings: Settings) -> Learner:
+    """A model as a worker starts one (no snapshot predates the window)."""
+    return Learner(
+        make_model(settings.model, with_content=True),
+        window_s=settings.attribution_window_s,
+        spec=FeatureSpec.from_setting(
+            settings.content_cross_fields, settings.content_cross_max_values
+        ),
+    )
+
+
+def load_champion(
+    settings: Settings, repo: EncoderRepository, window: Window, init: Path | None
+) -> Champion:
+    """Which encoder serves now, and the newest snapshot from before ``window``."""
     store = FileModelStore(settings.checkpoint_dir, settings.checkpoint_key.encode())
-    snapshot = store.latest()
-    if snapshot is None:
+    newest = store.latest()
+    if newest is None:
         raise RuntimeError(f"no model snapshot in {settings.checkpoint_dir}: has a worker run?")
-    duel = EncoderDuel.adopt(snapshot.learner, IMAGE_ENCODER)
+    duel = EncoderDuel.adopt(newest.learner, IMAGE_ENCODER)
     model = duel.champion_version or IMAGE_ENCODER
+    before = [i for i in store.list() if window.since is not None and i.created_at <= window.since]
+    replay = (
+        serving_learner(store.load(before[-1].name).learner) if before else _fresh_learner(settings)
+    )
+    log.info(
+        "replaying the window through %s",
+        f"snapshot {before[-1].name}" if before else "a fresh model (no snapshot before it)",
+    )
     version = None
     head = Projection.load(init) if init is not None else None
     for info in repo.versions(IMAGE_ENCODER):
@@ -147,7 +172,7 @@ def load_champion(settings: Settings, repo: EncoderRepository, init: Path | None
             version = info.version
             if head is None:
                 head, _ = repo.load(IMAGE_ENCODER, info.version)
-    return Champion(duel, model, version, head)
+    return Champion(replay, model, version, head)
 
 
 async def wait_until_served(
@@ -236,16 +261,16 @@ async def run_once(settings: Settings, cfg: JobConfig) -> tuple[int, str]:
     """One run (see the module docstring); returns (exit code, what happened)."""
     repo = EncoderRepository(settings.encoder_repository)
     window = resolve_window(settings, cfg, time.time())
-    examples = await read_window(settings, window)
+    examples = complete(await read_window(settings, window), settings.attribution_window_s)
     clicks = sum(1 for e in examples if e.clicked)
     if clicks < cfg.min_clicks:
         message = (
-            f"refused: {clicks} clicks in {len(examples)} labelled examples of the window "
+            f"refused: {clicks} clicks in {len(examples)} complete examples of the window "
             f"{window.to_dict()}; at least {cfg.min_clicks} needed (BERTCTR_FINETUNE_MIN_CLICKS)"
         )
         return EXIT_REFUSED, message
-    champion = load_champion(settings, repo, cfg.init_head)
-    data = await gather(settings, examples, champion.duel.champion, champion.model)
+    champion = load_champion(settings, repo, window, cfg.init_head)
+    data = await gather(settings, examples, champion.replay, champion.model)
     result = await asyncio.to_thread(
         train_head,
         data,

@@ -16,6 +16,24 @@ The topic is read from the start up to the end offsets seen when the job
 began, and examples are kept by ``labelled_at`` inside the window: a job
 never waits for traffic that has not come, and two jobs over the same
 window read the same examples.
+
+Two traps, both measured on the demo before they were closed:
+
+* **Open windows.** The join labels a clicked impression when the click
+  comes and an unclicked one only when its attribution window closes, so the
+  newest part of any window is all positives (the held-out split of a first
+  demo run had a CTR of 17% against 3% before it). Only impressions whose
+  window had closed by the newest label read are kept (:func:`complete`);
+  a late correction turns its impression into a click instead of adding one.
+* **Offsets the model has already learned.** A snapshot taken after the
+  window has learned its examples, so its logits are in-sample and the
+  held-out "before" flatters it (or, if the snapshot is older than the
+  traffic, it knows nothing: the first demo run's offsets had an AUC of
+  0.5). The offsets are therefore *progressive*: the window is replayed,
+  predict-then-learn, through a copy of the newest snapshot written before
+  the window began (a fresh model like the workers' when there is none), so
+  each example's offset is what the model predicted before it had seen that
+  example, as in the stream.
 """
 
 from __future__ import annotations
@@ -34,13 +52,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from bertctr.harness.kafka import is_control
 from encoder_server.base import IMAGE_ENCODER
 from encoder_server.finetune import TrainingSet
-from online_ctr.learner import Learner
+from online_ctr.learner import Embedding, Learner
 from schemas import topics
 from schemas.events import LabelledImpression
 from schemas.settings import Settings
 from streams.embedding import embedder_from_settings, image_store_from_settings
 
-__all__ = ["Window", "gather", "read_window"]
+__all__ = ["Window", "backbone_features", "complete", "gather", "read_window", "replay"]
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +117,27 @@ async def read_window(settings: Settings, window: Window) -> list[LabelledImpres
     return out
 
 
+def complete(examples: Sequence[LabelledImpression], window_s: float) -> list[LabelledImpression]:
+    """One example per impression whose attribution window has closed, in time order.
+
+    "Closed" is judged against the newest label read (the join's view of
+    time, not the wall clock); a late correction makes its impression a click.
+    """
+    if not examples:
+        return []
+    horizon = max(e.labelled_at for e in examples) - window_s
+    clicked = {e.impression_id for e in examples if e.clicked}
+    first: dict[str, LabelledImpression] = {}
+    for e in examples:
+        if e.ts <= horizon and not e.late:
+            first.setdefault(e.impression_id, e)
+    kept = [
+        e if e.clicked or e.impression_id not in clicked else e.model_copy(update={"clicked": True})
+        for e in first.values()
+    ]
+    return sorted(kept, key=lambda e: (e.ts, e.impression_id))
+
+
 def _keep(value: bytes | None, window: Window) -> list[LabelledImpression]:
     try:
         labelled = LabelledImpression.model_validate_json(value or b"")
@@ -123,12 +162,31 @@ def _group(learner: Learner, example: LabelledImpression, groups: dict[str, int]
     return groups.setdefault(key, len(groups))
 
 
+def backbone_features(
+    images: Sequence[tuple[str, bytes]],
+) -> tuple[np.ndarray[Any, Any], dict[str, int]]:
+    """Multi-scale pooled features of each ``(image_id, png)``, and each image's row.
+
+    Computed in process by the encoder class Triton serves. An image that
+    does not decode keeps its row, all zeros (its embedding is zero, as
+    when served). The pure part of :func:`gather`, shared with
+    ``bench/bench_finetune.py``.
+    """
+    from encoder_server.image_encoder import ImageEncoder
+
+    encoder = ImageEncoder(features="multiscale")
+    pooled, errors = encoder.pooled([b for _, b in images])
+    rows = {image_id: k for k, (image_id, _) in enumerate(images)}
+    for (image_id, _), error in zip(images, errors, strict=True):
+        if error:
+            log.warning("image %s unusable for training: %s", image_id, error)
+    return np.asarray(pooled, dtype=np.float32), rows
+
+
 async def _backbone_features(
     settings: Settings, images: dict[str, str | None]
 ) -> tuple[np.ndarray[Any, Any], dict[str, int]]:
-    """Multi-scale pooled features of each distinct image (zero rows: unusable image)."""
-    from encoder_server.image_encoder import ImageEncoder
-
+    """:func:`backbone_features` of each distinct image, fetched from the image store."""
     store = image_store_from_settings(settings)
     ids = sorted(images)
     try:
@@ -138,16 +196,56 @@ async def _backbone_features(
     finally:
         await store.close()
     usable = [(i, b) for i, b in zip(ids, fetched, strict=True) if isinstance(b, bytes)]
-    encoder = ImageEncoder(features="multiscale")
-    pooled, errors = await asyncio.to_thread(encoder.pooled, [b for _, b in usable])
-    rows = {image_id: k for k, (image_id, _) in enumerate(usable)}
-    for (image_id, _), error in zip(usable, errors, strict=True):
-        if error:
-            log.warning("image %s unusable for training: %s", image_id, error)
     skipped = len(ids) - len(usable)
     if skipped:
         log.warning("%d images could not be fetched; their examples are left out", skipped)
-    return np.asarray(pooled, dtype=np.float32), rows
+    return await asyncio.to_thread(backbone_features, usable)
+
+
+def replay(
+    examples: Sequence[LabelledImpression],
+    embeddings: Sequence[tuple[Embedding, Embedding] | None],
+    features: np.ndarray[Any, Any],
+    rows: dict[str, int],
+    learner: Learner,
+) -> TrainingSet:
+    """The training set of ``examples``, replayed through ``learner`` (the pure part of gather).
+
+    ``embeddings`` holds each example's champion (image, title) embeddings,
+    ``None`` where the champion could not embed it (left out, never
+    learned); ``features`` and ``rows`` are :func:`backbone_features`' and
+    every example's image must have a row. Each example is scored by
+    ``learner`` before it is learned (the progressive offset), then learned
+    unscored; its audience group is the learner's crossed segment fields
+    at that moment. ``learner`` is changed: pass a copy.
+    """
+    groups: dict[str, int] = {}
+    index, segments, offsets, clicks, ts = [], [], [], [], []
+    for e, emb in zip(examples, embeddings, strict=True):
+        if emb is None:
+            continue
+        index.append(rows[e.image_id])
+        # progressive: scored before it is learned, as the stream scored it
+        p = learner.predict_then_learn(e, emb[0], emb[1], scored=False)
+        segments.append(_group(learner, e, groups))
+        offsets.append(_logit(p))
+        clicks.append(e.clicked)
+        ts.append(e.ts)
+    log.info(
+        "training set: %d examples, %d images, %d audience groups",
+        len(index),
+        len(rows),
+        len(groups),
+    )
+    return TrainingSet(
+        features=features,
+        segments=np.asarray(segments, dtype=np.int64),
+        offsets=np.asarray(offsets, dtype=np.float64),
+        clicks=np.asarray(clicks, dtype=bool),
+        ts=np.asarray(ts, dtype=np.float64),
+        image_index=np.asarray(index, dtype=np.int64),
+        feature_kind="multiscale",
+    )
 
 
 async def gather(
@@ -156,7 +254,11 @@ async def gather(
     learner: Learner,
     champion_model: str = IMAGE_ENCODER,
 ) -> TrainingSet:
-    """Features, offsets, audience groups and clicks of ``examples`` (see the module docstring)."""
+    """Features, offsets, audience groups and clicks of ``examples`` (see the module docstring).
+
+    ``examples`` must be :func:`complete` (time order, one per impression);
+    ``learner`` is replayed through them (it is changed: pass a copy).
+    """
     t0 = time.perf_counter()
     images: dict[str, str | None] = {}
     for e in examples:
@@ -172,29 +274,12 @@ async def gather(
     finally:
         await embedder.close()
         await cache.aclose()
-    groups: dict[str, int] = {}
-    index, segments, offsets, clicks, ts = [], [], [], [], []
-    for e, emb in zip(kept, embedded, strict=True):
-        if emb.error:
-            continue
-        index.append(rows[e.image_id])
-        segments.append(_group(learner, e, groups))
-        offsets.append(_logit(learner.predict(e, emb.image, emb.title)))
-        clicks.append(e.clicked)
-        ts.append(e.ts)
-    log.info(
-        "training set: %d examples, %d images, %d audience groups (%.1fs)",
-        len(index),
-        len(rows),
-        len(groups),
-        time.perf_counter() - t0,
+    data = replay(
+        kept,
+        [None if emb.error else (emb.image, emb.title) for emb in embedded],
+        features,
+        rows,
+        learner,
     )
-    return TrainingSet(
-        features=features,
-        segments=np.asarray(segments, dtype=np.int64),
-        offsets=np.asarray(offsets, dtype=np.float64),
-        clicks=np.asarray(clicks, dtype=bool),
-        ts=np.asarray(ts, dtype=np.float64),
-        image_index=np.asarray(index, dtype=np.int64),
-        feature_kind="multiscale",
-    )
+    log.info("training set gathered in %.1fs", time.perf_counter() - t0)
+    return data

@@ -67,8 +67,13 @@ class Preferences:
     mobile_scale: float
 
 
-def draw_preferences(rng: np.random.Generator) -> Preferences:
-    """Draw the hidden weights (scales tuned for a 20-60% oracle ranking lift)."""
+def draw_preferences(rng: np.random.Generator, visual_taste: float = 1.0) -> Preferences:
+    """Draw the hidden weights (scales tuned for a 20-60% oracle ranking lift).
+
+    ``visual_taste`` scales the taste groups' weights on the numeric visual
+    attributes after they are drawn, so every other weight (and the stream
+    of a seed at the default 1.0) is unchanged.
+    """
     return Preferences(
         device_bias={d: float(rng.normal(0, 0.2)) for d in DEVICES},
         geo_bias={g: float(rng.normal(0, 0.15)) for g in GEOS},
@@ -82,7 +87,9 @@ def draw_preferences(rng: np.random.Generator) -> Preferences:
         taste_colour={(t, c): float(rng.normal(0, 0.35)) for t in TASTES for c in COLOURS},
         taste_category={(t, c): float(rng.normal(0, 0.3)) for t in TASTES for c in CATEGORIES},
         taste_numeric={
-            (t, n): float(rng.normal(0, 0.45)) for t in TASTES for n in NUMERIC_ATTRIBUTES
+            (t, n): visual_taste * float(rng.normal(0, 0.45))
+            for t in TASTES
+            for n in NUMERIC_ATTRIBUTES
         },
         mobile_scale=0.4,
     )

@@ -63,6 +63,11 @@ class SimConfig:
     malformed_rate: float = 0.001
 
     image_size: int = 224
+    #: scales how strongly taste groups react to the images' brightness,
+    #: clutter, object scale and text overlay (the within-item visual
+    #: differences): 1 is the default world; larger makes the image decide
+    #: more of each click, for tests and benchmarks of visual learning
+    visual_taste: float = 1.0
 
     def __post_init__(self) -> None:
         positive = {
@@ -89,6 +94,8 @@ class SimConfig:
         for name, value in rates.items():
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+        if self.visual_taste < 0:
+            raise ValueError("visual_taste must be >= 0")
         if not 0.0 < self.position_p <= 1.0:
             raise ValueError("position_p must be in (0, 1]")
         if self.start_ts < 0 or self.position_decay < 0 or self.duplicate_max_gap_s < 0:

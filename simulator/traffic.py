@@ -67,7 +67,7 @@ class Simulator:
         self.catalogue: list[CatalogueEntry] = build_catalogue(
             catalogue_rng, c.n_items, c.variants_per_item
         )
-        self.preferences: Preferences = draw_preferences(prefs_rng)
+        self.preferences: Preferences = draw_preferences(prefs_rng, c.visual_taste)
         self.audience = Audience(audience_rng, c.n_users)
         self._traffic_rng = traffic_rng
         self._fault_rng = fault_rng
