@@ -17,7 +17,7 @@ import sys
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bertctr.demo_config import DemoConfig
 from bertctr.encoder_cli import add_encoder_commands
@@ -43,6 +43,8 @@ __all__ = [
 
 log = logging.getLogger("bertctr")
 T = TypeVar("T")
+if TYPE_CHECKING:  # argparse's class is generic only to type checkers
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def run_async(coro_fn: Callable[[], Awaitable[T]]) -> T:
@@ -334,15 +336,13 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bertctr", description=__doc__)
-    parser.add_argument("--log-level", default="WARNING", help="log level for stderr")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_worker(sub: Subparsers) -> None:
     worker = sub.add_parser("worker", help="run one Faust worker (join + live counters)")
     worker.add_argument("--loglevel", default="info")
     worker.set_defaults(func=cmd_worker)
 
+
+def _add_stats(sub: Subparsers) -> None:
     stats = sub.add_parser("stats", help="live CTR counters from Redis")
     stats.add_argument("--item")
     stats.add_argument("--segment", help="segment key, e.g. device=mobile,geo=DE,taste=t1")
@@ -355,6 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--json", action="store_true")
     stats.set_defaults(func=cmd_stats)
 
+
+def _add_health(sub: Subparsers) -> None:
     health = sub.add_parser(
         "health", help="are the workers making progress? exit 0 healthy, 1 not, 3 no report"
     )
@@ -367,6 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument("--json", action="store_true")
     health.set_defaults(func=cmd_health)
 
+
+def _add_schemas_and_stack(sub: Subparsers) -> None:
     schemas = sub.add_parser("schemas", help="event contract")
     schemas_sub = schemas.add_subparsers(dest="schemas_command", required=True)
     export = schemas_sub.add_parser("export", help="write JSON Schema files")
@@ -378,6 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     up = stack_sub.add_parser("up", help="start what is not given; Ctrl-C stops it")
     up.set_defaults(func=cmd_stack_up)
 
+
+def _add_demo(sub: Subparsers) -> None:
     demo = sub.add_parser("demo", help="the whole system on simulated traffic")
     demo.add_argument(
         "--events", type=int, default=DemoConfig.events, help="impressions to simulate"
@@ -397,6 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true", help="last stdout line: JSON summary")
     demo.set_defaults(func=cmd_demo)
 
+
+def _add_finetune(sub: Subparsers) -> None:
     finetune = sub.add_parser(
         "finetune",
         help="train a new image-encoder version on clicks; publish and announce it if better "
@@ -415,6 +423,8 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--progress", action="store_true", help="progress bar while training")
     finetune.set_defaults(func=cmd_finetune)
 
+
+def _add_simulate(sub: Subparsers) -> None:
     simulate = sub.add_parser("simulate", help="simulated traffic: print or publish it")
     simulate.add_argument("--events", type=int, default=10_000)
     simulate.add_argument("--seed", type=int, default=7)
@@ -435,10 +445,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     simulate.set_defaults(func=cmd_simulate)
 
+
+def _add_topics(sub: Subparsers) -> None:
     topics = sub.add_parser("topics", help="Kafka topics")
     topics_sub = topics.add_subparsers(dest="topics_command", required=True)
     create = topics_sub.add_parser("create", help="create all topics with BERTCTR_PARTITIONS")
     create.set_defaults(func=cmd_topics_create)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``bertctr`` command line: one small function per command below."""
+    parser = argparse.ArgumentParser(prog="bertctr", description=__doc__)
+    parser.add_argument("--log-level", default="WARNING", help="log level for stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (
+        _add_worker,
+        _add_stats,
+        _add_health,
+        _add_schemas_and_stack,
+        _add_demo,
+        _add_finetune,
+        _add_simulate,
+        _add_topics,
+    ):
+        add(sub)
     add_encoder_commands(sub)
     return parser
 
