@@ -15,6 +15,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -138,19 +139,30 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def read_health(settings: Settings) -> list[dict[str, Any]]:
-    """Every worker's health report in Redis."""
+    """Every worker's health report in Redis, found through the workers index.
+
+    A report that has expired (its worker died over an hour ago) drops its
+    worker from the index.
+    """
     import redis.asyncio as aioredis
 
     from schemas.keys import KeySpace
+    from streams.health_reporter import HEALTH_TTL_S
 
+    keys = KeySpace(settings.redis_prefix)
     client = aioredis.Redis.from_url(settings.redis_url)
     try:
+        workers = [
+            w.decode() if isinstance(w, bytes) else str(w)
+            for w in await client.zrange(keys.workers, 0, -1)
+        ]
+        raws = await client.mget([keys.health(w) for w in workers]) if workers else []
         reports = []
-        async for key in client.scan_iter(match=KeySpace(settings.redis_prefix).health_pattern):
-            raw = await client.get(key)
+        for raw in raws:
             if raw is not None:
                 with contextlib.suppress(ValueError):
                     reports.append(json.loads(raw))
+        await client.zremrangebyscore(keys.workers, "-inf", time.time() - HEALTH_TTL_S)
         return sorted(reports, key=lambda r: str(r.get("worker")))
     finally:
         await client.aclose()
@@ -158,8 +170,6 @@ async def read_health(settings: Settings) -> list[dict[str, Any]]:
 
 def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
     """Judge the workers' health reports; exit 0 healthy, 1 unhealthy, 3 no report."""
-    import time
-
     from streams.health import assess, read_local_report
 
     if args.local:

@@ -50,6 +50,7 @@ class HealthReporter:
         self.join = join
         self.worker_id = s.worker_id or default_worker_id()
         self.key = KeySpace(s.redis_prefix).health(self.worker_id)
+        self.index = KeySpace(s.redis_prefix).workers
         self.started_at = time.time()
         names = topics.full_names(s.topic_prefix)
         self.topics_of = {
@@ -95,13 +96,19 @@ class HealthReporter:
         report = self.build()
         write_local_report(Path(self.stream.settings.data_dir), report)
         try:
-            await self.client.set(self.key, json.dumps(report, sort_keys=True), ex=HEALTH_TTL_S)
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.set(self.key, json.dumps(report, sort_keys=True), ex=HEALTH_TTL_S)
+                pipe.zadd(self.index, {self.worker_id: report["at"]})
+                await pipe.execute()
         except (RedisError, OSError) as exc:
             log.warning("could not publish the health report: %s", exc)
 
     async def withdraw(self) -> None:
         """A worker that stops cleanly takes its report with it."""
         try:
-            await self.client.delete(self.key)
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.delete(self.key)
+                pipe.zrem(self.index, self.worker_id)
+                await pipe.execute()
         except (RedisError, OSError) as exc:
             log.warning("could not withdraw the health report: %s", exc)

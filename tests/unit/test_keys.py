@@ -65,4 +65,4 @@ def test_model_and_cache_keys_follow_the_documented_layout() -> None:
     k = KeySpace("bc:")
     assert k.model_metrics == "bc:model:metrics"
     assert k.embedding("image_encoder", 3, "img-1") == "bc:emb:image_encoder:3:img-1"
-    assert k.health("w1") == "bc:health:w1" and k.health_pattern == "bc:health:*"
+    assert k.health("w1") == "bc:health:w1" and k.workers == "bc:workers"
