@@ -251,9 +251,23 @@ def format_summary(s: dict[str, Any]) -> str:
             f"  ranking CTR lift over a random variant: model {s['ranking_ctr_lift']:+.1%}, "
             f"oracle {s['oracle_ranking_ctr_lift']:+.1%}",
             f"  embeddings: {_embeddings_line(s.get('embeddings') or {})}",
+            *_encoder_lines(s.get("encoder")),
             f"  live counters: BERTCTR_REDIS_PREFIX={s['redis_prefix']} bertctr stats",
         ]
     )
+
+
+def _encoder_lines(encoder: dict[str, Any] | None) -> list[str]:
+    """The fine-tuning cycle and what the stream decided (nothing without encoders)."""
+    if not encoder:
+        return []
+    return [
+        f"  encoder loop: fine-tuning {encoder.get('finetune_outcome', 'not run')} "
+        f"({encoder.get('finetune_seconds', '-')} s); champion {encoder.get('champion')} "
+        f"(v{encoder.get('champion_version')}), promotions {encoder.get('promotions', 0)}, "
+        f"retirements {encoder.get('retirements', 0)}, "
+        f"judging {encoder.get('challenger') or 'nothing'}"
+    ]
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
