@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from bertctr.api_cli import add_api_command
 from bertctr.demo_config import DemoConfig
 from bertctr.encoder_cli import add_encoder_commands
 from schemas.settings import Settings
@@ -84,24 +85,17 @@ def cmd_topics_create(args: argparse.Namespace, settings: Settings) -> int:
 async def read_stats(
     settings: Settings, item: str | None, segment: str | None, view: str = "live"
 ) -> dict[str, Any]:
+    """The document ``bertctr stats --json`` prints (see :func:`streams.readers.read_stats`)."""
     import redis.asyncio as aioredis
 
-    from schemas.keys import SETTLED, KeySpace
-    from streams.counters import StatsReader
+    from schemas.keys import KeySpace
+    from streams import readers
 
     client = aioredis.Redis.from_url(settings.redis_url)
     try:
-        keys = KeySpace(settings.redis_prefix)
-        reader = StatsReader(client, keys, SETTLED if view == SETTLED else "live")
-        stats = await reader.snapshot(item=item, segment=segment)
-        raw_model = await client.get(keys.model_metrics)
-        model = json.loads(raw_model) if raw_model is not None else None
-        if model is not None and segment is not None:
-            model["segments"] = {k: v for k, v in model["segments"].items() if k == segment}
-        stats["model"] = model
-        raw_encoder = await client.get(keys.encoder_status)
-        stats["encoder"] = json.loads(raw_encoder) if raw_encoder is not None else None
-        return stats
+        return await readers.read_stats(
+            client, KeySpace(settings.redis_prefix), item, segment, view
+        )
     finally:
         await client.aclose()
 
@@ -139,31 +133,15 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def read_health(settings: Settings) -> list[dict[str, Any]]:
-    """Every worker's health report in Redis, found through the workers index.
-
-    A report that has expired (its worker died over an hour ago) drops its
-    worker from the index.
-    """
+    """Every worker's health report in Redis (see :func:`streams.readers.read_health`)."""
     import redis.asyncio as aioredis
 
     from schemas.keys import KeySpace
-    from streams.health_reporter import HEALTH_TTL_S
+    from streams import readers
 
-    keys = KeySpace(settings.redis_prefix)
     client = aioredis.Redis.from_url(settings.redis_url)
     try:
-        workers = [
-            w.decode() if isinstance(w, bytes) else str(w)
-            for w in await client.zrange(keys.workers, 0, -1)
-        ]
-        raws = await client.mget([keys.health(w) for w in workers]) if workers else []
-        reports = []
-        for raw in raws:
-            if raw is not None:
-                with contextlib.suppress(ValueError):
-                    reports.append(json.loads(raw))
-        await client.zremrangebyscore(keys.workers, "-inf", time.time() - HEALTH_TTL_S)
-        return sorted(reports, key=lambda r: str(r.get("worker")))
+        return await readers.read_health(client, KeySpace(settings.redis_prefix))
     finally:
         await client.aclose()
 
@@ -494,6 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         add(sub)
     add_encoder_commands(sub)
+    add_api_command(sub)
     return parser
 
 

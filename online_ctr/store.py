@@ -26,6 +26,8 @@ it against each):
   unpicklable) is skipped with a warning and the next older one is tried, so
   one bad write costs the progress since the snapshot before it, not the
   whole model. ``None`` when there is no usable snapshot;
+* :meth:`~ModelStore.newest` names the newest snapshot without reading it
+  (``None`` when empty), for pollers that load only on a change;
 * :meth:`~ModelStore.load` loads one snapshot by name; an unknown name raises
   :class:`SnapshotNotFound` (a :class:`KeyError`), a snapshot that does not
   verify raises :class:`~online_ctr.checkpoint.CheckpointError`;
@@ -179,6 +181,14 @@ class ModelStore(Protocol):
         """The newest snapshot that verifies, falling back past bad ones; ``None`` if none."""
         ...
 
+    def newest(self) -> str | None:
+        """The name of the newest snapshot, unverified and cheap: for pollers.
+
+        A reader that serves the model (the scoring API) polls this and loads
+        only when it changes; ``None`` when the store is empty.
+        """
+        ...
+
     def load(self, name: str) -> Snapshot:
         """The snapshot called ``name``.
 
@@ -295,6 +305,11 @@ class FileModelStore:
         log.warning("snapshots in %s kept vanishing while read; none loaded", self.directory)
         return None
 
+    def newest(self) -> str | None:
+        """See :meth:`ModelStore.newest`."""
+        found = list_checkpoints(self.directory)
+        return found[-1].name if found else None
+
     def load(self, name: str) -> Snapshot:
         """See :meth:`ModelStore.load`."""
         # only plain snapshot file names: a name must not reach outside the directory
@@ -382,6 +397,11 @@ class MemoryModelStore:
                 continue
             return _snapshot(name, header, learner)
         return None
+
+    def newest(self) -> str | None:
+        """See :meth:`ModelStore.newest`."""
+        with self._lock:
+            return next(reversed(self._blobs), None)
 
     def load(self, name: str) -> Snapshot:
         """See :meth:`ModelStore.load`."""

@@ -23,6 +23,7 @@ key                                             what
 ``P clock`` / ``P settled:clock``               newest impression time counted
 ``P idx:items`` / ``P idx:segments``            sets of the ids seen (both views)
 ``P idx:variants:<item>``                       set of an item's variants
+``P idx:media:<item>``                          hash: variant -> its last image (JSON)
 ``P seen:<label_id>``                           dedup marker of an applied label
 ``P seen:live:<impression_id>:<kind>``          dedup marker of a live count
 ``P health:<worker>``                           a worker's health report (JSON)
@@ -87,6 +88,14 @@ class KeySpace:
 
     def variants_index(self, item_id: str) -> str:
         return f"{self.prefix}idx:variants:{item_id}"
+
+    def variant_media(self, item_id: str) -> str:
+        """Hash of an item's variants to the image and title last shown (JSON).
+
+        Written with the live counters, so ``GET /ab`` can ask the model for
+        each variant's predicted CTR without the caller naming its image.
+        """
+        return f"{self.prefix}idx:media:{item_id}"
 
     def health(self, worker_id: str) -> str:
         return f"{self.prefix}health:{worker_id}"

@@ -179,6 +179,22 @@ class Settings(BaseSettings):
         ge=1,
         description="Fewest clicks in the training window for bertctr finetune to train.",
     )
+    api_host: str = Field(default="127.0.0.1", description="Address bertctr api listens on.")
+    api_port: int = Field(default=8080, ge=0, le=65535, description="Port of bertctr api.")
+    api_model_poll_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often bertctr api looks for a newer model snapshot to serve.",
+    )
+    api_max_candidates: int = Field(
+        default=1000, ge=1, description="Most candidates one POST /score may rank."
+    )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Port a worker serves Prometheus metrics on (GET /metrics); unset: none.",
+    )
     image_dir: str | None = Field(
         default=None, description="Local image store: <image_id>.png|jpg|jpeg|webp files."
     )

@@ -12,6 +12,7 @@ keeps the counters exact without Kafka transactions (Tansu has none).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
@@ -29,8 +30,8 @@ log = logging.getLogger(__name__)
 MINUTE_BUCKET_TTL_S = 2 * 3600
 
 #: KEYS: seen, clock, N counter keys, N minute keys, items idx, segments idx,
-#: variants idx. ARGV: seen ttl, d_impressions, d_clicks, ts, bucket ttl, N,
-#: item_id, variant, segment.
+#: variants idx, variant media. ARGV: seen ttl, d_impressions, d_clicks, ts,
+#: bucket ttl, N, item_id, variant, segment, media (JSON, or '' to leave it).
 _APPLY_LUA = """
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) then
   return 0
@@ -54,6 +55,9 @@ end
 redis.call('SADD', KEYS[3 + 2 * n], ARGV[7])
 redis.call('SADD', KEYS[4 + 2 * n], ARGV[9])
 redis.call('SADD', KEYS[5 + 2 * n], ARGV[8])
+if ARGV[10] ~= '' then
+  redis.call('HSET', KEYS[6 + 2 * n], ARGV[8], ARGV[10])
+end
 local clock = tonumber(redis.call('GET', KEYS[2]) or '-1')
 if tonumber(ARGV[4]) > clock then
   redis.call('SET', KEYS[2], ARGV[4])
@@ -127,6 +131,7 @@ class RedisCounters:
         keys += [k.counter(s, view) for s in scope_list]
         keys += [k.minute_bucket(s, minute, view) for s in scope_list]
         keys += [k.items_index, k.segments_index, k.variants_index(event.item_id)]
+        keys.append(k.variant_media(event.item_id))
         args: list[Any] = [
             self._seen_ttl,
             d_imp,
@@ -137,8 +142,17 @@ class RedisCounters:
             event.item_id,
             event.variant,
             segment,
+            _media(event) if view == LIVE and d_imp else "",
         ]
         return keys, args
+
+
+def _media(event: Impression) -> str:
+    """What the API needs to score a variant later (``GET /ab``): its image and title."""
+    media = {"image_id": event.image_id, "title": event.title}
+    if event.image_url:
+        media["image_url"] = event.image_url
+    return json.dumps(media, separators=(",", ":"))
 
 
 def _ctr(impressions: int, clicks: int) -> float | None:

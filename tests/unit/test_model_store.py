@@ -102,6 +102,7 @@ def test_adapters_satisfy_the_protocol(adapter: Adapter) -> None:
 def test_empty_store(adapter: Adapter) -> None:
     assert adapter.store.list() == []
     assert adapter.store.latest() is None
+    assert adapter.store.newest() is None
 
 
 def test_save_latest_load_list_round_trip(adapter: Adapter) -> None:
@@ -148,6 +149,7 @@ def test_newest_wins_and_list_is_oldest_first(adapter: Adapter) -> None:
     assert latest is not None
     assert latest.learner == {"n": 2}
     assert latest.info == infos[-1]
+    assert store.newest() == infos[-1].name
     assert store.load(infos[0].name).learner == {"n": 0}
 
 

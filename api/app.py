@@ -1,0 +1,48 @@
+"""The ASGI application: routes mounted, state opened at start and closed at stop.
+
+FastAPI because the ecosystem's clients read OpenAPI: the document it
+generates is committed as ``openapi.json`` and a test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.routes import ctr, health, score
+from api.state import close_state, open_state
+from online_ctr.store import ModelStore
+from schemas.settings import Settings
+
+__all__ = ["TITLE", "create_app", "openapi_document"]
+
+TITLE = "bertctr"
+VERSION = "1"
+DESCRIPTION = (
+    "Live CTR per item, visual variant and audience segment; candidate ranking with the "
+    "champion online model; Bayesian A/B decisions per variant and segment; Prometheus metrics."
+)
+
+
+def create_app(settings: Settings, store: ModelStore | None = None) -> FastAPI:
+    """The API on ``settings``' Redis and model store (``store`` overrides the latter)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.bertctr = await open_state(settings, store)
+        try:
+            yield
+        finally:
+            await close_state(app.state.bertctr)
+
+    app = FastAPI(title=TITLE, version=VERSION, description=DESCRIPTION, lifespan=lifespan)
+    for module in (ctr, score, health):
+        app.include_router(module.router)
+    return app
+
+
+def openapi_document() -> dict[str, object]:
+    """The OpenAPI document, as ``openapi.json`` holds it (no server needed)."""
+    return create_app(Settings()).openapi()

@@ -1,0 +1,40 @@
+"""``POST /score``: the champion model's predicted CTR of each candidate, best first."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException
+
+from api.contracts import Problem, ScoreRequest, ScoreResponse
+from api.scoring import ModelUnavailable, TooManyCandidates
+from api.state import ApiState, api_state
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["scoring"])
+
+
+@router.post(
+    "/score",
+    response_model=ScoreResponse,
+    responses={
+        413: {"model": Problem, "description": "More candidates than the server allows."},
+        503: {"model": Problem, "description": "No model has been saved yet."},
+    },
+)
+async def score(
+    request: ScoreRequest, state: Annotated[ApiState, Depends(api_state)]
+) -> ScoreResponse:
+    """Rank up to 1,000 candidates for one segment (sorted, best first).
+
+    Scores come from the champion of the newest model snapshot (never from
+    a challenger in shadow), with embeddings from the cache or Triton.
+    Nothing here changes the model.
+    """
+    try:
+        return await state.scorer.score(request)
+    except TooManyCandidates as exc:
+        raise HTTPException(status_code=413, detail=str(exc)) from exc
+    except ModelUnavailable as exc:
+        raise HTTPException(status_code=503, detail=str(exc)) from exc

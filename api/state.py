@@ -1,0 +1,75 @@
+"""What every request handler shares: settings, one Redis client, the model watcher, the scorer.
+
+Built when the server starts (:func:`open_state`) and closed when it stops;
+handlers get it through :func:`api_state`, so a test can build the app on
+any Redis prefix and model store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import cast
+
+import redis.asyncio as aioredis
+from fastapi import Request
+
+from api.scoring import CandidateScorer
+from api.serving import ModelWatcher
+from encoder_server.embedder import Embedder
+from online_ctr.store import FileModelStore, ModelStore
+from schemas.keys import KeySpace
+from schemas.settings import Settings
+from streams.embedding import embedder_from_settings
+
+__all__ = ["ApiState", "api_state", "close_state", "open_state"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ApiState:
+    """The server's long-lived parts."""
+
+    settings: Settings
+    redis: aioredis.Redis
+    keys: KeySpace
+    watcher: ModelWatcher
+    scorer: CandidateScorer
+    embedder: Embedder | None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+def model_store_from_settings(settings: Settings) -> ModelStore:
+    """The store the learner agent saves to (``BERTCTR_CHECKPOINT_DIR``)."""
+    return FileModelStore(settings.checkpoint_dir, settings.checkpoint_key.encode())
+
+
+async def open_state(settings: Settings, store: ModelStore | None = None) -> ApiState:
+    """Connect to Redis, load the newest model (if any) and start watching for newer ones."""
+    client = aioredis.Redis.from_url(settings.redis_url)
+    watcher = ModelWatcher(store or model_store_from_settings(settings), settings.api_model_poll_s)
+    try:
+        await asyncio.to_thread(watcher.refresh)
+    except OSError as exc:
+        log.warning("model store unavailable at start: %s", exc)
+    embedder = embedder_from_settings(settings, client) if settings.triton_url else None
+    scorer = CandidateScorer(watcher, embedder, settings.api_max_candidates)
+    state = ApiState(settings, client, KeySpace(settings.redis_prefix), watcher, scorer, embedder)
+    state.tasks.append(asyncio.create_task(watcher.run(), name="model-watcher"))
+    return state
+
+
+async def close_state(state: ApiState) -> None:
+    """Stop the watcher and close every connection."""
+    for task in state.tasks:
+        await state.watcher.stop(task)
+    if state.embedder is not None:
+        await state.embedder.close()
+    await state.redis.aclose()
+
+
+def api_state(request: Request) -> ApiState:
+    """FastAPI dependency: the running server's state."""
+    return cast(ApiState, request.app.state.bertctr)
