@@ -60,6 +60,14 @@ def _no_bool_or_str(value: Any) -> Any:
 JsonNumber = Annotated[float, BeforeValidator(_no_bool_or_str)]
 #: A JSON integer (``3`` or ``3.0``, as JSON Schema's ``integer``), never a bool or string.
 JsonInt = Annotated[int, BeforeValidator(_no_bool_or_str)]
+#: A probability: a finite JSON number in [0, 1], never a bool or string. The
+#: bounds sit on ``float`` itself, before the validator: put on the field of a
+#: nullable ``JsonNumber | None``, or after the validator, pydantic exports
+#: them as ``ge``/``le``, keywords JSON Schema ignores, and the exported
+#: schema would accept what the model refuses.
+Probability = Annotated[
+    float, Field(ge=0.0, le=1.0, allow_inf_nan=False), BeforeValidator(_no_bool_or_str)
+]
 
 #: Identifiers are opaque, non-empty strings of bounded length; they end up in
 #: Redis keys and Kafka keys, so unbounded ones would be a memory hazard.
@@ -174,6 +182,13 @@ class Impression(_Event):
     position: JsonInt = Field(ge=0, le=10_000)
     segment: Segment
     user_id: Identifier | None = None
+    propensity: Probability | None = Field(
+        default=None,
+        description="Probability with which the serving layer chose this variant for this "
+        "impression (e.g. as returned by POST /ab/{item_id}/allocate), logged for "
+        "off-policy evaluation (inverse propensity weighting). Optional: producers "
+        "that do not randomise leave it out.",
+    )
 
 
 class Click(_Event):

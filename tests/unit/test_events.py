@@ -6,6 +6,7 @@ import base64
 import json
 from pathlib import Path
 
+import jsonschema
 import pytest
 from pydantic import ValidationError
 
@@ -48,6 +49,64 @@ def test_impression_defaults_and_segment_key() -> None:
 def test_invalid_impressions_are_refused(change: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         Impression.model_validate({**GOOD, **change})
+
+
+def test_propensity_is_optional_and_kept() -> None:
+    assert Impression.model_validate(GOOD).propensity is None
+    imp = Impression.model_validate({**GOOD, "propensity": 0.3})
+    assert imp.propensity == 0.3
+    assert Impression.model_validate({**GOOD, "propensity": 1}).propensity == 1.0
+    labelled = LabelledImpression.from_impression(
+        imp, clicked=True, click_delay_s=2.0, late=False, labelled_at=0.0
+    )
+    assert labelled.propensity == 0.3
+    again = LabelledImpression.model_validate_json(labelled.model_dump_json())
+    assert again.propensity == 0.3
+    # a producer that has never heard of propensity is unaffected
+    assert decode(Impression, json.dumps(GOOD).encode(), b"i1").propensity is None
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.5, float("nan"), float("inf"), True, "0.3"], ids=repr)
+def test_invalid_propensities_are_refused(value: object) -> None:
+    with pytest.raises(ValidationError):
+        Impression.model_validate({**GOOD, "propensity": value})
+
+
+@pytest.mark.parametrize(
+    ("raw", "accepted"),
+    [
+        (b"0.3", True),
+        (b"0", True),
+        (b"1", True),
+        (b"null", True),
+        (b"-0.1", False),
+        (b"1.5", False),
+        (b"true", False),
+        (b'"0.3"', False),
+        (b"NaN", False),
+        (b"Infinity", False),
+    ],
+)
+def test_propensity_is_refused_alike_by_model_and_exported_schema(
+    raw: bytes, accepted: bool, tmp_path: Path
+) -> None:
+    value = json.dumps(GOOD).encode()[:-1] + b', "propensity": ' + raw + b"}"
+    try:
+        decode(Impression, value, b"i1")
+    except DecodeError as err:
+        assert not accepted and err.reason == "schema_violation", err.detail
+    else:
+        assert accepted
+    export_json_schemas(tmp_path)
+    schema = json.loads((tmp_path / "impression.schema.json").read_text())
+    assert schema["properties"]["propensity"]["anyOf"][0] == {
+        "type": "number",
+        "minimum": 0.0,
+        "maximum": 1.0,
+    }
+    if raw not in (b"NaN", b"Infinity"):  # not JSON: a JSON parser refuses them first
+        validator = jsonschema.Draft202012Validator(schema)
+        assert validator.is_valid(json.loads(value)) is accepted
 
 
 def test_decode_reasons() -> None:

@@ -1,0 +1,370 @@
+"""Beta-Binomial A/B maths: exact values worked out by hand, Monte Carlo agreement, decisions.
+
+The closed forms are checked against cases with a known answer (for
+``p_A ~ Beta(1, 1)`` and ``p_B ~ Beta(n, 1)``, ``P(p_B > p_A) = int n x^n dx
+= n / (n + 1)``), against Evan Miller's formula written out term by term
+with ``lgamma``, and against Monte Carlo; the chi-square tail against the
+closed forms for 1 to 4 degrees of freedom.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from online_ctr.abtest import (
+    Arm,
+    Beta,
+    DecisionRule,
+    allocation_probabilities,
+    chance_to_win,
+    chi2_sf,
+    decide,
+    expected_loss,
+    prob_beats,
+    regularized_beta,
+    srm_check,
+    thompson_allocate,
+)
+
+# ---------------------------------------------------------------------------
+# special functions
+# ---------------------------------------------------------------------------
+
+
+def test_chi2_sf_matches_known_values_and_closed_forms() -> None:
+    assert chi2_sf(3.841458820694124, 1) == pytest.approx(0.05, abs=1e-12)
+    assert chi2_sf(6.634896601021214, 1) == pytest.approx(0.01, abs=1e-12)
+    assert chi2_sf(5.991464547107979, 2) == pytest.approx(0.05, abs=1e-12)
+    for x in (0.01, 0.5, 1.0, 3.0, 10.0, 40.0):
+        assert chi2_sf(x, 1) == pytest.approx(math.erfc(math.sqrt(x / 2)), rel=1e-10)
+        assert chi2_sf(x, 2) == pytest.approx(math.exp(-x / 2), rel=1e-10)
+        dof3 = math.erfc(math.sqrt(x / 2)) + math.sqrt(2 * x / math.pi) * math.exp(-x / 2)
+        assert chi2_sf(x, 3) == pytest.approx(dof3, rel=1e-10)
+        assert chi2_sf(x, 4) == pytest.approx(math.exp(-x / 2) * (1 + x / 2), rel=1e-10)
+    assert chi2_sf(0.0, 1) == 1.0 and chi2_sf(math.inf, 3) == 0.0
+
+
+def test_regularized_beta_closed_forms() -> None:
+    for x in (0.01, 0.2, 0.5, 0.77, 0.999):
+        assert regularized_beta(x, 1.0, 1.0) == pytest.approx(x, abs=1e-14)
+        assert regularized_beta(x, 2.0, 1.0) == pytest.approx(x * x, rel=1e-12)
+        assert regularized_beta(x, 1.0, 3.0) == pytest.approx(1 - (1 - x) ** 3, rel=1e-12)
+        arcsine = 2 / math.pi * math.asin(math.sqrt(x))  # Beta(1/2, 1/2)
+        assert regularized_beta(x, 0.5, 0.5) == pytest.approx(arcsine, rel=1e-11)
+
+
+def test_beta_quantiles_against_closed_forms() -> None:
+    assert Beta(1.0, 1.0).interval(0.95) == pytest.approx((0.025, 0.975), abs=1e-12)
+    assert Beta(2.0, 2.0).quantile(0.5) == pytest.approx(0.5, abs=1e-12)
+    assert Beta(40.0, 40.0).quantile(0.5) == pytest.approx(0.5, abs=1e-12)
+    for q in (0.001, 0.025, 0.3, 0.5, 0.9, 0.975):
+        assert Beta(1.0, 3.0).quantile(q) == pytest.approx(1 - (1 - q) ** (1 / 3), abs=1e-9)
+        assert Beta(3.0, 1.0).quantile(q) == pytest.approx(q ** (1 / 3), abs=1e-9)
+        assert Beta(2.0, 1.0).quantile(q) == pytest.approx(math.sqrt(q), abs=1e-9)
+        assert Beta(0.5, 0.5).quantile(q) == pytest.approx(math.sin(math.pi * q / 2) ** 2, abs=1e-9)
+
+
+def test_credible_interval_of_a_ctr_sized_posterior() -> None:
+    arm = Arm("a", impressions=50_000, clicks=2_000)
+    low, high = arm.credible_interval(0.95)
+    post = arm.posterior()
+    assert post.cdf(low) == pytest.approx(0.025, abs=1e-9)
+    assert post.cdf(high) == pytest.approx(0.975, abs=1e-9)
+    sd = math.sqrt(0.04 * 0.96 / 50_000)  # near normal at this size
+    assert low == pytest.approx(0.04 - 1.96 * sd, abs=2e-4)
+    assert high == pytest.approx(0.04 + 1.96 * sd, abs=2e-4)
+    assert arm.posterior_mean() == pytest.approx(2001 / 50_002)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.floats(1.0, 5_000.0),
+    st.floats(1.0, 200_000.0),
+    st.floats(1e-6, 1 - 1e-6),
+)
+def test_quantile_inverts_the_cdf(a: float, b: float, q: float) -> None:
+    """Both parameters of a posterior under the default prior are at least 1."""
+    beta = Beta(a, b)
+    assert beta.cdf(beta.quantile(q)) == pytest.approx(q, abs=1e-9)
+
+
+# ---------------------------------------------------------------------------
+# chance to win and risk
+# ---------------------------------------------------------------------------
+
+
+def miller_literal(a: Beta, b: Beta) -> float:
+    """Evan Miller's formula term by term, for an integer ``b.alpha``."""
+
+    def lbeta(x: float, y: float) -> float:
+        return math.lgamma(x) + math.lgamma(y) - math.lgamma(x + y)
+
+    return math.fsum(
+        math.exp(
+            lbeta(a.alpha + i, a.beta + b.beta)
+            - math.log(b.beta + i)
+            - lbeta(1 + i, b.beta)
+            - lbeta(a.alpha, a.beta)
+        )
+        for i in range(int(b.alpha))
+    )
+
+
+def test_prob_beats_known_cases() -> None:
+    uniform = Beta(1.0, 1.0)
+    assert prob_beats(uniform, uniform) == pytest.approx(0.5, abs=1e-14)
+    assert prob_beats(uniform, Beta(2.0, 1.0)) == pytest.approx(2 / 3, abs=1e-14)
+    assert prob_beats(uniform, Beta(3.0, 1.0)) == pytest.approx(3 / 4, abs=1e-14)
+    assert prob_beats(uniform, Beta(9.0, 1.0)) == pytest.approx(9 / 10, abs=1e-13)
+    # density 2x against 2(1-x): int 2x (1 - (1-x)^2) dx = 5/6
+    assert prob_beats(Beta(1.0, 2.0), Beta(2.0, 1.0)) == pytest.approx(5 / 6, abs=1e-14)
+    assert prob_beats(Beta(2.0, 1.0), Beta(1.0, 2.0)) == pytest.approx(1 / 6, abs=1e-14)
+
+
+def test_prob_beats_routes_agree_with_the_literal_formula() -> None:
+    a, b = Beta(41.0, 960.0), Beta(56.0, 945.0)
+    literal = miller_literal(a, b)
+    assert prob_beats(a, b) == pytest.approx(literal, abs=1e-11)
+    assert 1 - prob_beats(b, a) == pytest.approx(literal, abs=1e-11)  # type: ignore[operator]
+    # integer betas only: the route through p -> 1 - p, against the literal
+    # formula on the flipped pair and against brute force
+    fa, fb = Beta(40.5, 960.0), Beta(55.5, 945.0)
+    flipped = prob_beats(fa, fb)
+    assert flipped is not None
+    # P(p_b > p_a) = P(1 - p_a > 1 - p_b), and 1 - p_a ~ Beta(960, 40.5) has an integer alpha
+    assert flipped == pytest.approx(miller_literal(fb.flipped(), fa.flipped()), abs=1e-11)
+    rng = np.random.default_rng(1)
+    brute = float((rng.beta(55.5, 945.0, 10**6) > rng.beta(40.5, 960.0, 10**6)).mean())
+    assert flipped == pytest.approx(brute, abs=0.002)
+    assert prob_beats(Beta(0.5, 0.5), Beta(1.5, 2.5)) is None
+
+
+def test_exact_two_arm_results_match_monte_carlo() -> None:
+    arms = [Arm("a", 1_000, 40), Arm("b", 1_000, 55)]
+    exact_ctw = chance_to_win(arms)
+    exact_risk = expected_loss(arms)
+    literal = miller_literal(arms[0].posterior(), arms[1].posterior())
+    assert exact_ctw["b"] == pytest.approx(literal, abs=1e-11)
+    # the same numbers by brute force, on a million joint draws
+    rng = np.random.default_rng(7)
+    pa = rng.beta(41, 961, size=1_000_000)
+    pb = rng.beta(56, 946, size=1_000_000)
+    assert exact_ctw["b"] == pytest.approx(float((pb > pa).mean()), abs=0.002)
+    assert exact_risk["a"] == pytest.approx(float(np.maximum(pb - pa, 0).mean()), rel=0.01)
+    assert exact_risk["b"] == pytest.approx(float(np.maximum(pa - pb, 0).mean()), rel=0.02)
+    # E[max(pb - pa, 0)] - E[max(pa - pb, 0)] = E[pb] - E[pa]
+    diff = arms[1].posterior_mean() - arms[0].posterior_mean()
+    assert exact_risk["a"] - exact_risk["b"] == pytest.approx(diff, abs=1e-12)
+
+
+def test_symmetric_arms() -> None:
+    two = [Arm("a", 0, 0), Arm("b", 0, 0)]
+    assert chance_to_win(two) == pytest.approx({"a": 0.5, "b": 0.5}, abs=1e-14)
+    # E[max(U2 - U1, 0)] = E|U1 - U2| / 2 = 1/6 for independent uniforms
+    assert expected_loss(two) == pytest.approx({"a": 1 / 6, "b": 1 / 6}, abs=1e-12)
+    same = [Arm("a", 900, 30), Arm("b", 900, 30)]
+    assert chance_to_win(same)["a"] == pytest.approx(0.5, abs=1e-12)
+    three = [Arm("a", 500, 20), Arm("b", 500, 20), Arm("c", 500, 20)]
+    ctw = chance_to_win(three, draws=30_000, seed=3)
+    assert ctw == pytest.approx({"a": 1 / 3, "b": 1 / 3, "c": 1 / 3}, abs=0.012)
+
+
+def test_overwhelming_evidence_wins() -> None:
+    arms = [Arm("a", 20_000, 400), Arm("b", 20_000, 800), Arm("c", 20_000, 410)]
+    ctw = chance_to_win(arms, seed=1)
+    assert ctw["b"] == 1.0
+    risk = expected_loss(arms, seed=1)
+    assert risk["b"] == 0.0 and risk["a"] == pytest.approx(0.02, abs=0.002)
+    two = chance_to_win(arms[:2])
+    assert two["b"] == pytest.approx(1.0, abs=1e-12) and two["a"] < 1e-20
+
+
+def test_monte_carlo_is_deterministic_per_seed() -> None:
+    arms = [Arm("a", 300, 10), Arm("b", 300, 12), Arm("c", 300, 14)]
+    assert chance_to_win(arms, seed=5) == chance_to_win(arms, seed=5)
+    assert chance_to_win(arms, seed=5) != chance_to_win(arms, seed=6)
+    assert expected_loss(arms, seed=5) == expected_loss(arms, seed=5)
+
+
+def test_non_integer_prior_falls_back_to_monte_carlo() -> None:
+    arms = [Arm("a", 1_000, 40), Arm("b", 1_000, 55)]
+    jeffreys = chance_to_win(arms, draws=200_000, seed=2, prior_a=0.5, prior_b=0.5)
+    uniform = chance_to_win(arms)  # exact; the prior barely matters at this size
+    assert jeffreys["b"] == pytest.approx(uniform["b"], abs=0.01)
+
+
+ARMS = st.lists(st.tuples(st.integers(0, 5_000), st.floats(0.0, 1.0)), min_size=1, max_size=4).map(
+    lambda rows: [Arm(f"v{i}", n, int(n * f)) for i, (n, f) in enumerate(rows)]
+)
+
+
+@settings(max_examples=50, deadline=None)
+@given(ARMS, st.integers(0, 2**32 - 1))
+def test_chance_to_win_sums_to_one_and_risk_is_not_negative(arms: list[Arm], seed: int) -> None:
+    ctw = chance_to_win(arms, draws=2_000, seed=seed)
+    assert math.fsum(ctw.values()) == pytest.approx(1.0, abs=1e-9)
+    assert all(0.0 <= p <= 1.0 for p in ctw.values())
+    risk = expected_loss(arms, draws=2_000, seed=seed)
+    assert all(r >= 0.0 for r in risk.values())
+
+
+# ---------------------------------------------------------------------------
+# sample ratio mismatch
+# ---------------------------------------------------------------------------
+
+
+def test_srm_known_statistic_and_p_value() -> None:
+    # expected 1050 each: 2 * 50^2 / 1050
+    result = srm_check([Arm("a", 1_000, 10), Arm("b", 1_100, 10)])
+    assert result.statistic == pytest.approx(2 * 50**2 / 1050)
+    assert result.dof == 1
+    assert result.p_value == pytest.approx(math.erfc(math.sqrt(result.statistic / 2)), rel=1e-10)
+    assert not result.mismatch  # p = 0.029
+    skewed = srm_check([Arm("a", 5_000, 10), Arm("b", 5_400, 10)])
+    assert skewed.statistic == pytest.approx(2 * 200**2 / 5_200)
+    assert skewed.p_value == pytest.approx(8.77e-5, rel=0.01) and skewed.mismatch
+
+
+def test_srm_expected_shares() -> None:
+    arms = [Arm("a", 500, 5), Arm("b", 250, 5), Arm("c", 250, 5)]
+    by_name = srm_check(arms, {"a": 0.5, "b": 0.25, "c": 0.25})
+    assert by_name.statistic == 0.0 and by_name.p_value == 1.0 and by_name.dof == 2
+    assert srm_check(arms, [2, 1, 1]).expected_shares == (0.5, 0.25, 0.25)
+    equal = srm_check(arms)  # 2 dof: p = exp(-x/2)
+    assert equal.p_value == pytest.approx(math.exp(-equal.statistic / 2), rel=1e-10)
+    assert equal.mismatch
+    never = srm_check([Arm("a", 10, 1), Arm("b", 3, 0)], [1.0, 0.0])
+    assert never.mismatch and never.p_value == 0.0
+    assert json.dumps(never.as_dict(), allow_nan=False)
+    with pytest.raises(ValueError, match="no share"):
+        srm_check(arms, {"a": 1.0})
+
+
+def test_srm_without_data_is_not_a_mismatch() -> None:
+    assert not srm_check([]).mismatch
+    assert srm_check([Arm("a", 0, 0), Arm("b", 0, 0)]).p_value == 1.0
+    assert srm_check([Arm("a", 100, 1)]).dof == 0
+
+
+# ---------------------------------------------------------------------------
+# decide
+# ---------------------------------------------------------------------------
+
+
+def test_too_few_samples_keep_testing() -> None:
+    verdict = decide([Arm("a", 150, 3), Arm("b", 150, 20)], segment="device=mobile,geo=DE")
+    assert verdict.decision == "keep_testing" and verdict.winner is None
+    assert "fewer than 200" in verdict.message and "device=mobile,geo=DE" in verdict.message
+    few_clicks = decide([Arm("a", 1_000, 5), Arm("b", 1_000, 12)], segment="s")
+    assert few_clicks.decision == "keep_testing" and "17 clicks" in few_clicks.message
+
+
+def test_clear_winner() -> None:
+    verdict = decide(
+        [Arm("a", 20_000, 800), Arm("b", 20_000, 1_000)], DecisionRule(), segment="geo=FR"
+    )
+    assert verdict.decision == "winner" and verdict.winner == "b"
+    assert verdict.message.startswith("variant b wins for segment geo=FR")
+    assert verdict.method == "exact" and verdict.warnings == ()
+    b = verdict.arms[1]
+    assert b.chance_to_win > 0.999 and b.relative_risk < 0.0025
+    assert b.ci_low < b.ctr < b.ci_high  # type: ignore[operator]
+    json.dumps(verdict.as_dict(), allow_nan=False)
+
+
+def test_close_arms_keep_testing_with_the_reason() -> None:
+    verdict = decide([Arm("a", 5_000, 200), Arm("b", 5_000, 210)], segment="s")
+    assert verdict.decision == "keep_testing"
+    assert "chance to win" in verdict.message and "'b'" in verdict.message
+
+
+def test_risk_blocks_a_winner_that_is_probably_better() -> None:
+    arms = [Arm("a", 20_000, 800), Arm("b", 20_000, 880)]
+    assert decide(arms, segment="s").decision == "winner"
+    strict = DecisionRule(max_relative_risk=1e-5)
+    verdict = decide(arms, strict, segment="s")
+    assert verdict.decision == "keep_testing" and "relative risk must be below" in verdict.message
+
+
+def test_srm_blocks_the_verdict() -> None:
+    verdict = decide([Arm("a", 20_000, 800), Arm("b", 22_000, 1_100)], segment="s")
+    assert verdict.decision == "srm_mismatch" and verdict.winner is None
+    assert verdict.srm.mismatch and "sample ratio mismatch" in verdict.message
+    shares = {"a": 20 / 42, "b": 22 / 42}  # the allocation that was intended
+    assert decide(
+        [Arm("a", 20_000, 800), Arm("b", 22_000, 1_100)], segment="s", expected_shares=shares
+    ).decision == ("winner")
+
+
+def test_implausible_lift_warns() -> None:
+    verdict = decide([Arm("a", 5_000, 100), Arm("b", 5_000, 250)], segment="s")
+    assert verdict.decision == "winner"
+    assert any("check the instrumentation" in w for w in verdict.warnings)
+
+
+def test_no_data() -> None:
+    assert decide([], segment="s").decision == "no_data"
+    verdict = decide([Arm("a", 0, 0), Arm("b", 0, 0)], segment="geo=US")
+    assert verdict.decision == "no_data" and "geo=US" in verdict.message
+    assert len(verdict.warnings) == 2
+    json.dumps(verdict.as_dict(), allow_nan=False)
+    one = decide([Arm("a", 500, 40)], segment="s")
+    assert one.decision == "keep_testing" and "two arms" in one.message
+
+
+def test_three_arms_use_monte_carlo() -> None:
+    arms = [Arm("a", 20_000, 800), Arm("b", 20_000, 1_000), Arm("c", 20_000, 790)]
+    verdict = decide(arms, segment="s", seed=4)
+    assert verdict.method == "monte_carlo" and verdict.winner == "b"
+    assert verdict == decide(arms, segment="s", seed=4)
+
+
+def test_invalid_arms_are_refused() -> None:
+    with pytest.raises(ValueError):
+        Arm("a", 10, 11)
+    with pytest.raises(TypeError):
+        Arm("a", True, 0)
+    with pytest.raises(ValueError, match="unique"):
+        chance_to_win([Arm("a", 1, 0), Arm("a", 2, 0)])
+
+
+# ---------------------------------------------------------------------------
+# Thompson sampling
+# ---------------------------------------------------------------------------
+
+
+def test_thompson_propensity_matches_the_empirical_frequency() -> None:
+    arms = [Arm("a", 300, 12), Arm("b", 300, 18)]
+    expected = chance_to_win(arms)["b"]
+    rng = np.random.default_rng(11)
+    n = 20_000
+    picks = [thompson_allocate(arms, rng) for _ in range(n)]
+    freq_b = sum(name == "b" for name, _ in picks) / n
+    assert freq_b == pytest.approx(expected, abs=4 * math.sqrt(expected * (1 - expected) / n))
+    assert all(p == pytest.approx(expected) for name, p in picks if name == "b")
+    assert all(p == pytest.approx(1 - expected) for name, p in picks if name == "a")
+    # one posterior draw per arm and the larger one: the same policy
+    draws_b = rng.beta(19, 289, size=n) > rng.beta(13, 289, size=n)
+    assert freq_b == pytest.approx(float(draws_b.mean()), abs=0.025)
+
+
+def test_thompson_floor_keeps_every_arm_alive() -> None:
+    arms = [Arm("a", 10_000, 100), Arm("b", 10_000, 500), Arm("c", 10_000, 90)]
+    policy = allocation_probabilities(arms, min_propensity=0.05, draws=2_000)
+    assert policy == pytest.approx({"a": 0.05, "b": 0.9, "c": 0.05})
+    rng = np.random.default_rng(12)
+    picks = [thompson_allocate(arms, rng, min_propensity=0.05, draws=2_000) for _ in range(2_000)]
+    assert all(p == pytest.approx(policy[name]) for name, p in picks)
+    freq_a = sum(name == "a" for name, _ in picks) / len(picks)
+    assert freq_a == pytest.approx(0.05, abs=0.02)
+    assert thompson_allocate(arms[:1], rng) == ("a", 1.0)
+    with pytest.raises(ValueError):
+        thompson_allocate(arms, rng, min_propensity=0.5)
+    with pytest.raises(ValueError):
+        thompson_allocate([], rng)
