@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -40,7 +41,22 @@ def create_app(settings: Settings, store: ModelStore | None = None) -> FastAPI:
     app = FastAPI(title=TITLE, version=VERSION, description=DESCRIPTION, lifespan=lifespan)
     for module in (ctr, score, health):
         app.include_router(module.router)
+    _document_limits(app, settings)
     return app
+
+
+def _document_limits(app: FastAPI, settings: Settings) -> None:
+    """Make the served document state this server's own limits (clients generate from it)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = generate()
+            request = doc["components"]["schemas"]["ScoreRequest"]
+            request["properties"]["candidates"]["maxItems"] = settings.api_max_candidates
+        return app.openapi_schema or doc
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def openapi_document() -> dict[str, object]:

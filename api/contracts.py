@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.events import Identifier, JsonInt, JsonNumber, Segment
+from schemas.events import EpochSeconds, Identifier, JsonInt, Segment
 
 __all__ = [
     "MAX_CANDIDATES",
@@ -50,10 +50,8 @@ class ScoreRequest(BaseModel):
 
     segment: Segment
     candidates: list[Candidate] = Field(min_length=1, max_length=MAX_CANDIDATES)
-    ts: JsonNumber | None = Field(
+    ts: EpochSeconds | None = Field(
         default=None,
-        ge=0,
-        le=1e10,
         description="When the candidates would be shown (epoch seconds; the hour of day "
         "is a feature); default: now.",
     )

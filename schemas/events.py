@@ -28,8 +28,12 @@ __all__ = [
     "Click",
     "DeadLetter",
     "EncoderVersion",
+    "EpochSeconds",
     "Impression",
+    "JsonInt",
+    "JsonNumber",
     "LabelledImpression",
+    "Probability",
     "Segment",
     "WatermarkRecord",
 ]
@@ -67,6 +71,10 @@ JsonInt = Annotated[int, BeforeValidator(_no_bool_or_str)]
 #: schema would accept what the model refuses.
 Probability = Annotated[
     float, Field(ge=0.0, le=1.0, allow_inf_nan=False), BeforeValidator(_no_bool_or_str)
+]
+#: An optional epoch time in seconds (a request's time), bounded the same way.
+EpochSeconds = Annotated[
+    float, Field(ge=0.0, le=MAX_TS, allow_inf_nan=False), BeforeValidator(_no_bool_or_str)
 ]
 
 #: Identifiers are opaque, non-empty strings of bounded length; they end up in

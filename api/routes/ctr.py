@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from api.state import ApiState, api_state
@@ -37,7 +37,9 @@ class Counts(BaseModel):
 class Selected(Counts):
     """The counts of the narrowest scope asked for, in the chosen window."""
 
-    scope: str = Field(description="total, item, variant, segment or item-variant-segment.")
+    scope: str = Field(
+        description="total, item, variant, segment, item-variant-segment or variant-across-items."
+    )
     window: Window
 
 
@@ -58,6 +60,8 @@ def _pick(
     stats: dict[str, Any], item: str | None, variant: str | None, segment: str | None
 ) -> tuple[str, dict[str, Any]]:
     """(scope kind, its counts) for the narrowest scope asked for."""
+    if item is None and variant is not None:
+        return "variant-across-items", _summed(stats, variant, segment)
     if item is None:
         if segment is None:
             return "total", stats["total"]
@@ -69,6 +73,25 @@ def _pick(
     if segment is None:
         return "variant", cell
     return "item-variant-segment", cell.get("segments", {}).get(segment, {})
+
+
+def _summed(stats: dict[str, Any], variant: str, segment: str | None) -> dict[str, Any]:
+    """One variant name's counts summed over items (e.g. every ``grayscale`` variant)."""
+    cells = [e.get("variants", {}).get(variant) for e in stats["items"].values()]
+    if segment is not None:
+        cells = [c.get("segments", {}).get(segment) if c else None for c in cells]
+    found = [c for c in cells if c]
+    out: dict[str, Any] = {}
+    for window in ("", "last_hour", "last_minute"):
+        parts = [c.get(window, {}) if window else c for c in found]
+        imp = sum(int(p.get("impressions", 0)) for p in parts)
+        clk = sum(int(p.get("clicks", 0)) for p in parts)
+        summary = {"impressions": imp, "clicks": clk, "ctr": clk / imp if imp else None}
+        if window:
+            out[window] = summary
+        else:
+            out.update(summary)
+    return out
 
 
 def _in_window(counts: dict[str, Any], window: Window) -> dict[str, Any]:
@@ -91,13 +114,15 @@ async def ctr(
 ) -> dict[str, Any]:
     """Live CTR by item, visual variant and audience segment.
 
-    ``segment`` is the canonical segment key (``device=mobile,geo=DE``);
-    ``variant`` needs ``item``. Unknown names give zero counts, not 404: a
-    dashboard asking before the first impression is not an error.
+    ``segment`` is the canonical segment key (``device=mobile,geo=DE``).
+    ``variant`` without ``item`` sums that variant name over items. Unknown
+    names give zero counts, not 404: a dashboard asking before the first
+    impression is not an error.
     """
-    if variant is not None and item is None:
-        raise HTTPException(status_code=422, detail="variant needs item")
     stats = await read_stats(state.redis, state.keys, item, segment, view)
+    if variant is not None and item is None and segment is not None:
+        # the per-segment cells of every item are read only when an item is named
+        stats = await read_stats(state.redis, state.keys, None, segment, view)
     if variant is not None:
         for entry in stats["items"].values():
             entry["variants"] = {v: c for v, c in entry.get("variants", {}).items() if v == variant}

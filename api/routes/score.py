@@ -19,6 +19,7 @@ router = APIRouter(tags=["scoring"])
     "/score",
     response_model=ScoreResponse,
     responses={
+        400: {"model": Problem, "description": "The body is not JSON."},
         413: {"model": Problem, "description": "More candidates than the server allows."},
         503: {"model": Problem, "description": "No model has been saved yet."},
     },

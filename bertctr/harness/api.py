@@ -53,8 +53,13 @@ class ApiServer:
     def request(
         self, method: str, path: str, body: Any = None, timeout_s: float = 10.0
     ) -> tuple[int, Any]:
-        """(status, JSON body or text) of one request; HTTP errors are returned, not raised."""
-        data = json.dumps(body).encode() if body is not None else None
+        """(status, JSON body or text) of one request; HTTP errors are returned, not raised.
+
+        ``body`` is sent as JSON, or as it is when it is ``bytes``.
+        """
+        data = (
+            body if isinstance(body, bytes) else None if body is None else json.dumps(body).encode()
+        )
         req = urllib.request.Request(self.url + path, data=data, method=method)
         if data is not None:
             req.add_header("Content-Type", "application/json")

@@ -177,6 +177,7 @@ async def test_join_labels_counts_and_dead_letters_exactly(worker_env: WorkerEnv
             **sc.impressions[m["impression_id"]],
             "schema_version": 1,
             "user_id": None,
+            "propensity": None,
             "image_url": None,
             "label_id": m["label_id"],
             "clicked": m["clicked"],

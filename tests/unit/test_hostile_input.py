@@ -152,7 +152,7 @@ JSON_VALUES = st.recursive(
 FIELDS = {
     topic: [*list(good), "segment.device", "segment.taste", "extra"] for topic, good in GOOD.items()
 }
-FIELDS["impressions"] += ["image_url", "segment.a=b", "segment.geo"]
+FIELDS["impressions"] += ["image_url", "propensity", "segment.a=b", "segment.geo"]
 
 
 @st.composite
