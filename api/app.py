@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from api.routes import ctr, health, score
+from api.routes import ab, ctr, health, score
 from api.state import close_state, open_state
 from online_ctr.store import ModelStore
 from schemas.settings import Settings
@@ -39,7 +39,7 @@ def create_app(settings: Settings, store: ModelStore | None = None) -> FastAPI:
             await close_state(app.state.bertctr)
 
     app = FastAPI(title=TITLE, version=VERSION, description=DESCRIPTION, lifespan=lifespan)
-    for module in (ctr, score, health):
+    for module in (ctr, score, ab, health):
         app.include_router(module.router)
     _document_limits(app, settings)
     return app

@@ -303,3 +303,109 @@ def test_without_a_model_scoring_is_unavailable_but_counters_answer(
             "ctr": None,
         }
     env.close()
+
+
+def test_ab_view_of_learned_traffic(scenario: Scenario) -> None:
+    seg = "device=desktop,geo=FR,taste=t1"
+    settled = json.loads(
+        scenario.env.cli(
+            "stats", "--json", "--view", "settled", "--item", "item-1", "--segment", seg
+        )
+    )
+    body = scenario.api.get("/ab/item-1")
+    by_segment = {s["segment"]: s for s in body["segments"]}
+    assert set(by_segment) == {"all", seg, "device=mobile,geo=DE,taste=t0"}
+    cell = by_segment[seg]
+    assert cell["decision"] == "keep_testing" and "fewer than 200" in cell["message"]
+    arms = {a["name"]: a for a in cell["arms"]}
+    for v in ("v0", "v1"):
+        counted = settled["items"]["item-1"]["variants"][v]["segments"][seg]
+        assert (arms[v]["impressions"], arms[v]["clicks"]) == (
+            counted["impressions"],
+            counted["clicks"],
+        )
+        n, c = counted["impressions"], counted["clicks"]
+        assert arms[v]["posterior_mean"] == pytest.approx((c + 1) / (n + 2))
+        assert arms[v]["ci_low"] < arms[v]["posterior_mean"] < arms[v]["ci_high"]
+    assert arms["v1"]["chance_to_win"] > 0.99
+    assert arms["v1"]["chance_to_win"] + arms["v0"]["chance_to_win"] == pytest.approx(1.0)
+    # the model's opinion beside the counts, for the image each variant was shown with
+    assert arms["v1"]["predicted_ctr"] is not None
+    assert 0 < arms["v1"]["predicted_ctr"] < 1
+    assert arms["v1"]["predicted_ctr"] > arms["v0"]["predicted_ctr"]
+    assert by_segment["all"]["arms"][0]["predicted_ctr"] is None
+
+    picks = [
+        scenario.api.request("POST", "/ab/item-1/allocate", {"segment": SEGMENTS[1]})[1]
+        for _ in range(5)
+    ]
+    for pick in picks:
+        assert pick["segment"] == seg
+        assert sum(pick["probabilities"].values()) == pytest.approx(1.0)
+        assert pick["propensity"] == pytest.approx(pick["probabilities"][pick["variant"]])
+        assert pick["probabilities"]["v1"] > 0.99
+    floor = scenario.api.request(
+        "POST", "/ab/item-1/allocate", {"segment": SEGMENTS[1], "min_propensity": 0.2}
+    )[1]
+    assert min(floor["probabilities"].values()) >= 0.2 - 1e-9
+    status, problem = scenario.api.request(
+        "POST", "/ab/no-such-item/allocate", {"segment": SEGMENTS[1]}
+    )
+    assert status == 404 and "no variants" in problem["detail"]
+
+
+def test_ab_verdicts_winner_and_sample_ratio_mismatch(stack: EmbeddedStack, tmp_path: Path) -> None:
+    """Counts written through the real counters; the verdicts of the documented rule."""
+    import redis.asyncio as aioredis
+
+    from schemas.events import LabelledImpression
+    from schemas.keys import KeySpace
+    from streams.counters import RedisCounters
+
+    env = WorkerEnv(stack, tmp_path, Namespace.fresh("ab", redis_root="test:"))
+    seg = {"device": "mobile", "geo": "DE"}
+
+    def labels(item: str, variant: str, n: int, clicks: int) -> list[LabelledImpression]:
+        out = []
+        for i in range(n):
+            imp = Impression(
+                event_id=f"{item}-{variant}-{i}",
+                impression_id=f"{item}-{variant}-{i}",
+                ts=1_800_000_000.0 + i,
+                item_id=item,
+                image_id=f"{item}-{variant}",
+                variant=variant,
+                position=0,
+                segment=seg,
+            )
+            out.append(
+                LabelledImpression.from_impression(
+                    imp, clicked=i < clicks, click_delay_s=None, late=False, labelled_at=imp.ts
+                )
+            )
+        return out
+
+    async def write() -> None:
+        client = aioredis.Redis.from_url(stack.redis_url)
+        counters = RedisCounters(client, KeySpace(env.redis_prefix))
+        await counters.apply(labels("win", "a", 4000, 120) + labels("win", "b", 4000, 220))
+        await counters.apply(labels("srm", "a", 4000, 120) + labels("srm", "b", 3000, 90))
+        await client.aclose()
+
+    asyncio.run(write())
+    key = "device=mobile,geo=DE"
+    try:
+        with ApiServer(env.env(), tmp_path / "api.log") as api:
+            win = {s["segment"]: s for s in api.get("/ab/win")["segments"]}[key]
+            assert win["decision"] == "winner" and win["winner"] == "b", win
+            assert win["message"].startswith(f"variant b wins for segment {key}")
+            assert "rarely real" in " ".join(win["warnings"])  # +83% is implausible
+
+            srm = {s["segment"]: s for s in api.get("/ab/srm")["segments"]}[key]
+            assert srm["decision"] == "srm_mismatch" and srm["srm"]["mismatch"] is True
+            assert srm["srm"]["p_value"] < 0.001
+            adaptive = api.get("/ab/srm?allocation=adaptive")["segments"]
+            assert {s["segment"]: s for s in adaptive}[key]["srm"] is None
+            assert {s["segment"]: s for s in adaptive}[key]["decision"] == "keep_testing"
+    finally:
+        env.close()

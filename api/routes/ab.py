@@ -1,0 +1,243 @@
+"""``GET /ab/{item_id}``: which visual variant wins for which audience; ``POST .../allocate``.
+
+Per segment (and ``all`` segments together): impressions, clicks, the
+Beta-Binomial posterior mean with its 95% credible interval, each variant's
+chance to be best and its risk, a sample-ratio-mismatch check, the champion
+model's predicted CTR beside the counts, and a verdict by the documented
+rule of :mod:`online_ctr.abtest` (GrowthBook's Bayesian defaults).
+
+The allocator answers "which variant should this user see?" by Thompson
+sampling on the same posteriors, and returns the propensity the choice was
+made with, for the impression to log (``Impression.propensity``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.ab_view import ItemCells, read_item, segment_of_key
+from api.contracts import Candidate, ModelInfo, Problem, ScoreRequest
+from api.scoring import ModelUnavailable
+from api.state import ApiState, api_state
+from online_ctr.abtest import Arm, DecisionRule, allocation_probabilities, decide
+from schemas.events import Identifier, Probability, Segment
+
+__all__ = ["router"]
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["a/b"])
+
+ItemId = Annotated[str, Path(min_length=1, max_length=256)]
+RULE = DecisionRule()
+
+
+class ArmOut(BaseModel):
+    """One variant in one segment."""
+
+    name: str
+    impressions: int
+    clicks: int
+    ctr: float | None
+    posterior_mean: float
+    ci_low: float = Field(description="2.5% quantile of the posterior CTR.")
+    ci_high: float = Field(description="97.5% quantile of the posterior CTR.")
+    chance_to_win: float = Field(description="Posterior probability this variant is best.")
+    risk: float = Field(description="Expected CTR lost by choosing it (absolute).")
+    relative_risk: float = Field(description="risk / posterior_mean.")
+    predicted_ctr: float | None = Field(
+        description="The champion model's CTR for this variant and segment (position 0, now); "
+        "null for 'all' segments or without a model."
+    )
+
+
+class SrmOut(BaseModel):
+    """Chi-square test of the impressions per variant against the intended split."""
+
+    statistic: float | None
+    dof: int
+    p_value: float
+    mismatch: bool
+    expected_shares: list[float]
+    threshold: float
+
+
+class SegmentVerdict(BaseModel):
+    """The decision for one segment."""
+
+    segment: str = Field(description="Segment key, or 'all'.")
+    decision: Literal["keep_testing", "winner", "srm_mismatch", "no_data"]
+    winner: str | None
+    message: str
+    arms: list[ArmOut]
+    srm: SrmOut | None = Field(description="null when the allocation is adaptive.")
+    method: str = Field(description="'exact' (two variants) or 'monte_carlo'.")
+    warnings: list[str]
+
+
+class AbResponse(BaseModel):
+    """An item's visual test, per segment."""
+
+    item_id: str
+    view: str
+    allocation: str
+    segments: list[SegmentVerdict]
+    model: ModelInfo | None
+    rule: dict[str, Any]
+
+
+class AllocateRequest(BaseModel):
+    """Who is about to see the item, and (optionally) which variants may be shown."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    segment: Segment
+    variants: list[Identifier] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="The variants to choose from; default: every variant seen for the item.",
+    )
+    min_propensity: Probability = Field(
+        default=0.0,
+        description="Floor on every variant's probability (keeps exploring); capped at "
+        "1/number of variants.",
+    )
+
+
+class AllocateResponse(BaseModel):
+    """The variant to show and the probability it was chosen with (log it as propensity)."""
+
+    item_id: str
+    segment: str
+    variant: str
+    propensity: float = Field(ge=0, le=1)
+    probabilities: dict[str, float]
+
+
+async def _predicted(
+    state: ApiState, item_id: str, cells: ItemCells, segment: str
+) -> dict[str, float]:
+    """The champion's CTR per variant whose image is known, for ``segment``."""
+    parsed = segment_of_key(segment)
+    known = [v for v in cells.variants if v in cells.media]
+    if parsed is None or not known:
+        return {}
+    candidates = [
+        Candidate(
+            item_id=item_id,
+            image_id=cells.media[v].image_id,
+            image_url=cells.media[v].image_url,
+            variant=v,
+            title=cells.media[v].title,
+        )
+        for v in known
+    ]
+    try:
+        scored = await state.scorer.score(ScoreRequest(segment=parsed, candidates=candidates))
+    except ModelUnavailable:
+        return {}
+    return {s.variant: s.ctr for s in scored.scores}
+
+
+def _verdict(
+    arms: list[Arm], segment: str, adaptive: bool, predicted: dict[str, float]
+) -> SegmentVerdict:
+    verdict = decide(arms, RULE, segment=segment).as_dict()
+    for arm in verdict["arms"]:
+        arm["predicted_ctr"] = predicted.get(arm["name"])
+    if adaptive:
+        verdict["srm"] = None
+        if verdict["decision"] == "srm_mismatch":  # judged again without the split check
+            unchecked = decide(arms, RULE, segment=segment, expected_shares=_observed(arms))
+            verdict.update(decision=unchecked.decision, winner=unchecked.winner)
+            verdict["message"] = unchecked.message
+    verdict.pop("rule", None)
+    return SegmentVerdict.model_validate(verdict)
+
+
+def _observed(arms: list[Arm]) -> list[float]:
+    total = sum(a.impressions for a in arms) or 1
+    return [max(a.impressions, 1e-9) / total for a in arms]
+
+
+@router.get("/ab/{item_id}", response_model=AbResponse)
+async def ab(
+    item_id: ItemId,
+    state: Annotated[ApiState, Depends(api_state)],
+    segment: Annotated[str | None, Query(min_length=1, max_length=1024)] = None,
+    view: Literal["settled", "live"] = "settled",
+    allocation: Annotated[
+        Literal["fixed", "adaptive"],
+        Query(
+            description="fixed: variants were meant to get equal traffic, so the sample ratio "
+            "is checked; adaptive: a bandit (POST /ab/{item_id}/allocate) chose them, so it is not."
+        ),
+    ] = "fixed",
+    max_segments: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> AbResponse:
+    """Per visual variant and segment: counts, posterior, chance to win, risk, verdict.
+
+    Without ``segment``: every segment together (``all``) and the
+    ``max_segments`` segments with the most impressions of the item.
+    """
+    cells = await read_item(state.redis, state.keys, item_id, view, segment, max_segments)
+    verdicts = []
+    for seg, arms in cells.by_segment.items():
+        predicted = await _predicted(state, item_id, cells, seg) if seg != "all" else {}
+        verdicts.append(_verdict(arms, seg, allocation == "adaptive", predicted))
+    model = state.watcher.current
+    info = None
+    if model is not None:
+        encoder = model.image_model if state.embedder is not None else None
+        info = ModelInfo(**model.describe(), image_encoder=encoder)
+    return AbResponse(
+        item_id=item_id,
+        view=view,
+        allocation=allocation,
+        segments=verdicts,
+        model=info,
+        rule=RULE.as_dict(),
+    )
+
+
+@router.post(
+    "/ab/{item_id}/allocate",
+    response_model=AllocateResponse,
+    responses={
+        400: {"model": Problem, "description": "The body is not JSON."},
+        404: {"model": Problem, "description": "No variants known for the item."},
+    },
+)
+async def allocate(
+    item_id: ItemId, request: AllocateRequest, state: Annotated[ApiState, Depends(api_state)]
+) -> AllocateResponse:
+    """Thompson sampling over the item's variants for one segment (settled counts).
+
+    Returns the variant to show and its propensity: the exact probability
+    this choice had, which the impression should carry as ``propensity``.
+    """
+    segment = request.segment.key()
+    cells = await read_item(state.redis, state.keys, item_id, "settled", segment, 1)
+    counted = {a.name: a for a in cells.by_segment.get(segment, [])}
+    names = request.variants if request.variants is not None else cells.variants
+    names = list(dict.fromkeys(names))
+    if not names:
+        raise HTTPException(status_code=404, detail=f"no variants known for item {item_id!r}")
+    floor = min(request.min_propensity, 1.0 / len(names))
+    arms = [counted.get(n, Arm(n, 0, 0)) for n in names]
+    probs = allocation_probabilities(arms, min_propensity=floor)
+    p = np.array([probs[n] for n in names])
+    chosen = int(np.random.default_rng().choice(len(names), p=p / p.sum()))
+    return AllocateResponse(
+        item_id=item_id,
+        segment=segment,
+        variant=names[chosen],
+        propensity=min(max(float(p[chosen]), 0.0), 1.0),
+        probabilities={n: float(v) for n, v in probs.items()},
+    )
