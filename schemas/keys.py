@@ -29,6 +29,7 @@ key                                             what
 ``P health:<worker>``                           a worker's health report (JSON)
 ``P workers``                                   sorted set: worker ids by last report time
 ``P model:metrics``                             the model's progressive metrics (JSON)
+``P model:history``                             list: the metrics over time, oldest first
 ``P emb:<model>:<version>:<item>``              a cached embedding (float32 bytes)
 ``P encoder:status``                            champion, challenger, comparison (JSON)
 ``P encoder:decisions``                         hash: promotion decisions by kind
@@ -37,6 +38,11 @@ key                                             what
 
 ``<segment>`` is :meth:`schemas.events.Segment.key`, e.g.
 ``device=mobile,geo=DE,taste=t1``; ``<minute>`` is ``floor(ts / 60)``.
+
+``model:history`` holds one compact point (JSON ``{"t", "count", "logloss",
+"ne", "auc", "calibration"}``, ``t`` the wall time) at most every
+:data:`MODEL_HISTORY_EVERY_S` seconds, trimmed to the newest
+:data:`MODEL_HISTORY_LEN` (8 hours): what the live page plots.
 """
 
 from __future__ import annotations
@@ -44,13 +50,31 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["LIVE", "SETTLED", "VIEWS", "KeySpace", "View", "minute_of", "scopes"]
+__all__ = [
+    "LIVE",
+    "MODEL_HISTORY_EVERY_S",
+    "MODEL_HISTORY_LEN",
+    "SETTLED",
+    "TOTAL_SCOPE",
+    "VIEWS",
+    "KeySpace",
+    "View",
+    "item_scope",
+    "minute_of",
+    "scopes",
+    "segment_scope",
+    "variant_scope",
+]
 
 View = Literal["live", "settled"]
 LIVE: View = "live"
 SETTLED: View = "settled"
 VIEWS: tuple[View, ...] = (LIVE, SETTLED)
 _ROOT = {LIVE: "ctr", SETTLED: "settled"}
+#: wall seconds between two points of ``model:history``
+MODEL_HISTORY_EVERY_S = 10.0
+#: points ``model:history`` keeps (8 hours at one per 10 s)
+MODEL_HISTORY_LEN = 2880
 
 
 @dataclass(frozen=True)
@@ -110,6 +134,11 @@ class KeySpace:
         return f"{self.prefix}model:metrics"
 
     @property
+    def model_history(self) -> str:
+        """List of the model's metrics over time (JSON points, oldest first, bounded)."""
+        return f"{self.prefix}model:history"
+
+    @property
     def encoder_status(self) -> str:
         """Champion, challenger and the comparison between them (JSON)."""
         return f"{self.prefix}encoder:status"
@@ -134,13 +163,32 @@ class KeySpace:
         return f"{self.prefix}workers"
 
 
+#: the scope of every impression
+TOTAL_SCOPE = "total"
+
+
+def item_scope(item_id: str) -> str:
+    """The counter scope of one item."""
+    return f"item:{item_id}"
+
+
+def variant_scope(item_id: str, variant: str) -> str:
+    """The counter scope of one visual variant of an item."""
+    return f"variant:{item_id}:{variant}"
+
+
+def segment_scope(segment: str) -> str:
+    """The counter scope of one segment key."""
+    return f"segment:{segment}"
+
+
 def scopes(item_id: str, variant: str, segment: str) -> list[str]:
     """The five counter scopes one impression increments."""
     return [
-        "total",
-        f"item:{item_id}",
-        f"variant:{item_id}:{variant}",
-        f"segment:{segment}",
+        TOTAL_SCOPE,
+        item_scope(item_id),
+        variant_scope(item_id, variant),
+        segment_scope(segment),
         f"ivs:{item_id}:{variant}:{segment}",
     ]
 

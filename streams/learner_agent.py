@@ -3,8 +3,12 @@
 Predict-then-learn happens in :class:`online_ctr.learner.Learner` (pure); this
 module only feeds it, publishes its metrics to Redis for dashboards and
 ``bertctr stats``, and checkpoints it together with the ``labelled`` offsets
-it covers. A restarted worker loads the newest checkpoint and skips messages
-at or below the offsets it records, so no example is learned twice.
+it covers. Every ``BERTCTR_METRICS_INTERVAL_S`` it overwrites the metrics
+document; at most every :data:`~schemas.keys.MODEL_HISTORY_EVERY_S` wall
+seconds it also appends a compact point to the bounded ``model:history``
+list (same transaction), which the live page plots. A restarted worker
+loads the newest checkpoint and skips messages at or below the offsets it
+records, so no example is learned twice.
 
 Checkpoints are snapshots in a :class:`~online_ctr.store.ModelStore`, by
 default the signed files of a :class:`~online_ctr.store.FileModelStore` in
@@ -61,12 +65,12 @@ from online_ctr.learner import Learner
 from online_ctr.models import make_model
 from online_ctr.store import FileModelStore, ModelStore, SnapshotInfo
 from schemas.events import WATERMARK_RECORD, LabelledImpression, WatermarkRecord
-from schemas.keys import KeySpace
+from schemas.keys import MODEL_HISTORY_EVERY_S, MODEL_HISTORY_LEN, KeySpace
 from schemas.settings import Settings
 from streams.decode import DecodeError, decode, record_kind
 from streams.promotion import Promotion
 
-__all__ = ["LearnerAgent"]
+__all__ = ["HISTORY_FIELDS", "LearnerAgent", "history_point"]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +79,20 @@ DeadLetterFn = Callable[[str, str, Any], Awaitable[None]]
 Fresh = tuple[str, int, LabelledImpression, Any]
 #: (source, offset, record): a watermark record in its place in the batch
 Mark = tuple[str, int, WatermarkRecord]
+#: what one point of ``model:history`` keeps of the metrics snapshot (plus ``t``)
+HISTORY_FIELDS = ("count", "logloss", "ne", "auc", "calibration")
+
+
+def history_point(snapshot: dict[str, Any], at: float) -> dict[str, Any] | None:
+    """The compact ``model:history`` point of a metrics snapshot; ``None`` before any example.
+
+    >>> history_point({"count": 10, "logloss": 0.2, "ne": 0.9, "auc": 0.7,
+    ...                "calibration": 1.1, "segments": {}}, 100.0)
+    {'t': 100.0, 'count': 10, 'logloss': 0.2, 'ne': 0.9, 'auc': 0.7, 'calibration': 1.1}
+    """
+    if not snapshot.get("count"):
+        return None
+    return {"t": at, **{name: snapshot.get(name) for name in HISTORY_FIELDS}}
 
 
 class LearnerAgent:
@@ -122,6 +140,8 @@ class LearnerAgent:
         self._dirty = False
         self._last_checkpoint = time.monotonic()
         self._last_metrics = 0.0
+        #: wall time of the newest ``model:history`` point written
+        self._last_history = float("-inf")
         self._last_event = time.monotonic()
         #: when the learner's watermark last moved (or a label last came)
         self._last_progress = time.monotonic()
@@ -333,8 +353,19 @@ class LearnerAgent:
             snapshot["unscored"] = self.learner.unscored
             watermark = self.learner.watermark
             snapshot["watermark"] = watermark if watermark > float("-inf") else None
+            wall = time.time()
+            point = None
+            if wall - self._last_history >= MODEL_HISTORY_EVERY_S:
+                point = history_point(snapshot, wall)
             try:
-                await self.client.set(self.keys.model_metrics, json.dumps(snapshot))
+                async with self.client.pipeline(transaction=True) as pipe:
+                    pipe.set(self.keys.model_metrics, json.dumps(snapshot))
+                    if point is not None:
+                        pipe.rpush(self.keys.model_history, json.dumps(point))
+                        pipe.ltrim(self.keys.model_history, -MODEL_HISTORY_LEN, -1)
+                    await pipe.execute()
+                if point is not None:
+                    self._last_history = wall
             except (RedisError, OSError) as exc:
                 log.warning("could not publish model metrics: %s", exc)
             if self._make_embedder is not None:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import pickle
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,20 +28,62 @@ from online_ctr.store import FileModelStore, MemoryModelStore, SnapshotInfo
 from schemas import Impression, LabelledImpression
 from schemas.keys import KeySpace
 from schemas.settings import Settings
-from streams.learner_agent import LearnerAgent
+from streams import learner_agent as learner_agent_module
+from streams.learner_agent import HISTORY_FIELDS, LearnerAgent, history_point
 
 T0 = 1_767_225_600.0
 KEY = "agent-test-key"
 
 
 class FakeRedis:
-    """Takes the metrics the agent publishes."""
+    """Takes the metrics the agent publishes (through a pipeline)."""
 
     def __init__(self) -> None:
         self.values: dict[str, str] = {}
+        self.lists: dict[str, list[str]] = {}
 
-    async def set(self, key: str, value: str) -> None:
-        self.values[key] = value
+    def pipeline(self, transaction: bool = True) -> FakePipeline:
+        return FakePipeline(self)
+
+
+class FakePipeline:
+    """Queues ``set``, ``rpush`` and ``ltrim``; applies them on ``execute``."""
+
+    def __init__(self, client: FakeRedis) -> None:
+        self.client = client
+        self.queued: list[tuple[str, str, Any]] = []
+
+    async def __aenter__(self) -> FakePipeline:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        self.queued.clear()
+
+    def set(self, key: str, value: str) -> None:
+        self.queued.append(("set", key, value))
+
+    def rpush(self, key: str, value: str) -> None:
+        self.queued.append(("rpush", key, value))
+
+    def ltrim(self, key: str, start: int, end: int) -> None:
+        self.queued.append(("ltrim", key, (start, end)))
+
+    async def execute(self) -> list[Any]:
+        for op, key, arg in self.queued:
+            if op == "set":
+                self.client.values[key] = arg
+            elif op == "rpush":
+                self.client.lists.setdefault(key, []).append(arg)
+            else:
+                start, end = arg
+                items = self.client.lists.get(key, [])
+                stop = len(items) + end + 1 if end < 0 else end + 1
+                self.client.lists[key] = items[
+                    max(len(items) + start, 0) if start < 0 else start : stop
+                ]
+        done = [True] * len(self.queued)
+        self.queued.clear()
+        return done
 
 
 @dataclass
@@ -206,3 +250,41 @@ def test_an_unreadable_store_starts_a_fresh_model(tmp_path: Path) -> None:
     fresh = agent(tmp_path, BrokenStore())
     assert fresh.offsets == {}
     assert fresh.learner.learned == 0
+
+
+async def test_metrics_history_is_throttled_and_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One ``model:history`` point per MODEL_HISTORY_EVERY_S of wall time, the newest N kept."""
+    wall = [1_000.0]
+    monkeypatch.setattr(time, "time", lambda: wall[0])
+    monkeypatch.setattr(learner_agent_module, "MODEL_HISTORY_LEN", 5)
+    learner_agent = agent(tmp_path, MemoryModelStore())
+    await learner_agent.handle_batch(events(range(40)))  # publishes the first point
+    assert learner_agent.learner.metrics.snapshot()["count"] > 0
+    client = learner_agent.client
+    assert isinstance(client, FakeRedis)
+    key = learner_agent.keys.model_history
+    for _ in range(200):  # 200 wall seconds, metrics published every second
+        await learner_agent.maybe_publish(force=True)
+        wall[0] += 1.0
+    points = [json.loads(p) for p in client.lists[key]]
+    assert len(points) == 5  # 21 were written, the bound keeps the newest
+    assert [p["t"] for p in points] == [1_150.0, 1_160.0, 1_170.0, 1_180.0, 1_190.0]
+    assert set(points[-1]) == {"t", *HISTORY_FIELDS}
+    assert (
+        json.loads(client.values[learner_agent.keys.model_metrics])["count"] == points[-1]["count"]
+    )
+
+
+def test_no_history_point_before_the_first_scored_example() -> None:
+    assert history_point({"count": 0, "ne": None}, 1.0) is None
+    point = history_point({"count": 3, "ne": 0.9, "auc": 0.6, "segments": {"a": {}}}, 2.0)
+    assert point == {
+        "t": 2.0,
+        "count": 3,
+        "logloss": None,
+        "ne": 0.9,
+        "auc": 0.6,
+        "calibration": None,
+    }
