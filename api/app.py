@@ -12,8 +12,9 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from api.routes import ab, ctr, dashboard, health, score, series
+from api.routes import ab, ctr, dashboard, health, metrics, score, series
 from api.state import close_state, open_state
+from api.telemetry import RequestTimer
 from online_ctr.store import ModelStore
 from schemas.settings import Settings
 
@@ -39,8 +40,9 @@ def create_app(settings: Settings, store: ModelStore | None = None) -> FastAPI:
             await close_state(app.state.bertctr)
 
     app = FastAPI(title=TITLE, version=VERSION, description=DESCRIPTION, lifespan=lifespan)
-    for module in (ctr, score, ab, health, series, dashboard):
+    for module in (ctr, score, ab, health, series, dashboard, metrics):
         app.include_router(module.router)
+    app.add_middleware(RequestTimer)
     _document_limits(app, settings)
     return app
 

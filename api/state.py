@@ -17,6 +17,7 @@ from fastapi import Request
 
 from api.scoring import CandidateScorer
 from api.serving import ModelWatcher
+from api.telemetry import ApiMetrics
 from encoder_server.embedder import Embedder
 from online_ctr.store import FileModelStore, ModelStore
 from schemas.keys import KeySpace
@@ -39,6 +40,8 @@ class ApiState:
     scorer: CandidateScorer
     embedder: Embedder | None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    #: this app's Prometheus registry (GET /metrics)
+    metrics: ApiMetrics = field(default_factory=ApiMetrics)
 
 
 def model_store_from_settings(settings: Settings) -> ModelStore:
@@ -54,9 +57,13 @@ async def open_state(settings: Settings, store: ModelStore | None = None) -> Api
         await asyncio.to_thread(watcher.refresh)
     except OSError as exc:
         log.warning("model store unavailable at start: %s", exc)
-    embedder = embedder_from_settings(settings, client) if settings.triton_url else None
+    metrics = ApiMetrics()
+    embedder = (
+        embedder_from_settings(settings, client, metrics.triton) if settings.triton_url else None
+    )
     scorer = CandidateScorer(watcher, embedder, settings.api_max_candidates)
-    state = ApiState(settings, client, KeySpace(settings.redis_prefix), watcher, scorer, embedder)
+    keys = KeySpace(settings.redis_prefix)
+    state = ApiState(settings, client, keys, watcher, scorer, embedder, metrics=metrics)
     state.tasks.append(asyncio.create_task(watcher.run(), name="model-watcher"))
     return state
 

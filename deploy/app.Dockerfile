@@ -1,10 +1,11 @@
-# bertctr's own image: workers, topic creation, encoder export.
+# bertctr's own image: workers, the API, topic creation, encoder export.
 # torch first (the CPU build; use a CUDA build for a GPU Triton), then the
 # project pinned by requirements.lock.
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml requirements.lock README.md ./
 COPY bertctr bertctr
+COPY api api
 COPY schemas schemas
 COPY streams streams
 COPY online_ctr online_ctr

@@ -22,6 +22,12 @@ Why the Triton adapter does more than call ``infer``:
   instead of each waiting out its deadline and retries. Every failed attempt
   counts toward opening it.
 
+**Observation** is a seam, not a dependency: give the client an
+``observer`` (any callable taking a :class:`RequestOutcome`) and it hears of
+every request it sends (its seconds; the failure reason, if any) and of every
+request the breaker refused. The processes above turn that into Prometheus
+metrics; this layer imports no metrics library.
+
 Failures: a whole call that cannot be answered raises
 :class:`~encoder_server.errors.EncoderUnavailable` (the caller waits and
 retries; it never drops the examples). An item the model cannot encode is
@@ -35,6 +41,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -48,10 +55,13 @@ from encoder_server.errors import EncoderUnavailable
 from schemas.tensors import ENCODER_IO
 
 __all__ = [
+    "BREAKER_OPEN",
     "Embedded",
     "EmbeddingClient",
     "EncodeFn",
     "InMemoryEmbeddingClient",
+    "RequestObserver",
+    "RequestOutcome",
     "TritonEmbeddingClient",
 ]
 
@@ -70,6 +80,28 @@ _NOT_RETRYABLE = frozenset(
     }
 )
 _MAX_MESSAGE = 2**31 - 1  # tritonclient's MAX_GRPC_MESSAGE_SIZE
+
+#: failure reason of a request the circuit breaker did not let through
+BREAKER_OPEN = "breaker_open"
+
+
+@dataclass(frozen=True)
+class RequestOutcome:
+    """One request the Triton client sent, or was refused by its breaker."""
+
+    #: the base model (``image_encoder`` for ``image_encoder.v3``): few values
+    model: str
+    #: ``infer``, ``metadata`` or ``config``
+    call: str
+    #: seconds the request took; ``None`` when it was never sent (breaker open)
+    seconds: float | None
+    #: ``None`` for a success, else the gRPC status in lower case
+    #: (``unavailable``, ``deadline_exceeded``...), or :data:`BREAKER_OPEN`
+    failure: str | None
+
+
+#: hears every :class:`RequestOutcome`; must be quick and must not raise
+RequestObserver = Callable[[RequestOutcome], None]
 
 
 @dataclass(frozen=True)
@@ -210,6 +242,9 @@ class TritonEmbeddingClient:
         How long the first waiting call waits for others to join its request.
     breaker
         Consulted before every attempt; a fresh one (5 failures, 5 s) if omitted.
+    observer
+        Told of every request sent or refused (see :class:`RequestOutcome`);
+        may also be set later through :attr:`observer`.
 
     Attributes ``infer_requests`` and ``items_sent`` count infer RPCs sent and
     the items in them, retries included.
@@ -226,6 +261,7 @@ class TritonEmbeddingClient:
         batch_window_s: float = 0.005,
         breaker: CircuitBreaker | None = None,
         rng: random.Random | None = None,
+        observer: RequestObserver | None = None,
     ) -> None:
         if timeout_s <= 0 or backoff_s < 0 or batch_window_s < 0:
             raise ValueError("timeout_s must be positive, backoff_s and batch_window_s >= 0")
@@ -243,6 +279,7 @@ class TritonEmbeddingClient:
         self._batchers: dict[str, MicroBatcher[Embedded]] = {}
         self.infer_requests = 0
         self.items_sent = 0
+        self.observer = observer
 
     def _client(self) -> Any:
         # made on first use, inside the running loop: never connect at import
@@ -282,7 +319,8 @@ class TritonEmbeddingClient:
 
     async def version(self, model: str) -> int:
         metadata = await self._attempts(
-            f"metadata of {model}",
+            model,
+            "metadata",
             lambda: self._client().get_model_metadata(model, client_timeout=self.timeout_s),
         )
         versions = [int(v) for v in metadata.versions]
@@ -293,7 +331,8 @@ class TritonEmbeddingClient:
     async def cache_tag(self, model: str) -> str:
         version = await self.version(model)
         config = await self._attempts(
-            f"config of {model}",
+            model,
+            "config",
             lambda: self._client().get_model_config(
                 model, str(version), as_json=True, client_timeout=self.timeout_s
             ),
@@ -328,21 +367,27 @@ class TritonEmbeddingClient:
                 model, [tensor], outputs=outputs, client_timeout=self.timeout_s
             )
 
-        result = await self._attempts(f"infer on {model} ({len(items)} items)", attempt)
+        result = await self._attempts(model, "infer", attempt, f" ({len(items)} items)")
         return _parse(model, result, len(items))
 
-    async def _attempts(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+    async def _attempts(
+        self, model: str, kind: str, call: Callable[[], Awaitable[T]], detail: str = ""
+    ) -> T:
         """``call`` with the breaker, retries and backoff; EncoderUnavailable when it fails."""
         from tritonclient.utils import InferenceServerException
 
+        what = f"{kind} on {model}{detail}"
         for attempt in range(self.retries + 1):
             if not self.breaker.allow():
+                self._observe(model, kind, None, BREAKER_OPEN)
                 raise EncoderUnavailable(f"{what}: circuit breaker open ({self.url})")
+            started = time.perf_counter()
             try:
                 result = await call()
             except InferenceServerException as exc:
-                self.breaker.record_failure()
                 status = str(exc.status())
+                self._observe(model, kind, time.perf_counter() - started, _reason(status))
+                self.breaker.record_failure()
                 if status in _NOT_RETRYABLE:
                     raise EncoderUnavailable(f"{what} refused: {exc}") from exc
                 if attempt == self.retries:
@@ -353,9 +398,24 @@ class TritonEmbeddingClient:
                 log.warning("%s failed (%s); retry %d in %.2fs", what, status, attempt + 1, delay)
                 await asyncio.sleep(delay)
             else:
+                self._observe(model, kind, time.perf_counter() - started, None)
                 self.breaker.record_success()
                 return result
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _observe(self, model: str, kind: str, seconds: float | None, failure: str | None) -> None:
+        if self.observer is None:
+            return
+        try:
+            self.observer(RequestOutcome(model_of(model), kind, seconds, failure))
+        except Exception:  # a broken observer must never fail an embedding
+            log.exception("request observer failed")
+
+
+def _reason(status: str) -> str:
+    """``StatusCode.UNAVAILABLE`` -> ``unavailable``; ``None`` (no status) -> ``error``."""
+    name = status.rpartition(".")[2].lower()
+    return name if name and name != "none" else "error"
 
 
 def _channel_args(keepalive: Any) -> list[tuple[str, int]]:

@@ -9,11 +9,15 @@ health report:
 * ``learner``: labels -> the online model (:class:`LearnerAgent`).
 
 Timers tick every join partition (so an idle one still expires), let the
-learner publish metrics and checkpoint, and write the health report.
+learner publish metrics and checkpoint, and write the health report. With
+``BERTCTR_METRICS_PORT`` set, the worker's :class:`WorkerTelemetry` also
+counts each batch by topic and copies the learner's metrics once a timer
+tick (see :mod:`streams.telemetry`).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -27,6 +31,7 @@ from streams.health_reporter import HealthReporter
 from streams.join_agent import JoinAgent
 from streams.label_counter import handle_batch
 from streams.learner_agent import LearnerAgent
+from streams.telemetry import WorkerTelemetry
 
 __all__ = [
     "COUNTER_BATCH",
@@ -44,6 +49,8 @@ COUNTER_BATCH_WITHIN_S = 0.2
 JOIN_BATCH = 500
 JOIN_BATCH_WITHIN_S = 0.02
 
+log = logging.getLogger(__name__)
+
 #: ``dead(reason, detail, message)``: dead-letters a consumed message
 DeadLetterFn = Callable[[str, str, Any], Awaitable[None]]
 
@@ -59,18 +66,23 @@ class WorkerParts:
     health: HealthReporter
     progress: Progress
     dead: DeadLetterFn
+    #: the worker's own metrics; None without BERTCTR_METRICS_PORT
+    telemetry: WorkerTelemetry | None = None
 
 
 def attach_agents(parts: WorkerParts) -> None:
     """Register the three agents, the timers and the rebalance hook on the app."""
     stream, app, settings = parts.stream, parts.stream.app, parts.stream.settings
     join, learner, progress = parts.join, parts.learner, parts.progress
+    telemetry = parts.telemetry
 
     def mark(agent: str, events: Any) -> None:
         now = time.time()
         for event in events:
             m = event.message
             progress.mark(agent, m.topic, m.partition, m.offset, now)
+        if telemetry is not None:
+            telemetry.handled(agent, events)
 
     # take_events is faust-streaming's; its type stubs predate it.
     async def join_agent(stream_: Any) -> None:
@@ -97,6 +109,11 @@ def attach_agents(parts: WorkerParts) -> None:
 
     async def learner_timer() -> None:
         await learner.on_timer()
+        if telemetry is not None:
+            try:
+                telemetry.observe_model(learner.learner.metrics.overall.snapshot())
+            except RuntimeError as exc:  # a batch learning in its thread changed the bins
+                log.debug("model metrics not copied this tick: %s", exc)
 
     async def health_timer() -> None:
         await parts.health.publish()

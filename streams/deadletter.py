@@ -1,17 +1,44 @@
-"""Building dead-letter records: why a message was refused and where it came from."""
+"""Building dead-letter records: why a message was refused and where it came from.
+
+Two paths dead-letter in a worker: the join gathers its refusals into a
+batch (counted in :class:`~streams.join_agent.JoinCounts`), and the other
+agents call :func:`send_dead_letter` through the worker's ``dead`` function,
+which counts them in a :class:`DeadLetterTally`. The health report carries
+both (``dead_letters``), so every reason is counted once.
+"""
 
 from __future__ import annotations
 
 import base64
 import logging
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.events import DeadLetter
 
-__all__ = ["dead_letter", "send_dead_letter"]
+__all__ = ["DeadLetterTally", "dead_letter", "send_dead_letter"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class DeadLetterTally:
+    """Messages dead-lettered outside the join, by reason, since the worker started."""
+
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+    def add(self, reason: str) -> None:
+        self.by_reason[reason] = self.by_reason.get(reason, 0) + 1
+
+    def merged(self, *others: Mapping[str, int]) -> dict[str, int]:
+        """This tally plus ``others`` (the join's), by reason, sorted."""
+        out = dict(self.by_reason)
+        for other in others:
+            for reason, n in dict(other).items():
+                out[reason] = out.get(reason, 0) + n
+        return dict(sorted(out.items()))
 
 
 def dead_letter(

@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 
 from encoder_server.breaker import CircuitBreaker
 from encoder_server.cache import EmbeddingCache
-from encoder_server.client import TritonEmbeddingClient
+from encoder_server.client import RequestObserver, TritonEmbeddingClient
 from encoder_server.embedder import Embedder
 from encoder_server.image_store import CompositeImageStore, HttpImageStore, LocalImageStore
 from schemas.settings import Settings
@@ -32,8 +32,14 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def triton_client_from_settings(settings: Settings) -> TritonEmbeddingClient:
-    """The client configured by the ``triton_*`` and ``breaker_*`` settings."""
+def triton_client_from_settings(
+    settings: Settings, observer: RequestObserver | None = None
+) -> TritonEmbeddingClient:
+    """The client configured by the ``triton_*`` and ``breaker_*`` settings.
+
+    ``observer`` hears of every request (the process's metrics, see
+    :mod:`streams.telemetry`).
+    """
     if not settings.triton_url:
         raise ValueError("BERTCTR_TRITON_URL is not set")
     return TritonEmbeddingClient(
@@ -44,6 +50,7 @@ def triton_client_from_settings(settings: Settings) -> TritonEmbeddingClient:
         max_batch=settings.triton_max_batch,
         batch_window_s=settings.triton_batch_window_ms / 1000.0,
         breaker=CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s),
+        observer=observer,
     )
 
 
@@ -68,17 +75,19 @@ def image_store_from_settings(settings: Settings) -> CompositeImageStore:
     return CompositeImageStore(local, http)
 
 
-def embedder_from_settings(settings: Settings, redis_client: aioredis.Redis) -> Embedder:
+def embedder_from_settings(
+    settings: Settings, redis_client: aioredis.Redis, observer: RequestObserver | None = None
+) -> Embedder:
     """Triton client, image store and the Redis embedding cache, as configured."""
     return Embedder(
-        triton_client_from_settings(settings),
+        triton_client_from_settings(settings, observer),
         image_store_from_settings(settings),
         EmbeddingCache(redis_client, settings.redis_prefix),
     )
 
 
 def embedder_factory(
-    settings: Settings, redis_client: aioredis.Redis
+    settings: Settings, redis_client: aioredis.Redis, observer: RequestObserver | None = None
 ) -> Callable[[], Embedder] | None:
     """How the learner makes its embedder: only when Triton is configured.
 
@@ -88,4 +97,4 @@ def embedder_factory(
     if not settings.triton_url:
         log.info("BERTCTR_TRITON_URL unset: learning without image and title embeddings")
         return None
-    return lambda: embedder_from_settings(settings, redis_client)
+    return lambda: embedder_from_settings(settings, redis_client, observer)

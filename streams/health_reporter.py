@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 from schemas import topics
 from schemas.keys import KeySpace
 from streams.app import StreamApp
+from streams.deadletter import DeadLetterTally
 from streams.health import Progress, default_worker_id, write_local_report
 from streams.join_agent import JoinAgent
 
@@ -42,12 +43,15 @@ class HealthReporter:
         redis_client: aioredis.Redis,
         progress: Progress,
         join: JoinAgent,
+        dead_letters: DeadLetterTally | None = None,
     ) -> None:
         s = stream.settings
         self.stream = stream
         self.client = redis_client
         self.progress = progress
         self.join = join
+        #: dead letters of the agents other than the join (the join counts its own)
+        self.dead_letters = dead_letters if dead_letters is not None else DeadLetterTally()
         self.worker_id = s.worker_id or default_worker_id()
         self.key = KeySpace(s.redis_prefix).health(self.worker_id)
         self.index = KeySpace(s.redis_prefix).workers
@@ -89,8 +93,13 @@ class HealthReporter:
             "interval_s": self.stream.settings.health_interval_s,
             "partitions": self.progress.report(assigned, highwater, committed, now),
             "join": self.join.counts.as_dict(),
+            "dead_letters": self.dead_letter_counts(),
             "books": self.join.book_status(),
         }
+
+    def dead_letter_counts(self) -> dict[str, int]:
+        """Every message this worker dead-lettered, by reason: the join's and the others'."""
+        return self.dead_letters.merged(self.join.counts.rejected)
 
     async def publish(self) -> None:
         report = self.build()

@@ -78,17 +78,34 @@ def join_config(settings: Settings) -> JoinConfig:
 
 @dataclass
 class JoinCounts:
-    """What the join did with its input since the worker started (health, accounting)."""
+    """What the join did with its input since the worker started (health, accounting).
+
+    ``labels`` is ``positive + negative + late`` (a late correction is the
+    positive of an impression whose negative was already emitted);
+    ``rejected`` counts the join's dead letters by reason.
+    """
 
     impressions: int = 0
     clicks: int = 0
     duplicates: int = 0
     repeat_clicks: int = 0
     labels: int = 0
+    positive: int = 0
+    negative: int = 0
+    late: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
 
     def reject(self, reason: str) -> None:
         self.rejected[reason] = self.rejected.get(reason, 0) + 1
+
+    def label(self, labelled: LabelledImpression) -> None:
+        self.labels += 1
+        if labelled.late:
+            self.late += 1
+        elif labelled.clicked:
+            self.positive += 1
+        else:
+            self.negative += 1
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -97,6 +114,9 @@ class JoinCounts:
             "duplicates": self.duplicates,
             "repeat_clicks": self.repeat_clicks,
             "labels": self.labels,
+            "positive": self.positive,
+            "negative": self.negative,
+            "late": self.late,
             "rejected": dict(sorted(self.rejected.items())),
         }
 
@@ -264,7 +284,8 @@ class JoinAgent:
                 c.clicks += 1
         c.duplicates += effects.duplicates
         c.repeat_clicks += effects.repeat_clicks
-        c.labels += len(effects.labelled)
+        for labelled in effects.labelled:
+            c.label(labelled)
         batch.labelled.extend((message.partition, lab) for lab in effects.labelled)
         batch.live.extend(effects.live)
         for iid, state in effects.upserts.items():

@@ -20,7 +20,7 @@ from schemas.keys import SETTLED, KeySpace, View
 from streams.counters import StatsReader
 from streams.health_reporter import HEALTH_TTL_S
 
-__all__ = ["read_health", "read_json", "read_stats"]
+__all__ = ["read_decisions", "read_health", "read_json", "read_stats"]
 
 
 async def read_json(client: aioredis.Redis, key: str) -> Any:
@@ -73,3 +73,14 @@ async def read_health(client: aioredis.Redis, keys: KeySpace) -> list[dict[str, 
                 reports.append(json.loads(raw))
     await client.zremrangebyscore(keys.workers, "-inf", time.time() - HEALTH_TTL_S)
     return sorted(reports, key=lambda r: str(r.get("worker")))
+
+
+async def read_decisions(client: aioredis.Redis, keys: KeySpace) -> dict[str, int]:
+    """Encoder promotion decisions by kind (``promote``, ``retire``); empty before any."""
+    raw = await client.hgetall(keys.encoder_decisions)
+    out = {}
+    for kind, count in raw.items():
+        name = kind.decode() if isinstance(kind, bytes) else str(kind)
+        with contextlib.suppress(ValueError):
+            out[name] = int(count)
+    return dict(sorted(out.items()))

@@ -19,14 +19,15 @@ from schemas.settings import Settings
 from streams.agents import WorkerParts, attach_agents
 from streams.app import StreamApp, create_app
 from streams.counters import RedisCounters
-from streams.deadletter import send_dead_letter
+from streams.deadletter import DeadLetterTally, send_dead_letter
 from streams.embedding import embedder_factory
 from streams.health import Progress
 from streams.health_reporter import HealthReporter
 from streams.join_agent import JoinAgent
 from streams.learner_agent import LearnerAgent
+from streams.telemetry import WorkerTelemetry
 
-__all__ = ["build_worker_app", "prepare_directories", "run_worker"]
+__all__ = ["build_worker", "build_worker_app", "prepare_directories", "run_worker"]
 
 log = logging.getLogger(__name__)
 
@@ -41,33 +42,55 @@ def prepare_directories(settings: Settings) -> None:
         Path(directory).mkdir(parents=True, exist_ok=True)
 
 
-def build_worker_app(settings: Settings) -> StreamApp:
-    """The app with the join, counter and learner agents and their timers."""
+def build_worker(settings: Settings) -> WorkerParts:
+    """The parts of a worker, their agents and timers attached to its app.
+
+    With ``BERTCTR_METRICS_PORT`` set the parts include the worker's
+    :class:`~streams.telemetry.WorkerTelemetry` (not yet serving:
+    :func:`run_worker` starts its server).
+    """
     stream = create_app(settings)
     keys = KeySpace(settings.redis_prefix)
     redis_client = aioredis.Redis.from_url(settings.redis_url)
     counters = RedisCounters(redis_client, keys, seen_ttl_s=settings.late_click_horizon_s * 2)
     join = JoinAgent(stream, apply_live=counters.apply_live)
     progress = Progress()
+    tally = DeadLetterTally()
 
     async def dead(reason: str, detail: str, message: Any) -> None:
+        tally.add(reason)
         await send_dead_letter(stream.dead_letter, reason, detail, message)
 
+    health = HealthReporter(stream, redis_client, progress, join, tally)
+    telemetry = (
+        WorkerTelemetry(join.counts, health.dead_letter_counts)
+        if settings.metrics_port is not None
+        else None
+    )
     learner = LearnerAgent(
         settings,
         redis_client,
         keys,
-        embedder=embedder_factory(settings, redis_client),
+        embedder=embedder_factory(
+            settings, redis_client, telemetry.triton if telemetry is not None else None
+        ),
         dead=dead,
     )
-    health = HealthReporter(stream, redis_client, progress, join)
-    attach_agents(WorkerParts(stream, join, counters, learner, health, progress, dead))
-    return stream
+    parts = WorkerParts(stream, join, counters, learner, health, progress, dead, telemetry)
+    attach_agents(parts)
+    return parts
+
+
+def build_worker_app(settings: Settings) -> StreamApp:
+    """The app with the join, counter and learner agents and their timers."""
+    return build_worker(settings).stream
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Run one Faust worker until it is stopped (SIGTERM/SIGINT)."""
     prepare_directories(settings)
-    stream = build_worker_app(settings)
-    worker = faust.Worker(stream.app, loglevel=loglevel, quiet=True)
+    parts = build_worker(settings)
+    if parts.telemetry is not None and settings.metrics_port is not None:
+        parts.telemetry.serve(settings.metrics_port)
+    worker = faust.Worker(parts.stream.app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()

@@ -6,7 +6,10 @@ every ``bertctr`` command parses with the real CLI parser, that the addresses
 the workers are given are the ones the broker and Triton listen on, that the
 retrain loop is wired (the fine-tuning job publishes to the very volume the
 encoder server serves with ``--repository``, and reads the workers' model
-snapshots), and that the image copies every package the project installs.
+snapshots), that the API serves the workers' snapshots with a liveness check,
+that the workers export metrics and Prometheus and Grafana are pinned and
+checked (their configuration: ``test_monitoring.py``), and that the image
+copies every package the project installs.
 """
 
 from __future__ import annotations
@@ -37,7 +40,17 @@ def compose() -> dict[str, Any]:
 
 def test_services_and_start_order(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"kafka", "redis", "triton", "topics", "worker", "finetune"}
+    assert set(services) == {
+        "kafka",
+        "redis",
+        "triton",
+        "topics",
+        "worker",
+        "finetune",
+        "api",
+        "prometheus",
+        "grafana",
+    }
     assert services["topics"]["depends_on"] == {"kafka": {"condition": "service_healthy"}}
     for name in ("worker", "finetune"):
         assert services[name]["depends_on"] == {
@@ -69,7 +82,7 @@ def test_every_bertctr_command_parses(compose: dict[str, Any]) -> None:
     parser = build_parser()
     commands = [s["command"] for s in compose["services"].values() if "command" in s]
     bertctr = [[_default(a) for a in c] for c in commands if c[0] == "bertctr"]
-    assert len(bertctr) == 4  # triton, topics, worker, finetune
+    assert len(bertctr) == 5  # triton, topics, worker, finetune, api
     for command in bertctr:
         args = parser.parse_args(command[1:])
         assert callable(args.func), command
@@ -80,6 +93,43 @@ def test_the_workers_health_check_is_bertctr_health(compose: dict[str, Any]) -> 
     assert check[0] == "CMD" and check[1:3] == ["bertctr", "health"]
     args = build_parser().parse_args(check[2:])
     assert args.func.__name__ == "cmd_health" and args.local
+
+
+def test_the_api_serves_on_8080_with_a_liveness_check(compose: dict[str, Any]) -> None:
+    api = compose["services"]["api"]
+    args = build_parser().parse_args(api["command"][1:])
+    assert args.func.__name__ == "cmd_api" and args.host == "0.0.0.0" and args.port == 8080
+    assert "8080:8080" in api["ports"]
+    check = " ".join(api["healthcheck"]["test"])
+    assert "http://localhost:8080/healthz" in check  # liveness: never Redis or the model
+    assert api["restart"] == "unless-stopped"
+    assert api["depends_on"]["redis"] == {"condition": "service_healthy"}
+    # it scores with the workers' snapshots: their checkpoint directory, read-only
+    env = api["environment"]
+    read = _on_volume(compose, "api", env["BERTCTR_CHECKPOINT_DIR"])
+    written = _on_volume(compose, "worker", env["BERTCTR_CHECKPOINT_DIR"])
+    assert read is not None and written is not None and read.read_only
+    assert (read.volume, read.subpath) == (written.volume, written.subpath)
+    for key in SHARED_WITH_WORKERS:
+        assert env.get(key) == compose["services"]["worker"]["environment"].get(key), key
+
+
+def test_workers_export_metrics_and_monitoring_is_pinned(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    port = services["worker"]["environment"]["BERTCTR_METRICS_PORT"]
+    assert Settings(metrics_port=port).metrics_port == 9100
+    for name in ("prometheus", "grafana"):
+        service = services[name]
+        image, _, tag = service["image"].partition(":")
+        assert tag and tag != "latest" and re.fullmatch(r"v?\d+\.\d+\.\d+", tag), image
+        assert service["restart"] == "unless-stopped", name
+        assert "healthcheck" in service, name
+        for spec in service["volumes"]:
+            source = spec.split(":")[0]
+            assert source in compose["volumes"] or (ROOT / source).exists(), spec
+    assert services["grafana"]["depends_on"] == {"prometheus": {"condition": "service_healthy"}}
+    password = services["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"]
+    assert ":?" in password, "Grafana's admin password must be required, never a default"
 
 
 def test_workers_are_pointed_at_the_real_listeners(compose: dict[str, Any]) -> None:
