@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck unit integration bench clean
+.PHONY: install demo serve test lint typecheck unit integration bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ install: $(STAMP)
 
 demo: install
 	$(BIN)/bertctr demo
+
+# the demo, then the API and its live page on its data until Ctrl-C
+serve: install
+	$(BIN)/bertctr demo --serve
 
 lint: install
 	$(BIN)/ruff check .

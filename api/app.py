@@ -62,5 +62,5 @@ def _document_limits(app: FastAPI, settings: Settings) -> None:
 
 
 def openapi_document() -> dict[str, object]:
-    """The OpenAPI document, as ``openapi.json`` holds it (no server needed)."""
-    return create_app(Settings()).openapi()
+    """The OpenAPI document with default settings, as ``openapi.json`` holds it."""
+    return create_app(Settings.from_env({})).openapi()

@@ -115,9 +115,9 @@ class CandidateScorer:
         ts = request.ts if request.ts is not None else time.time()
         impressions = impressions_of(request, ts)
         found = await self.embeddings(impressions, model.image_model)
-        learner = model.learner
+        features, predict = model.learner.features, model.predict
         scored = [
-            (learner.predict(imp, f.image, f.title), i, f.error or "ok")
+            (predict(features(imp, f.image, f.title)), i, f.error or "ok")
             for i, (imp, f) in enumerate(zip(impressions, found, strict=True))
         ]
         scored.sort(key=lambda s: (-s[0], s[1]))

@@ -23,6 +23,7 @@ from typing import Any
 
 from encoder_server.base import IMAGE_ENCODER
 from online_ctr.duel import EncoderDuel
+from online_ctr.frozen import Predictor, frozen_predictor
 from online_ctr.learner import Learner
 from online_ctr.store import CheckpointError, ModelStore
 
@@ -36,6 +37,8 @@ class ServedModel:
     """One loaded snapshot's champion and what a response says about it."""
 
     learner: Learner = field(repr=False)
+    #: the learner's predictions, from weights derived once (:mod:`online_ctr.frozen`)
+    predict: Predictor = field(repr=False)
     snapshot: str
     saved_at: float
     image_model: str
@@ -89,6 +92,7 @@ class ModelWatcher:
             return False
         self.current = ServedModel(
             learner=duel.champion,
+            predict=frozen_predictor(duel.champion),
             snapshot=snapshot.name,
             saved_at=snapshot.created_at,
             image_model=duel.champion_version or IMAGE_ENCODER,

@@ -28,6 +28,9 @@ __all__ = ["ApiState", "api_state", "close_state", "open_state"]
 
 log = logging.getLogger(__name__)
 
+#: embeddings the API keeps in process (about 10 KB each at most): a catalogue's worth
+EMBEDDING_MEMO = 50_000
+
 
 @dataclass
 class ApiState:
@@ -59,7 +62,9 @@ async def open_state(settings: Settings, store: ModelStore | None = None) -> Api
         log.warning("model store unavailable at start: %s", exc)
     metrics = ApiMetrics()
     embedder = (
-        embedder_from_settings(settings, client, metrics.triton) if settings.triton_url else None
+        embedder_from_settings(settings, client, metrics.triton, EMBEDDING_MEMO)
+        if settings.triton_url
+        else None
     )
     scorer = CandidateScorer(watcher, embedder, settings.api_max_candidates)
     keys = KeySpace(settings.redis_prefix)

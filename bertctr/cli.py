@@ -46,6 +46,8 @@ __all__ = [
 log = logging.getLogger("bertctr")
 T = TypeVar("T")
 if TYPE_CHECKING:  # argparse's class is generic only to type checkers
+    from bertctr.harness.workers import WorkerFleet
+
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
 
@@ -258,11 +260,33 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     def progress(line: str) -> None:
         print(f"[demo] {line}", file=sys.stderr, flush=True)
 
-    summary = run_demo(settings, cfg, progress)
-    print(format_summary(summary), flush=True)
-    if args.json:
-        print(json.dumps(summary, sort_keys=True), flush=True)
+    def report(summary: dict[str, Any], fleet: WorkerFleet | None = None) -> None:
+        print(format_summary(summary), flush=True)
+        if fleet is None:
+            print("see it live: bertctr demo --serve (or make serve) keeps the API and its page up")
+        if args.json:
+            print(json.dumps(summary, sort_keys=True), flush=True)
+        if fleet is not None:
+            serve_until_stopped(fleet, settings)
+
+    if args.serve:
+        run_demo(settings, cfg, progress, then=report)
+    else:
+        report(run_demo(settings, cfg, progress))
     return 0
+
+
+def serve_until_stopped(fleet: WorkerFleet, settings: Settings) -> None:
+    """``bertctr api`` on the demo's data, with its URL printed, until SIGINT/SIGTERM."""
+    from bertctr.harness.api import ApiServer
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    port = settings.api_port
+    with ApiServer(fleet.env(), fleet.directory / "api.log", port=port) as api:
+        print(f"live page: {api.url}/  (API docs: {api.url}/docs); Ctrl-C stops it", flush=True)
+        stop.wait()
 
 
 def _time_arg(text: str) -> float:
@@ -403,6 +427,12 @@ def _add_demo(sub: Subparsers) -> None:
         help="learn without image and title embeddings (no Triton): the baseline",
     )
     demo.add_argument("--json", action="store_true", help="last stdout line: JSON summary")
+    demo.add_argument(
+        "--serve",
+        action="store_true",
+        help="then keep everything running and serve the API and the live page "
+        "(BERTCTR_API_PORT) until Ctrl-C",
+    )
     demo.set_defaults(func=cmd_demo)
 
 

@@ -288,8 +288,18 @@ def summarise(
     }
 
 
-def run_demo(settings: Settings, cfg: DemoConfig, progress: Progress) -> dict[str, Any]:
-    """Run the demo end to end and return the summary dict."""
+def run_demo(
+    settings: Settings,
+    cfg: DemoConfig,
+    progress: Progress,
+    then: Callable[[dict[str, Any], WorkerFleet], None] | None = None,
+) -> dict[str, Any]:
+    """Run the demo end to end and return the summary dict.
+
+    ``then`` is called with the summary while everything still runs (the
+    workers, Triton, the broker): ``bertctr demo --serve`` serves the API
+    and the live page from there until it is stopped.
+    """
     tmp = Path(tempfile.mkdtemp(prefix="bertctr-demo-"))
     sim, messages = simulate(settings, cfg, tmp, progress)
     stack = start_stack(settings.kafka_bootstrap, settings.redis_url)
@@ -319,6 +329,8 @@ def run_demo(settings: Settings, cfg: DemoConfig, progress: Progress) -> dict[st
         summary["published"] = len(messages)
         if cfg.encoders:
             summary["encoder"] = encoder_summary(fleet, finetune)
+        if then is not None:
+            then(summary, fleet)
         return summary
     finally:
         fleet.stop()

@@ -100,6 +100,12 @@ class Embedder:
     version_ttl_s
         How long a served version number is trusted before it is asked
         again: a promoted encoder version is picked up within this time.
+    memo_size
+        Embeddings kept in this process (least recently used dropped), in
+        front of the Redis cache: for a reader that asks for the same
+        catalogue again and again (the scoring API), where a Redis round
+        trip per request is most of the cost. An embedding never changes
+        for a given version tag, so the memo cannot go stale. 0: none.
     """
 
     def __init__(
@@ -108,11 +114,14 @@ class Embedder:
         store: ImageStore,
         cache: EmbeddingCache | None = None,
         version_ttl_s: float = 30.0,
+        memo_size: int = 0,
     ) -> None:
         self.client = client
         self.store = store
         self.cache = cache
         self.version_ttl_s = version_ttl_s
+        self.memo_size = memo_size
+        self._memo: OrderedDict[tuple[str, str, str], Vector] = OrderedDict()
         self._versions: dict[str, tuple[float, int, str]] = {}
         self._failures = _FailureMemo()
         #: embeddings computed by the encoders (not found in the cache)
@@ -233,16 +242,39 @@ class Embedder:
         self.computed[model] = self.computed.get(model, 0) + len(vectors)
         return vectors, errors
 
+    def _recall(self, model: str, tag: str, keys: list[str]) -> dict[str, Vector]:
+        found = {}
+        for key in keys:
+            vector = self._memo.get((model, tag, key))
+            if vector is not None:
+                self._memo.move_to_end((model, tag, key))
+                found[key] = vector
+        return found
+
+    def _remember(self, model: str, tag: str, vectors: dict[str, Vector]) -> None:
+        if not self.memo_size:
+            return
+        for key, vector in vectors.items():
+            self._memo[(model, tag, key)] = vector
+            self._memo.move_to_end((model, tag, key))
+        while len(self._memo) > self.memo_size:
+            self._memo.popitem(last=False)
+
     async def _cached(self, model: str, tag: str, keys: list[str]) -> dict[str, Vector]:
-        if self.cache is None or not keys:
-            return {}
+        found = self._recall(model, tag, keys) if self.memo_size else {}
+        rest = [k for k in keys if k not in found]
+        if self.cache is None or not rest:
+            return found
         try:
-            return await self.cache.get_many(model, tag, keys)
+            fetched = await self.cache.get_many(model, tag, rest)
         except (RedisError, OSError) as exc:
             log.warning("embedding cache unavailable, recomputing: %s", exc)
-            return {}
+            return found
+        self._remember(model, tag, fetched)
+        return {**found, **fetched}
 
     async def _store(self, model: str, tag: str, vectors: dict[str, Vector]) -> None:
+        self._remember(model, tag, vectors)
         if self.cache is None or not vectors:
             return
         try:

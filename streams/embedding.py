@@ -76,13 +76,21 @@ def image_store_from_settings(settings: Settings) -> CompositeImageStore:
 
 
 def embedder_from_settings(
-    settings: Settings, redis_client: aioredis.Redis, observer: RequestObserver | None = None
+    settings: Settings,
+    redis_client: aioredis.Redis,
+    observer: RequestObserver | None = None,
+    memo_size: int = 0,
 ) -> Embedder:
-    """Triton client, image store and the Redis embedding cache, as configured."""
+    """Triton client, image store and the Redis embedding cache, as configured.
+
+    ``memo_size``: embeddings also kept in this process, in front of Redis
+    (the scoring API; see :class:`~encoder_server.embedder.Embedder`).
+    """
     return Embedder(
         triton_client_from_settings(settings, observer),
         image_store_from_settings(settings),
         EmbeddingCache(redis_client, settings.redis_prefix),
+        memo_size=memo_size,
     )
 
 

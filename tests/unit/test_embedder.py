@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -146,3 +147,52 @@ def test_close_releases_the_client_and_the_store(
     store.close = close_store  # type: ignore[attr-defined]
     asyncio.run(Embedder(client, store).close())
     assert client.closed and closed == [True]
+
+
+class CountingCache:
+    """The embedding cache's interface, in memory, counting reads (a fake for the memo test)."""
+
+    def __init__(self) -> None:
+        self.data: dict[tuple[str, str, str], tuple[float, ...]] = {}
+        self.reads = 0
+
+    async def get_many(self, model: str, version: Any, keys: Any) -> dict[str, Any]:
+        self.reads += 1
+        return {
+            k: self.data[(model, str(version), k)]
+            for k in keys
+            if (model, str(version), k) in self.data
+        }
+
+    async def put_many(self, model: str, version: Any, vectors: dict[str, Any]) -> int:
+        for k, v in vectors.items():
+            self.data[(model, str(version), k)] = v
+        return len(vectors)
+
+
+def test_the_memo_answers_repeat_requests_without_the_cache_and_forgets_the_oldest(
+    parts: tuple[InMemoryEmbeddingClient, FakeStore],
+) -> None:
+    client, store = parts
+    cache = CountingCache()
+    embedder = Embedder(client, store, cast(Any, cache), memo_size=3)
+    batch = [imp(0, "a"), imp(1, "b")]  # two images, one title: three memo entries
+    first = asyncio.run(embedder.embed(batch))
+    reads = cache.reads
+    again = asyncio.run(embedder.embed(batch))
+    assert again == first
+    assert cache.reads == reads  # all from the memo: no Redis round trip
+    assert client.items_sent == 3  # and nothing encoded twice
+
+    asyncio.run(embedder.embed([imp(2, "bad")]))  # a failure is not memoised
+    other = asyncio.run(embedder.embed([imp(3, "a", title="blue hat")]))  # evicts the oldest
+    assert other[0].image == first[0].image
+    assert len(embedder._memo) == 3
+    asyncio.run(embedder.embed(batch))
+    assert cache.reads > reads  # something was forgotten and read back from the cache
+    assert client.items_sent == 5  # after the first batch only "bad" and "blue hat" were sent
+
+    no_memo = Embedder(client, store, cast(Any, cache))
+    asyncio.run(no_memo.embed(batch))
+    asyncio.run(no_memo.embed(batch))
+    assert no_memo._memo == {}

@@ -1,0 +1,276 @@
+"""``POST /score`` latency: 100 candidates, embeddings cached, at a fixed request rate.
+
+Everything real: ``bertctr encoder serve`` (Triton) with the demo's heads,
+Redis holding the embedding cache, a model learned with embeddings on the
+simulator's traffic and saved through the model store, and ``bertctr api``
+as a separate process. Requests are sent **open loop** at a fixed rate
+(each one at its scheduled time, whether or not the previous one has
+answered), and latency is measured from the scheduled time, so a stall
+shows up in the tail instead of being hidden by a client that waits
+(coordinated omission).
+
+Baselines in the same run, on the same server and client:
+
+* ``GET /healthz`` at the same rate: the floor of this HTTP stack and client;
+* the scorer called in-process (no HTTP): what the model and the cache cost.
+
+Goal (issue 12): p99 under 25 ms for 100 cached candidates on this machine.
+The last stdout line is one JSON object.
+
+Run: ``.venv/bin/python bench/bench_api.py [--rate 50] [--seconds 20] [--candidates 100]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import pstats
+import random
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import redis
+
+from api.contracts import ScoreRequest
+from api.scoring import CandidateScorer
+from api.serving import ModelWatcher
+from api.state import EMBEDDING_MEMO
+from bertctr.demo import fit_heads
+from bertctr.demo_config import DemoConfig
+from bertctr.evaluation import catalogue_lookup
+from bertctr.harness.api import ApiServer
+from bertctr.harness.encoders import start_encoder_server
+from online_ctr.learner import Learner
+from online_ctr.models import make_model
+from online_ctr.store import FileModelStore
+from schemas.settings import Settings
+from simulator import SimConfig, Simulator
+from simulator.labelled import labelled_stream
+from streams.embedding import embedder_from_settings
+
+KEY = "bench-api-key"
+
+
+def percentiles(samples_ms: list[float]) -> dict[str, float]:
+    xs = np.array(samples_ms)
+    return {
+        "p50_ms": round(float(np.percentile(xs, 50)), 2),
+        "p99_ms": round(float(np.percentile(xs, 99)), 2),
+        "max_ms": round(float(xs.max()), 2),
+        "n": len(samples_ms),
+    }
+
+
+def request_body(sim: Simulator, n: int, seed: int) -> dict[str, Any]:
+    """``n`` candidates drawn from the catalogue, for one segment."""
+    rng = random.Random(seed)
+    entries = [rng.choice(sim.catalogue) for _ in range(n)]
+    return {
+        "segment": {"device": "mobile", "geo": "DE", "taste": "t1"},
+        "candidates": [
+            {
+                "item_id": e.item_id,
+                "image_id": e.image_id,
+                "variant": e.variant,
+                "title": e.title,
+                "position": i % 10,
+            }
+            for i, e in enumerate(entries)
+        ],
+    }
+
+
+async def open_loop(
+    url: str, method: str, body: Any, rate: float, seconds: float
+) -> tuple[list[float], int]:
+    """Latencies (ms, from each request's scheduled time) and the count of non-200 answers."""
+    latencies: list[float] = []
+    failures = 0
+    payload = json.dumps(body).encode() if body is not None else None
+    headers = {"content-type": "application/json"}
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(timeout=10.0, limits=limits) as client:
+
+        async def one(scheduled: float) -> None:
+            nonlocal failures
+            resp = await client.request(method, url, content=payload, headers=headers)
+            latencies.append((time.perf_counter() - scheduled) * 1000.0)
+            if resp.status_code != 200:
+                failures += 1
+
+        start = time.perf_counter() + 0.1
+        tasks = []
+        for i in range(int(rate * seconds)):
+            scheduled = start + i / rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(scheduled)))
+        await asyncio.gather(*tasks)
+    return latencies, failures
+
+
+async def in_process(
+    settings: Settings, store: FileModelStore, body: dict[str, Any], n: int, profile: bool
+) -> list[float]:
+    """The scorer without HTTP: model, features and cache reads only."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(settings.redis_url)
+    watcher = ModelWatcher(store)
+    watcher.refresh()
+    embedder = embedder_from_settings(settings, client, memo_size=EMBEDDING_MEMO)
+    scorer = CandidateScorer(watcher, embedder, 1000)
+    request = ScoreRequest.model_validate(body)
+    await scorer.score(request)  # warm: served version and tag
+    out = []
+    profiler = cProfile.Profile() if profile else None
+    for _ in range(n):
+        t0 = time.perf_counter()
+        if profiler is not None:
+            profiler.enable()
+        await scorer.score(request)
+        if profiler is not None:
+            profiler.disable()
+        out.append((time.perf_counter() - t0) * 1000.0)
+    if profiler is not None:
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
+    assert scorer.embedder is not None
+    await scorer.embedder.close()
+    await client.aclose()
+    return out
+
+
+def train(sim: Simulator, settings: Settings, events: int) -> Learner:
+    """A model learned with embeddings (which fills the embedding cache in Redis)."""
+    lookup = catalogue_lookup(sim, settings)
+    assert lookup is not None
+    learner = Learner(make_model(with_content=True))
+    for e in labelled_stream(sim, events):
+        image, title = lookup(e.impression)
+        learner.predict_then_learn(e.labelled(), image, title)
+    return learner
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rate", type=float, default=50.0, help="requests per second")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--candidates", type=int, default=100)
+    parser.add_argument("--events", type=int, default=20_000, help="examples the model learns")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument(
+        "--profile", action="store_true", help="cProfile the in-process scorer and print it"
+    )
+    parser.add_argument("--no-server", action="store_true", help="in-process scorer only")
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-api-"))
+    prefix = f"bench:api:{uuid.uuid4().hex[:8]}:"
+    cfg = DemoConfig(seed=args.seed)
+    sim = Simulator(SimConfig(seed=args.seed, impressions_per_s=cfg.impressions_per_s))
+    sim.render_catalogue(tmp / "images")
+    heads = fit_heads(tmp, sim.catalogue, cfg, lambda line: print(line, flush=True))
+    encoders = start_encoder_server(heads, log_dir=tmp)
+    env = {
+        "BERTCTR_REDIS_URL": args.redis_url,
+        "BERTCTR_REDIS_PREFIX": prefix,
+        "BERTCTR_TRITON_URL": encoders.grpc_url,
+        "BERTCTR_IMAGE_DIR": str(tmp / "images"),
+        "BERTCTR_CHECKPOINT_DIR": str(tmp / "ckpt"),
+        "BERTCTR_CHECKPOINT_KEY": KEY,
+        # the catalogue is embedded in one burst on 2 busy cores: be patient
+        "BERTCTR_TRITON_TIMEOUT_S": "120",
+        "BERTCTR_BREAKER_FAILURES": "50",
+    }
+    settings = Settings.from_env(env)
+    try:
+        t0 = time.perf_counter()
+        learner = train(sim, settings, args.events)
+        store = FileModelStore(tmp / "ckpt", KEY.encode())
+        store.save(learner, {}, {"model": "ftrl"})
+        print(f"learned {learner.learned} examples in {time.perf_counter() - t0:.0f}s", flush=True)
+        body = request_body(sim, args.candidates, args.seed)
+        report = {} if args.no_server else run_server(env, tmp, body, args)
+        report["in_process_score"] = percentiles(
+            asyncio.run(in_process(settings, store, body, 200, args.profile))
+        )
+        if not args.no_server:
+            print_report(report, args)
+        else:
+            print(json.dumps(report["in_process_score"]))
+    finally:
+        encoders.stop()
+        clean(args.redis_url, prefix)
+
+
+def run_server(
+    env: dict[str, str], tmp: Path, body: dict[str, Any], args: argparse.Namespace
+) -> dict[str, Any]:
+    import os
+
+    with ApiServer({**os.environ, **env}, tmp / "api.log") as api:
+        status, warm = api.request("POST", "/score", body)
+        assert status == 200, warm
+        errors = [s["embedding"] for s in warm["scores"] if s["embedding"] != "ok"]
+        assert not errors, f"candidates without embeddings: {errors[:3]}"
+        report: dict[str, Any] = {"image_encoder": warm["model"]["image_encoder"]}
+        for name, method, path, payload in (
+            ("healthz", "GET", "/healthz", None),
+            ("score", "POST", "/score", body),
+            ("healthz_again", "GET", "/healthz", None),
+        ):
+            lat, failed = asyncio.run(
+                open_loop(api.url + path, method, payload, args.rate, args.seconds)
+            )
+            report[name] = {**percentiles(lat), "failed": failed}
+    return report
+
+
+def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
+    print(f"\n{args.candidates} candidates, {args.rate:.0f} req/s open loop, {args.seconds:.0f}s")
+    print(f"{'':<28} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'n':>6}")
+    for name in ("healthz", "healthz_again", "score", "in_process_score"):
+        r = report[name]
+        print(f"{name:<28} {r['p50_ms']:>8} {r['p99_ms']:>8} {r['max_ms']:>8} {r['n']:>6}")
+    score = report["score"]
+    summary = {
+        "candidates": args.candidates,
+        "rate_per_s": args.rate,
+        "score_p50_ms": score["p50_ms"],
+        "score_p99_ms": score["p99_ms"],
+        "score_failed": score["failed"],
+        "healthz_p50_ms": report["healthz"]["p50_ms"],
+        "healthz_p99_ms": max(report["healthz"]["p99_ms"], report["healthz_again"]["p99_ms"]),
+        "in_process_p50_ms": report["in_process_score"]["p50_ms"],
+        "in_process_p99_ms": report["in_process_score"]["p99_ms"],
+        "goal_p99_ms": 25.0,
+        "goal_met": score["p99_ms"] < 25.0,
+        "p99_over_healthz": round(score["p99_ms"] / max(report["healthz"]["p99_ms"], 1e-9), 2),
+        "in_process_share_of_p50": round(
+            report["in_process_score"]["p50_ms"] / max(score["p50_ms"], 1e-9), 2
+        ),
+    }
+    print(json.dumps(summary))
+
+
+def clean(redis_url: str, prefix: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        for i in range(0, len(keys), 500):
+            client.delete(*keys[i : i + 500])
+    finally:
+        client.close()
+
+
+if __name__ == "__main__":
+    main()
