@@ -121,8 +121,12 @@ class CandidateScorer:
             for i, (imp, f) in enumerate(zip(impressions, found, strict=True))
         ]
         scored.sort(key=lambda s: (-s[0], s[1]))
+        # the candidates were validated with the request and the rest is ours:
+        # construct without validating 100 objects again
         out = [
-            ScoredCandidate(**request.candidates[i].model_dump(), ctr=p, rank=rank, embedding=why)
+            ScoredCandidate.model_construct(
+                **dict(request.candidates[i]), ctr=p, rank=rank, embedding=why
+            )
             for rank, (p, i, why) in enumerate(scored, start=1)
         ]
         info = ModelInfo(

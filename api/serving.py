@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from dataclasses import dataclass, field
@@ -53,6 +54,21 @@ class ServedModel:
             "name": self.metadata.get("model"),
             "learned": self.learner.learned,
         }
+
+
+def _settle_garbage() -> None:
+    """Keep the cyclic garbage collector from walking the model on every request.
+
+    A snapshot is a few million long-lived objects; Python's generational
+    collector walks all of them at each full collection, a pause of ~100 ms
+    that landed in the p99 of ``POST /score`` (``bench/bench_api.py``).
+    After a load, collect once (the previous model's cycles, if any) and
+    freeze what is left: frozen objects are skipped by later collections and
+    still freed by reference counting when the next model replaces them.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 class ModelWatcher:
@@ -100,6 +116,7 @@ class ModelWatcher:
             metadata=dict(snapshot.metadata),
         )
         self.loads += 1
+        _settle_garbage()
         log.info("serving snapshot %s (%d examples)", snapshot.name, duel.champion.learned)
         return True
 

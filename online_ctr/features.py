@@ -61,12 +61,12 @@ list (``BERTCTR_CONTENT_CROSS_FIELDS=device=ids,taste``, see
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Literal
 
 from schemas.events import Impression, Segment
@@ -286,6 +286,7 @@ class AudienceFields:
             self.crossed = frozenset(n for n, v in self._values.items() if len(v) >= 2)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def bucket(value: str, buckets: int = ID_BUCKETS) -> int:
     """Stable hash of an id into ``buckets`` buckets (same in every process).
 
@@ -311,27 +312,41 @@ def title_tokens(title: str) -> list[str]:
     >>> title_tokens("Bold RED shoe, red!")
     ['bold', 'red', 'shoe']
     """
+    return list(_tokens(title))
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _tokens(title: str) -> tuple[str, ...]:
+    # titles repeat (a catalogue): tokenise each once
     tokens = {t[:MAX_TOKEN_CHARS] for t in _TOKEN.findall(title.lower()) if len(t) > 1}
-    return sorted(tokens)[:MAX_TOKENS]
+    return tuple(sorted(tokens)[:MAX_TOKENS])
 
 
 def _context(impression: Impression, device: str | None) -> dict[str, float]:
     """Position and hour of day; ``device`` is the device's one-hot name, if any."""
     position = impression.position
-    hour = datetime.fromtimestamp(impression.ts, tz=UTC).hour
-    angle = 2 * math.pi * hour / 24
-    x = {
-        f"pos={position_bucket(position)}": 1.0,
-        "pos_decay": 1.0 / (1.0 + position),
-        "pos_log": math.log1p(position),
-        f"hour={hour}": 1.0,
-        "hour_sin": math.sin(angle),
-        "hour_cos": math.cos(angle),
-    }
+    x = dict(_position_features(position))
+    x.update(_hour_features(int(impression.ts // 3600) % 24))
     if device is not None:
         x[f"{device}&hour_sin"] = x["hour_sin"]
         x[f"{device}&hour_cos"] = x["hour_cos"]
     return x
+
+
+@functools.lru_cache(maxsize=256)
+def _position_features(position: int) -> tuple[tuple[str, float], ...]:
+    return (
+        (f"pos={position_bucket(position)}", 1.0),
+        ("pos_decay", 1.0 / (1.0 + position)),
+        ("pos_log", math.log1p(position)),
+    )
+
+
+@functools.lru_cache(maxsize=24)
+def _hour_features(hour: int) -> tuple[tuple[str, float], ...]:
+    """The hour of day (UTC) one-hot and on the circle."""
+    angle = 2 * math.pi * hour / 24
+    return ((f"hour={hour}", 1.0), ("hour_sin", math.sin(angle)), ("hour_cos", math.cos(angle)))
 
 
 #: the image embedding's features (``img_0``, ``img_0&seg.taste=t1``, ...)
