@@ -61,6 +61,6 @@ def _document_limits(app: FastAPI, settings: Settings) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def openapi_document() -> dict[str, object]:
+def openapi_document() -> dict[str, Any]:
     """The OpenAPI document with default settings, as ``openapi.json`` holds it."""
     return create_app(Settings.from_env({})).openapi()
