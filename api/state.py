@@ -22,6 +22,7 @@ from encoder_server.embedder import Embedder
 from online_ctr.store import FileModelStore, ModelStore
 from schemas.keys import KeySpace
 from schemas.settings import Settings
+from streams.connections import async_redis
 from streams.embedding import embedder_from_settings
 
 __all__ = ["ApiState", "api_state", "close_state", "open_state"]
@@ -54,7 +55,7 @@ def model_store_from_settings(settings: Settings) -> ModelStore:
 
 async def open_state(settings: Settings, store: ModelStore | None = None) -> ApiState:
     """Connect to Redis, load the newest model (if any) and start watching for newer ones."""
-    client = aioredis.Redis.from_url(settings.redis_url)
+    client = async_redis(settings)
     watcher = ModelWatcher(store or model_store_from_settings(settings), settings.api_model_poll_s)
     try:
         await asyncio.to_thread(watcher.refresh)

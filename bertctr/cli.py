@@ -20,10 +20,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from redis.exceptions import RedisError
+
 from bertctr.api_cli import add_api_command
 from bertctr.demo_config import DemoConfig
 from bertctr.encoder_cli import add_encoder_commands
 from schemas.settings import Settings
+from streams.connections import redact
 
 __all__ = [
     "build_parser",
@@ -88,12 +91,11 @@ async def read_stats(
     settings: Settings, item: str | None, segment: str | None, view: str = "live"
 ) -> dict[str, Any]:
     """The document ``bertctr stats --json`` prints (see :func:`streams.readers.read_stats`)."""
-    import redis.asyncio as aioredis
-
     from schemas.keys import KeySpace
     from streams import readers
+    from streams.connections import async_redis
 
-    client = aioredis.Redis.from_url(settings.redis_url)
+    client = async_redis(settings)
     try:
         return await readers.read_stats(
             client, KeySpace(settings.redis_prefix), item, segment, view
@@ -136,12 +138,11 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
 
 async def read_health(settings: Settings) -> list[dict[str, Any]]:
     """Every worker's health report in Redis (see :func:`streams.readers.read_health`)."""
-    import redis.asyncio as aioredis
-
     from schemas.keys import KeySpace
     from streams import readers
+    from streams.connections import async_redis
 
-    client = aioredis.Redis.from_url(settings.redis_url)
+    client = async_redis(settings)
     try:
         return await readers.read_health(client, KeySpace(settings.redis_prefix))
     finally:
@@ -515,7 +516,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     settings = Settings()
-    result: int = args.func(args, settings)
+    try:
+        result: int = args.func(args, settings)
+    except RedisError as exc:  # a clear line, not a traceback; the URL without its password
+        print(
+            f"bertctr {args.command}: Redis at {redact(settings.redis_url)}: {exc}", file=sys.stderr
+        )
+        return 2
     return result
 
 

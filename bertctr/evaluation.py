@@ -16,9 +16,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import redis
-import redis.asyncio as aioredis
-
 from encoder_server.base import IMAGE_ENCODER
 from encoder_server.embedder import ExampleEmbeddings
 from online_ctr.duel import EncoderDuel
@@ -30,6 +27,7 @@ from schemas.keys import KeySpace
 from schemas.settings import Settings
 from simulator import Simulator
 from simulator.ranking import EmbeddingLookup, Vector, ranking_lifts
+from streams.connections import async_redis, sync_redis
 from streams.embedding import embedder_from_settings
 
 __all__ = [
@@ -43,7 +41,7 @@ __all__ = [
 
 def wait_for_model(settings: Settings, n_labels: int, timeout_s: float) -> dict[str, Any]:
     """Block until the learner has learned ``n_labels`` examples; return its metrics."""
-    client = redis.Redis.from_url(settings.redis_url)
+    client = sync_redis(settings)
     key = KeySpace(settings.redis_prefix).model_metrics
     deadline = time.monotonic() + timeout_s
     try:
@@ -114,7 +112,7 @@ def catalogue_lookup(
 async def _embed_catalogue(
     settings: Settings, impressions: list[Impression], image_model: str
 ) -> list[ExampleEmbeddings]:
-    cache = aioredis.Redis.from_url(settings.redis_url)
+    cache = async_redis(settings)
     embedder = embedder_from_settings(settings, cache)
     try:
         found = await embedder.embed(impressions, image_model=image_model)

@@ -56,6 +56,7 @@ from schemas import topics
 from schemas.events import EncoderVersion
 from schemas.keys import KeySpace
 from schemas.settings import Settings
+from streams.connections import kafka_client_options
 
 __all__ = [
     "EXIT_NOT_SERVED",
@@ -208,7 +209,9 @@ async def announce(settings: Settings, info: VersionInfo, result: FinetuneResult
         metrics=_metrics(result),
         examples=int(result.splits["train"].examples),
     )
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, **kafka_client_options(settings), acks="all"
+    )
     await producer.start()
     try:
         await producer.send_and_wait(
@@ -238,10 +241,11 @@ async def record_state(
     path = _state_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(state))
-    import redis.asyncio as aioredis
     from redis.exceptions import RedisError
 
-    client = aioredis.Redis.from_url(settings.redis_url)
+    from streams.connections import async_redis
+
+    client = async_redis(settings)
     try:
         await client.set(KeySpace(settings.redis_prefix).finetune_state, json.dumps(state))
     except (RedisError, OSError) as exc:

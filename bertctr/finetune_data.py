@@ -56,6 +56,7 @@ from online_ctr.learner import Embedding, Learner
 from schemas import topics
 from schemas.events import LabelledImpression
 from schemas.settings import Settings
+from streams.connections import kafka_client_options
 from streams.embedding import embedder_from_settings, image_store_from_settings
 
 __all__ = ["Window", "backbone_features", "complete", "gather", "read_window", "replay"]
@@ -84,6 +85,7 @@ async def read_window(settings: Settings, window: Window) -> list[LabelledImpres
     topic = settings.topic(topics.LABELLED)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_client_options(settings),
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -265,9 +267,9 @@ async def gather(
         images.setdefault(e.image_id, e.image_url)
     features, rows = await _backbone_features(settings, images)
     kept = [e for e in examples if e.image_id in rows]
-    import redis.asyncio as aioredis
+    from streams.connections import async_redis
 
-    cache = aioredis.Redis.from_url(settings.redis_url)
+    cache = async_redis(settings)
     embedder = embedder_from_settings(settings, cache)
     try:
         embedded = await embedder.embed(kept, image_model=champion_model)

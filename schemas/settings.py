@@ -8,9 +8,9 @@ side.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings", "default_of"]
@@ -25,7 +25,34 @@ class Settings(BaseSettings):
         default=None,
         description="host:port of the Kafka broker; unset means start an embedded Tansu broker.",
     )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT",
+        description="How every Kafka client connects: TLS (SSL), SASL, or both (SASL_SSL).",
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = Field(
+        default=None, description="Never logged or printed (shown as '**********')."
+    )
+    kafka_ssl_cafile: str | None = Field(
+        default=None, description="CA bundle to verify the brokers (default: the system's)."
+    )
+    kafka_ssl_certfile: str | None = Field(default=None, description="Client certificate (mTLS).")
+    kafka_ssl_keyfile: str | None = Field(default=None, description="Client key (mTLS).")
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_username: str | None = Field(
+        default=None, description="Redis ACL user (AUTH user password); default: 'default'."
+    )
+    redis_password: SecretStr | None = Field(
+        default=None,
+        description="Redis AUTH password (requirepass or ACL); overrides one in the URL. "
+        "Never logged or printed.",
+    )
+    redis_ssl_ca_certs: str | None = Field(
+        default=None, description="CA bundle for a rediss:// (TLS) URL (default: the system's)."
+    )
+    redis_ssl_certfile: str | None = Field(default=None, description="Client certificate (mTLS).")
+    redis_ssl_keyfile: str | None = Field(default=None, description="Client key (mTLS).")
     redis_prefix: str = "bertctr:"
     topic_prefix: str = ""
     partitions: int = Field(default=4, ge=1, le=1024)

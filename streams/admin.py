@@ -18,6 +18,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from schemas import topics
 from schemas.settings import Settings
+from streams.connections import kafka_client_options
 
 __all__ = ["ensure_topics"]
 
@@ -30,7 +31,9 @@ async def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str
         raise ValueError("BERTCTR_KAFKA_BOOTSTRAP must be set")
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=settings.kafka_bootstrap, **kafka_client_options(settings)
+        )
         try:
             await admin.start()
             existing = set(await admin.list_topics())

@@ -13,6 +13,7 @@ import faust
 
 from schemas import topics
 from schemas.settings import Settings
+from streams.connections import faust_credentials
 
 __all__ = ["StreamApp", "create_app"]
 
@@ -50,6 +51,7 @@ def create_app(settings: Settings) -> StreamApp:
         producer_acks=-1,
         web_enabled=False,
         stream_wait_empty=False,
+        broker_credentials=faust_credentials(settings),
     )
 
     def raw_topic(name: str) -> Any:

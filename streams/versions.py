@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from schemas import topics
 from schemas.events import EncoderVersion
 from schemas.settings import Settings
+from streams.connections import kafka_client_options
 
 __all__ = ["VersionWatcher"]
 
@@ -46,6 +47,7 @@ class VersionWatcher:
                 consumer = AIOKafkaConsumer(
                     self.topic,
                     bootstrap_servers=self.settings.kafka_bootstrap,
+                    **kafka_client_options(self.settings),
                     group_id=None,
                     auto_offset_reset="earliest",
                     enable_auto_commit=False,

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import faust
-import redis.asyncio as aioredis
 
 from schemas.keys import KeySpace
 from schemas.settings import Settings
 from streams.agents import WorkerParts, attach_agents
 from streams.app import StreamApp, create_app
+from streams.connections import async_redis
 from streams.counters import RedisCounters
 from streams.deadletter import DeadLetterTally, send_dead_letter
 from streams.embedding import embedder_factory
@@ -51,7 +51,7 @@ def build_worker(settings: Settings) -> WorkerParts:
     """
     stream = create_app(settings)
     keys = KeySpace(settings.redis_prefix)
-    redis_client = aioredis.Redis.from_url(settings.redis_url)
+    redis_client = async_redis(settings)
     counters = RedisCounters(redis_client, keys, seen_ttl_s=settings.late_click_horizon_s * 2)
     join = JoinAgent(stream, apply_live=counters.apply_live)
     progress = Progress()

@@ -156,3 +156,49 @@ def test_progressive_metrics_stay_honest_on_a_short_quiet_stream(stack: Embedded
     for key in client.scan_iter(match=f"{summary['redis_prefix']}*", count=1000):
         client.delete(key)
     client.close()
+
+
+def test_demo_serve_keeps_the_api_and_page_up_until_interrupted(stack: EmbeddedStack) -> None:
+    """``bertctr demo --serve`` (``make serve``): summary, then the URL of a live API."""
+    import signal
+    import time
+    import urllib.request
+
+    from bertctr.harness.procs import free_port
+
+    port = free_port()
+    env = {**os.environ, **stack.env(), "BERTCTR_API_PORT": str(port)}
+    cmd = [*DEMO, "--serve", "--json", "--events", "1500", "--no-encoders"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        lines: list[str] = []
+        deadline = time.monotonic() + 400
+        assert proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline().decode()
+            assert line, f"demo ended early: {lines}"
+            lines.append(line)
+            if line.startswith("live page:"):
+                break
+        url = f"http://127.0.0.1:{port}"
+        assert lines[-1].split()[2] == f"{url}/", lines[-1]
+        summary = json.loads(lines[-2])
+        with urllib.request.urlopen(f"{url}/ctr", timeout=10) as resp:
+            ctr = json.loads(resp.read())
+        assert ctr["total"]["impressions"] == summary["impressions"]
+        with urllib.request.urlopen(f"{url}/", timeout=10) as resp:
+            assert b"bertctr" in resp.read()
+        with urllib.request.urlopen(f"{url}/readyz", timeout=10) as resp:
+            assert json.loads(resp.read())["ready"] is True
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=90) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        client = redis.Redis.from_url(stack.redis_url)
+        prefix = next((json.loads(s)["redis_prefix"] for s in lines if s.startswith("{")), None)
+        if prefix:
+            for key in client.scan_iter(match=f"{prefix}*", count=1000):
+                client.delete(key)
+        client.close()
