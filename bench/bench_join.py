@@ -15,19 +15,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import random
 import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bertctr.harness.kafka import Message, publish, read_topics
 from bertctr.harness.stack import start_stack
+from bertctr.harness.synthetic import make_events
 from bertctr.harness.workers import Namespace, WorkerFleet
 from schemas import Click, Impression
 from schemas.topics import CLICKS, IMPRESSIONS, LABELLED
@@ -35,39 +33,6 @@ from streams.decode import decode
 from streams.join import JoinBook, JoinConfig
 
 WINDOW_S = 60.0
-
-
-def make_events(n: int, seed: int = 1) -> list[tuple[str, bytes, bytes]]:
-    """n impressions, ~5% clicked, as (kind, key, value) in publish order."""
-    rnd = random.Random(seed)
-    base = time.time() - 3600
-    out: list[tuple[str, bytes, bytes]] = []
-    for i in range(n):
-        iid = f"imp-{i}"
-        imp: dict[str, Any] = {
-            "event_id": f"e{i}",
-            "impression_id": iid,
-            "ts": base + i * 0.01,
-            "item_id": f"item-{i % 50}",
-            "image_id": f"img-{i % 200}",
-            "variant": f"v{i % 4}",
-            "title": "a red shoe",
-            "position": i % 10,
-            "segment": {
-                "device": rnd.choice(["mobile", "desktop"]),
-                "geo": "DE",
-                "taste": f"t{i % 4}",
-            },
-        }
-        out.append((IMPRESSIONS, iid.encode(), json.dumps(imp).encode()))
-        if rnd.random() < 0.05:
-            click = {
-                "event_id": f"c{i}",
-                "impression_id": iid,
-                "ts": imp["ts"] + rnd.uniform(0, 30),
-            }
-            out.append((CLICKS, iid.encode(), json.dumps(click).encode()))
-    return out
 
 
 def bench_pure(events: list[tuple[str, bytes, bytes]]) -> tuple[float, float]:
