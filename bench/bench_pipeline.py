@@ -42,11 +42,11 @@ from pathlib import Path
 
 import numpy as np
 import psutil
-import redis
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from bertctr.demo import learned
 from bertctr.harness.kafka import Message, publish, read_topics
 from bertctr.harness.stack import EmbeddedStack, start_stack
 from bertctr.harness.synthetic import RawEvent, make_events
@@ -164,15 +164,6 @@ class RssWatch:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
-
-
-def learned(fleet: WorkerFleet) -> int:
-    client = redis.Redis.from_url(fleet.stack.redis_url)
-    try:
-        raw = client.get(KeySpace(fleet.namespace.redis_prefix).model_metrics)
-        return int(json.loads(raw)["count"]) if raw else 0
-    finally:
-        client.close()
 
 
 def new_fleet(stack: EmbeddedStack, partitions: int) -> WorkerFleet:
