@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Response
+from fastapi.exceptions import RequestValidationError
 
 from api.contracts import Problem, ScoreRequest, ScoreResponse
 from api.scoring import ModelUnavailable, TooManyCandidates
@@ -20,7 +21,6 @@ router = APIRouter(tags=["scoring"])
     response_model=ScoreResponse,
     responses={
         400: {"model": Problem, "description": "The body is not JSON."},
-        413: {"model": Problem, "description": "More candidates than the server allows."},
         503: {"model": Problem, "description": "No model has been saved yet."},
     },
 )
@@ -34,7 +34,10 @@ async def score(request: ScoreRequest, state: Annotated[ApiState, Depends(api_st
     try:
         scored = await state.scorer.score(request)
     except TooManyCandidates as exc:
-        raise HTTPException(status_code=413, detail=str(exc)) from exc
+        # the served document states this server's limit (maxItems), so going
+        # over it is a validation error like any other: 422, in the same shape
+        error = {"type": "too_long", "loc": ["body", "candidates"], "msg": str(exc)}
+        raise RequestValidationError([error]) from exc
     except ModelUnavailable as exc:
         raise HTTPException(status_code=503, detail=str(exc)) from exc
     # built by the scorer from validated parts: serialise it once, without the

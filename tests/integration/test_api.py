@@ -221,7 +221,7 @@ def test_bad_requests_get_clear_4xx(scenario: Scenario) -> None:
         ({**ok, "candidates": [{**candidates(1)[0], "position": True}]}, 422, "position"),
         ({**ok, "segment": {"device": "mobile"}}, 422, "geo"),
         ({**ok, "candidates": candidates(1001)}, 422, "candidates"),
-        ({**ok, "candidates": candidates(MAX_CANDIDATES + 1)}, 413, "at most 50"),
+        ({**ok, "candidates": candidates(MAX_CANDIDATES + 1)}, 422, "at most 50"),
         ({**ok, "ts": 1.7e12}, 422, "ts"),
     ]
     for body, expected, mention in cases:
