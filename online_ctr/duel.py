@@ -223,6 +223,10 @@ class EncoderDuel:
             "challenger": self.challenger_version,
             **{k: v for k, v in self.comparison.to_dict().items() if k != "decision"},
         }
+        if self.comparison.decided_interval is not None:
+            # the record quotes the interval the verdict rests on; the running
+            # one has absorbed the rest of the batch and can sit on either side
+            record["lo"], record["hi"] = self.comparison.decided_interval
         self.decisions = [*self.decisions, record][-HISTORY:]
         log.warning(
             "encoder %s %s against %s after %d examples (advantage %.5f, interval %s)",

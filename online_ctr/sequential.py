@@ -300,6 +300,9 @@ class SequentialComparison:
         clipped mean.
     """
 
+    #: class default so that comparisons pickled before the field existed load
+    decided_interval: tuple[float, float] | None = None
+
     def __init__(
         self,
         alpha: float = 0.05,
@@ -320,6 +323,10 @@ class SequentialComparison:
         self.clip = clip
         self.clipped = 0
         self.decided_at: int | None = None
+        #: ``(lo, hi)`` at :attr:`decided_at`: what the verdict rests on. The
+        #: running :attr:`interval` moves on with later examples of the same
+        #: batch (and after), so a record of the decision must quote this one.
+        self.decided_interval: tuple[float, float] | None = None
         self._log_term = math.log(2.0 / alpha)
         self._sums = _Sums()
         self._decision: Decision = "continue"
@@ -380,10 +387,13 @@ class SequentialComparison:
             k = int(np.argmax(crossed))
             self._decision = "promote" if lo[k] > self.margin else "retire"
             self.decided_at = int(ns[k])
+            self.decided_interval = (float(lo[k]), float(hi[k]))
             reason = f"interval ({lo[k]:.5f}, {hi[k]:.5f}) against margin {self.margin}"
         elif ns[-1] >= self.max_examples:
             self._decision = "retire"
             self.decided_at = self.max_examples
+            at = self.max_examples - first
+            self.decided_interval = (float(lo[at]), float(hi[at]))
             reason = "budget spent without a significant advantage; ties keep the champion"
         else:
             return
@@ -399,6 +409,7 @@ class SequentialComparison:
             "hi": hi,
             "decision": self._decision,
             "decided_at": self.decided_at,
+            "decided_interval": list(self.decided_interval) if self.decided_interval else None,
             "margin": self.margin,
             "alpha": self.alpha,
             "max_examples": self.max_examples,

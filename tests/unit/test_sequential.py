@@ -175,6 +175,22 @@ def test_decision_is_final_and_the_budget_ends_it() -> None:
     assert undecided.decision() == "retire" and undecided.decided_at == 1000
 
 
+def test_decision_quotes_the_interval_it_rests_on_not_the_batch_end() -> None:
+    """A batch that promotes early and then turns must not report ``lo <= margin``."""
+    rng = np.random.default_rng(13)
+    c = SequentialComparison(min_examples=100)
+    c.update_many(np.concatenate([rng.normal(0.3, 0.5, 2000), rng.normal(-0.5, 0.5, 5000)]))
+    assert c.decision() == "promote" and c.decided_at is not None and c.decided_at < 2000
+    assert c.decided_interval is not None and c.decided_interval[0] > c.margin
+    assert c.interval[0] < c.margin  # the running interval has moved on
+    out = json.loads(json.dumps(c.to_dict()))
+    assert out["decided_interval"] == list(c.decided_interval)
+    budget = SequentialComparison(max_examples=1000)
+    budget.update_many(rng.normal(0.0, 0.5, 2500))
+    lo, hi = budget.decided_interval or (None, None)
+    assert budget.decision() == "retire" and lo is not None and hi is not None and lo <= 0.0 < hi
+
+
 def test_pickle_round_trip_keeps_state() -> None:
     rng = np.random.default_rng(10)
     c = SequentialComparison(alpha=0.1, margin=0.01, clip=3.0)
