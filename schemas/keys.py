@@ -30,6 +30,8 @@ key                                             what
 ``P workers``                                   sorted set: worker ids by last report time
 ``P model:metrics``                             the model's progressive metrics (JSON)
 ``P model:history``                             list: the metrics over time, oldest first
+``P learner:lease``                             the learner lease: its holder's token
+``P learner:epoch``                             counter: one more at every lease taken
 ``P emb:<model>:<version>:<item>``              a cached embedding (float32 bytes)
 ``P encoder:status``                            champion, challenger, comparison (JSON)
 ``P encoder:decisions``                         hash: promotion decisions by kind
@@ -137,6 +139,16 @@ class KeySpace:
     def model_history(self) -> str:
         """List of the model's metrics over time (JSON points, oldest first, bounded)."""
         return f"{self.prefix}model:history"
+
+    @property
+    def learner_lease(self) -> str:
+        """The one learner's lease: the holder's token, expiring unless renewed."""
+        return f"{self.prefix}learner:lease"
+
+    @property
+    def learner_epoch(self) -> str:
+        """Counts leases taken; a holder's epoch orders it after every earlier one."""
+        return f"{self.prefix}learner:epoch"
 
     @property
     def encoder_status(self) -> str:

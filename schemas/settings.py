@@ -150,6 +150,19 @@ class Settings(BaseSettings):
         default=None,
         description="Name of this worker in health reports; defaults to <hostname>-<pid>.",
     )
+    worker_role: Literal["all", "join", "learner"] = Field(
+        default="all",
+        description="What a worker runs: 'all' (join and counters on its share of the "
+        "partitions, and a bid for the learner lease), 'join' (join and counters only), "
+        "'learner' (only the bid: a dedicated learner or its standby).",
+    )
+    learner_lease_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="The learner lease in Redis: one worker holds it and learns every "
+        "labelled partition into the one model; it renews every third of this, and a "
+        "standby takes over this long after the holder stops renewing.",
+    )
 
     triton_url: str | None = Field(
         default=None,

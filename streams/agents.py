@@ -1,18 +1,21 @@
-"""The worker's Faust agents and timers: thin loops around the parts that do the work.
+"""The worker's Faust agents, tasks and timers: thin loops around the parts that do the work.
 
-Three agents, each micro-batched with ``take_events`` (one Redis or Triton
-round trip carries many events) and each marking what it handled for the
-health report:
+Two agents on the worker's share of the partitions, each micro-batched with
+``take_events`` (one Redis round trip carries many events) and each marking
+what it handled for the health report:
 
 * ``join``: impressions, clicks and ticks -> labels (:class:`JoinAgent`);
-* ``counters``: labels -> the settled counters (:mod:`streams.label_counter`);
-* ``learner``: labels -> the online model (:class:`LearnerAgent`).
+* ``counters``: labels -> the settled counters (:mod:`streams.label_counter`).
 
-Timers tick every join partition (so an idle one still expires), let the
-learner publish metrics and checkpoint, and write the health report. With
-``BERTCTR_METRICS_PORT`` set, the worker's :class:`WorkerTelemetry` also
-counts each batch by topic and copies the learner's metrics once a timer
-tick (see :mod:`streams.telemetry`).
+and one task, the learner (:class:`~streams.learner_feed.LearnerFeed`): a bid
+for the learner lease and, while held, every ``labelled`` partition -> the
+one online model. ``BERTCTR_WORKER_ROLE`` picks which run: ``all`` (both),
+``join`` (the agents only), ``learner`` (the task only).
+
+Timers tick every join partition (so an idle one still expires) and write
+the health report. With ``BERTCTR_METRICS_PORT`` set, the worker's
+:class:`WorkerTelemetry` also counts each batch by topic and copies the
+learner's metrics once a timer tick (see :mod:`streams.telemetry`).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from streams.health import Progress
 from streams.health_reporter import HealthReporter
 from streams.join_agent import JoinAgent
 from streams.label_counter import handle_batch
-from streams.learner_agent import LearnerAgent
+from streams.learner_feed import LearnerFeed
 from streams.telemetry import WorkerTelemetry
 
 __all__ = [
@@ -62,7 +65,8 @@ class WorkerParts:
     stream: StreamApp
     join: JoinAgent
     counters: RedisCounters
-    learner: LearnerAgent
+    #: the learner's bid and term; None for BERTCTR_WORKER_ROLE=join
+    learner: LearnerFeed | None
     health: HealthReporter
     progress: Progress
     dead: DeadLetterFn
@@ -71,7 +75,7 @@ class WorkerParts:
 
 
 def attach_agents(parts: WorkerParts) -> None:
-    """Register the three agents, the timers and the rebalance hook on the app."""
+    """Register the agents, the learner task, the timers and the hooks for the worker's role."""
     stream, app, settings = parts.stream, parts.stream.app, parts.stream.settings
     join, learner, progress = parts.join, parts.learner, parts.progress
     telemetry = parts.telemetry
@@ -95,11 +99,6 @@ def attach_agents(parts: WorkerParts) -> None:
             await handle_batch(events, parts.counters.apply, parts.dead)
             mark("counters", events)
 
-    async def learner_agent(stream_: Any) -> None:
-        async for events in stream_.take_events(COUNTER_BATCH, within=COUNTER_BATCH_WITHIN_S):
-            await learner.handle_batch(events)
-            mark("learner", events)
-
     async def tick() -> None:
         """One tick per assigned partition, so idle partitions still expire."""
         ticks_topic = settings.topic(topics.JOIN_TICKS)
@@ -107,13 +106,18 @@ def attach_agents(parts: WorkerParts) -> None:
             if tp.topic == ticks_topic:
                 await stream.ticks.send(key=b"tick", value=b"", partition=tp.partition)
 
-    async def learner_timer() -> None:
-        await learner.on_timer()
-        if telemetry is not None:
-            try:
-                telemetry.observe_model(learner.learner.metrics.overall.snapshot())
-            except RuntimeError as exc:  # a batch learning in its thread changed the bins
-                log.debug("model metrics not copied this tick: %s", exc)
+    async def learner_task() -> None:
+        assert learner is not None
+        await learner.run()
+
+    async def telemetry_timer() -> None:
+        agent = learner.agent if learner is not None else None
+        if telemetry is None or agent is None:
+            return
+        try:
+            telemetry.observe_model(agent.learner.metrics.overall.snapshot())
+        except RuntimeError as exc:  # a batch learning in its thread changed the bins
+            log.debug("model metrics not copied this tick: %s", exc)
 
     async def health_timer() -> None:
         await parts.health.publish()
@@ -123,14 +127,17 @@ def attach_agents(parts: WorkerParts) -> None:
         progress.forget()
 
     async def on_shutdown(app_: Any, /, *args: Any, **kwargs: Any) -> None:
-        await learner.close()
+        if learner is not None:
+            await learner.close()
         await parts.health.withdraw()
 
-    app.agent(stream.join_source, name="join")(join_agent)
-    app.agent(stream.labelled, name="counters")(counter_agent)
-    app.agent(stream.labelled, name="learner")(learner_agent)
-    app.timer(interval=settings.metrics_interval_s)(learner_timer)
-    app.timer(interval=settings.tick_interval_s)(tick)
+    if settings.worker_role != "learner":
+        app.agent(stream.join_source, name="join")(join_agent)
+        app.agent(stream.labelled, name="counters")(counter_agent)
+        app.timer(interval=settings.tick_interval_s)(tick)
+    if learner is not None:
+        app.task(learner_task)
+        app.timer(interval=settings.metrics_interval_s)(telemetry_timer)
     app.timer(interval=settings.health_interval_s)(health_timer)
     app.on_partitions_revoked.connect(on_revoked)
     app.on_before_shutdown.connect(on_shutdown)

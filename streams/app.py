@@ -33,11 +33,17 @@ class StreamApp:
 
 
 def create_app(settings: Settings) -> StreamApp:
-    """A Faust app for ``settings``; agents are attached by :mod:`streams.agents`."""
+    """A Faust app for ``settings``; agents are attached by :mod:`streams.agents`.
+
+    A dedicated learner (``BERTCTR_WORKER_ROLE=learner``) gets no join table
+    and its own group id: it must never join the join's consumer group, where
+    it would be handed join partitions it does not process.
+    """
     if not settings.kafka_bootstrap:
         raise ValueError("BERTCTR_KAFKA_BOOTSTRAP must be set for a worker")
+    joins = settings.worker_role != "learner"
     app = faust.App(
-        settings.app_id,
+        settings.app_id if joins else f"{settings.app_id}-learner",
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="memory://",
         datadir=settings.data_dir,
@@ -62,11 +68,15 @@ def create_app(settings: Settings) -> StreamApp:
             partitions=settings.partitions,
         )
 
-    join_table = app.Table(
-        topics.full_name(settings.topic_prefix, topics.JOIN_STATE),
-        default=None,
-        partitions=settings.partitions,
-        schema=faust.Schema(key_serializer="json", value_serializer="json"),
+    join_table = (
+        app.Table(
+            topics.full_name(settings.topic_prefix, topics.JOIN_STATE),
+            default=None,
+            partitions=settings.partitions,
+            schema=faust.Schema(key_serializer="json", value_serializer="json"),
+        )
+        if joins
+        else None
     )
     return StreamApp(
         app=app,

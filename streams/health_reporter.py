@@ -25,6 +25,7 @@ from streams.app import StreamApp
 from streams.deadletter import DeadLetterTally
 from streams.health import Progress, default_worker_id, write_local_report
 from streams.join_agent import JoinAgent
+from streams.learner_feed import LearnerFeed
 
 __all__ = ["HEALTH_TTL_S", "HealthReporter"]
 
@@ -44,12 +45,15 @@ class HealthReporter:
         progress: Progress,
         join: JoinAgent,
         dead_letters: DeadLetterTally | None = None,
+        learner: LearnerFeed | None = None,
     ) -> None:
         s = stream.settings
         self.stream = stream
         self.client = redis_client
         self.progress = progress
         self.join = join
+        #: the learner's partitions are its own consumer's, not the group's
+        self.learner = learner
         #: dead letters of the agents other than the join (the join counts its own)
         self.dead_letters = dead_letters if dead_letters is not None else DeadLetterTally()
         self.worker_id = s.worker_id or default_worker_id()
@@ -60,7 +64,6 @@ class HealthReporter:
         self.topics_of = {
             "join": {names[topics.IMPRESSIONS], names[topics.CLICKS], names[topics.JOIN_TICKS]},
             "counters": {names[topics.LABELLED]},
-            "learner": {names[topics.LABELLED]},
         }
 
     def build(self) -> dict[str, Any]:
@@ -84,6 +87,14 @@ class HealthReporter:
             for agent, names in self.topics_of.items()
         }
         now = time.time()
+        partitions = self.progress.report(assigned, highwater, committed, now)
+        if self.learner is not None:
+            feed = self.learner
+            partitions.update(
+                self.progress.report(
+                    {"learner": feed.assigned()}, feed.highwater, feed.committed, now
+                )
+            )
         return {
             "worker": self.worker_id,
             "host": socket.gethostname(),
@@ -91,7 +102,8 @@ class HealthReporter:
             "at": now,
             "started_at": self.started_at,
             "interval_s": self.stream.settings.health_interval_s,
-            "partitions": self.progress.report(assigned, highwater, committed, now),
+            "partitions": partitions,
+            "learner": self.learner.describe() if self.learner is not None else None,
             "join": self.join.counts.as_dict(),
             "dead_letters": self.dead_letter_counts(),
             "books": self.join.book_status(),

@@ -18,14 +18,12 @@ through the same port. Each snapshot's metadata says which model it is
 (``model``), how many examples it learned (``learned``) and, with an
 embedder, the encoder versions it learned with (``embeddings``).
 
-Nor is one lost: Faust commits a message's offset once every agent has
-acked it, and a worker killed after that commit but before the next
-checkpoint would restart past examples its model never kept. So the agent
-holds one reference on every message it learns (``Message.incref``) and
-acks it only when a checkpoint covering it is on disk; the committed offset
-of ``labelled`` never passes the newest checkpoint, and a restart replays
-exactly what the model lost (the counter agent, also on ``labelled``, is
-idempotent under replays).
+Nor is one lost: the agent is fed by :class:`streams.learner_feed.LearnerFeed`,
+which reads ``labelled`` from just past the offsets of the snapshot it
+resumed from, so the checkpoint is the only record of where learning stands
+and a restart (or the standby that takes over) replays exactly what the
+model lost. Before it saves, the agent asks its ``guard`` (the feed's lease)
+whether it still may: a learner that lost its lease saves nothing more.
 
 Learning is CPU work, so each micro-batch runs in a worker thread and the
 event loop keeps heartbeating.
@@ -68,6 +66,7 @@ from schemas.events import WATERMARK_RECORD, LabelledImpression, WatermarkRecord
 from schemas.keys import MODEL_HISTORY_EVERY_S, MODEL_HISTORY_LEN, KeySpace
 from schemas.settings import Settings
 from streams.decode import DecodeError, decode, record_kind
+from streams.lease import LeaseLost
 from streams.promotion import Promotion
 
 __all__ = ["HISTORY_FIELDS", "LearnerAgent", "history_point"]
@@ -105,6 +104,9 @@ class LearnerAgent:
         :class:`~online_ctr.store.FileModelStore` in ``settings.checkpoint_dir``
         signed with ``settings.checkpoint_key``. Tests pass a
         :class:`~online_ctr.store.MemoryModelStore`.
+    guard
+        Asked before every checkpoint; ``False`` (the lease is lost) raises
+        :class:`~streams.lease.LeaseLost` instead of saving.
     """
 
     def __init__(
@@ -115,8 +117,12 @@ class LearnerAgent:
         embedder: Callable[[], Embedder] | None = None,
         dead: DeadLetterFn | None = None,
         store: ModelStore | None = None,
+        guard: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self.settings = settings
+        self.guard = guard
+        #: who learns, for stats and snapshots (the feed sets holder and epoch)
+        self.identity: dict[str, Any] = {}
         #: built on first use, inside the worker's event loop (gRPC channels
         #: belong to the loop they are made in)
         self._make_embedder = embedder
@@ -147,8 +153,8 @@ class LearnerAgent:
         self._last_progress = time.monotonic()
         #: only watermark records moved the offsets since the last checkpoint
         self._offsets_moved = False
-        #: events learned since the last checkpoint, acked once one covers them
-        self._held: list[Any] = []
+        #: the offsets of the newest checkpoint (where a restart would resume)
+        self.checkpointed: dict[str, int] = dict(self.offsets)
         #: learning, metrics and checkpoints never overlap (threads + a timer)
         self._lock = asyncio.Lock()
 
@@ -270,7 +276,6 @@ class LearnerAgent:
     async def handle_batch(self, events: Sequence[Any]) -> None:
         items: list[Fresh | Mark] = []
         fresh: list[Fresh] = []
-        kept_events = []
         for event in events:
             message = event.message
             tp = f"{message.topic}:{message.partition}"
@@ -283,7 +288,6 @@ class LearnerAgent:
                     labelled = decode(LabelledImpression, message.value)
                     fresh.append((tp, message.offset, labelled, message))
                     items.append(fresh[-1])
-                kept_events.append(event)
             except DecodeError:
                 continue  # the counter agent dead-letters bad labelled messages
         found = await self._embed(fresh) if fresh else []
@@ -303,20 +307,7 @@ class LearnerAgent:
                     self._dirty = True
                 else:
                     self._offsets_moved = True
-                self._hold(kept_events)
             await self.maybe_publish()
-
-    def _hold(self, events: Sequence[Any]) -> None:
-        """Keep ``events`` from being committed until a checkpoint covers them."""
-        for event in events:
-            event.message.incref()
-        self._held.extend(events)
-
-    def _release_held(self) -> None:
-        """Ack every held event: the checkpoint just written covers them all."""
-        for event in self._held:
-            event.ack()
-        self._held.clear()
 
     async def on_timer(self) -> None:
         """Publish metrics, and checkpoint once the stream has gone quiet."""
@@ -353,6 +344,7 @@ class LearnerAgent:
             snapshot["unscored"] = self.learner.unscored
             watermark = self.learner.watermark
             snapshot["watermark"] = watermark if watermark > float("-inf") else None
+            snapshot["learner"] = dict(self.identity)
             wall = time.time()
             point = None
             if wall - self._last_history >= MODEL_HISTORY_EVERY_S:
@@ -409,23 +401,33 @@ class LearnerAgent:
             "model": self.model_name,
             "learned": self.learner.learned,
             "embeddings": self.embedder.known_versions() if self.embedder is not None else {},
+            "learner": dict(self.identity),
             "encoder": {
                 "champion": self.duel.champion_version,
                 "challenger": self.duel.challenger_version,
             },
         }
 
-    async def checkpoint(self) -> SnapshotInfo:
-        """Save the learner with its offsets, then let Faust commit what it covers.
+    async def save_if_changed(self) -> None:
+        """Checkpoint now if anything moved since the last one (a clean stop)."""
+        async with self._lock:
+            if self.offsets != self.checkpointed:
+                await self.checkpoint()
 
-        Called with the lock held, so every held event was learned before
-        the snapshot was taken. If the save raises, nothing is released.
+    async def checkpoint(self) -> SnapshotInfo:
+        """Save the learner with the offsets it covers, if the guard still allows it.
+
+        Called with the lock held, so every example up to ``offsets`` was
+        learned before the snapshot was taken.
         """
+        if self.guard is not None and not await self.guard():
+            raise LeaseLost("the learner lease was lost; this model is not saved")
         self._last_checkpoint = time.monotonic()
         self._dirty = self._offsets_moved = False
+        offsets = dict(self.offsets)
         info = await asyncio.to_thread(
-            self.store.save, self.duel, dict(self.offsets), self.snapshot_metadata()
+            self.store.save, self.duel, offsets, self.snapshot_metadata()
         )
-        self._release_held()
+        self.checkpointed = offsets
         log.info("checkpoint %s covers %s", info.name, self.offsets)
         return info

@@ -8,6 +8,7 @@ subprocess, so what is tested is what runs. The agents themselves are in
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ from streams.health import Progress
 from streams.health_reporter import HealthReporter
 from streams.join_agent import JoinAgent
 from streams.learner_agent import LearnerAgent
+from streams.learner_feed import LearnerFeed
+from streams.lease import LearnerLease
 from streams.telemetry import WorkerTelemetry
 
 __all__ = ["build_worker", "build_worker_app", "prepare_directories", "run_worker"]
@@ -67,22 +70,27 @@ def build_worker(settings: Settings) -> WorkerParts:
         if settings.metrics_port is not None
         else None
     )
-    learner = LearnerAgent(
-        settings,
-        redis_client,
-        keys,
-        embedder=embedder_factory(
+    learner = None
+    if settings.worker_role != "join":
+        embedder = embedder_factory(
             settings, redis_client, telemetry.triton if telemetry is not None else None
-        ),
-        dead=dead,
-    )
+        )
+
+        def make_agent(guard: Callable[[], Awaitable[bool]]) -> LearnerAgent:
+            return LearnerAgent(
+                settings, redis_client, keys, embedder=embedder, dead=dead, guard=guard
+            )
+
+        lease = LearnerLease(redis_client, keys, health.worker_id, ttl_s=settings.learner_lease_s)
+        learner = LearnerFeed(settings, lease, make_agent, progress)
+        health.learner = learner
     parts = WorkerParts(stream, join, counters, learner, health, progress, dead, telemetry)
     attach_agents(parts)
     return parts
 
 
 def build_worker_app(settings: Settings) -> StreamApp:
-    """The app with the join, counter and learner agents and their timers."""
+    """The app with the agents, the learner task and the timers of the worker's role."""
     return build_worker(settings).stream
 
 

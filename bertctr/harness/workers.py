@@ -104,6 +104,8 @@ class WorkerFleet:
                 "BERTCTR_PARTITIONS": str(self.partitions),
                 # a killed member's partitions come back in ~10 s, not 30
                 "BERTCTR_SESSION_TIMEOUT_S": "10",
+                # and a killed learner's lease is taken over within ~5 s
+                "BERTCTR_LEARNER_LEASE_S": "5",
                 "BERTCTR_DATA_DIR": str(self.directory / "data"),
                 "BERTCTR_CHECKPOINT_DIR": str(self.directory / "checkpoints"),
             }

@@ -1,7 +1,7 @@
-"""The learner agent checkpoints through the ModelStore port, and still holds its acks.
+"""The learner agent checkpoints through the ModelStore port, guarded by its lease.
 
-No Kafka or Redis: fake events stand in for Faust's (``message`` with
-``incref``, ``ack``), a fake Redis client takes the metrics, and a
+No Kafka or Redis: fake events stand in for the feed's (a ``message`` with
+topic, partition, offset, headers and value), a fake Redis client takes the metrics, and a
 :class:`~online_ctr.store.MemoryModelStore` (or the default file store in a
 temporary directory) holds the snapshots.
 """
@@ -30,6 +30,7 @@ from schemas.keys import KeySpace
 from schemas.settings import Settings
 from streams import learner_agent as learner_agent_module
 from streams.learner_agent import HISTORY_FIELDS, LearnerAgent, history_point
+from streams.lease import LeaseLost
 
 T0 = 1_767_225_600.0
 KEY = "agent-test-key"
@@ -93,20 +94,11 @@ class FakeMessage:
     offset: int
     value: bytes
     headers: list[tuple[str, bytes]] = field(default_factory=list)
-    refs: int = 1
-
-    def incref(self) -> None:
-        self.refs += 1
 
 
 @dataclass
 class FakeEvent:
     message: FakeMessage
-    acked: int = 0
-
-    def ack(self) -> None:
-        self.acked += 1
-        self.message.refs -= 1
 
 
 def labelled(i: int) -> LabelledImpression:
@@ -140,30 +132,47 @@ def settings(tmp_path: Path) -> Settings:
     )
 
 
-def agent(tmp_path: Path, store: Any = None) -> LearnerAgent:
-    return LearnerAgent(settings(tmp_path), FakeRedis(), KeySpace("t:"), store=store)  # type: ignore[arg-type]
+def agent(tmp_path: Path, store: Any = None, guard: Any = None) -> LearnerAgent:
+    return LearnerAgent(settings(tmp_path), FakeRedis(), KeySpace("t:"), store=store, guard=guard)  # type: ignore[arg-type]
 
 
-async def test_acks_wait_for_a_snapshot_in_the_store(tmp_path: Path) -> None:
+async def test_a_snapshot_records_the_offsets_it_covers(tmp_path: Path) -> None:
     store = MemoryModelStore()
     learner_agent = agent(tmp_path, store)
+    learner_agent.identity = {"holder": "w1/abc", "epoch": 3}
     batch = events(range(10))
     await learner_agent.handle_batch(batch)
     assert learner_agent.learner.learned == 10
-    assert [e.acked for e in batch] == [0] * 10  # held: no snapshot covers them yet
-    assert store.list() == []
+    assert store.list() == [] and learner_agent.checkpointed == {}
 
     info = await learner_agent.checkpoint()
 
-    assert [e.acked for e in batch] == [1] * 10
     assert store.list() == [info]
-    assert dict(info.offsets) == {"labelled:0": 9}
+    assert dict(info.offsets) == {"labelled:0": 9} == learner_agent.checkpointed
     assert dict(info.metadata) == {
         "model": "default",
         "learned": 10,
         "embeddings": {},
+        "learner": {"holder": "w1/abc", "epoch": 3},
         "encoder": {"champion": "image_encoder", "challenger": None},
     }
+
+
+async def test_a_learner_that_lost_its_lease_saves_nothing(tmp_path: Path) -> None:
+    store = MemoryModelStore()
+    answers = [True, False]
+
+    async def guard() -> bool:
+        return answers.pop(0)
+
+    learner_agent = agent(tmp_path, store, guard)
+    await learner_agent.handle_batch(events(range(4)))
+    await learner_agent.checkpoint()
+    await learner_agent.handle_batch(events(range(4, 8)))
+    with pytest.raises(LeaseLost):
+        await learner_agent.checkpoint()
+    assert [dict(i.offsets) for i in store.list()] == [{"labelled:0": 3}]
+    assert learner_agent.checkpointed == {"labelled:0": 3}
 
 
 async def test_a_restarted_agent_resumes_from_the_store(tmp_path: Path) -> None:
@@ -175,13 +184,12 @@ async def test_a_restarted_agent_resumes_from_the_store(tmp_path: Path) -> None:
     second = agent(tmp_path, store)
     assert second.offsets == {"labelled:0": 9}
     assert second.learner.learned == 10
-    replayed = events(range(12))  # Kafka redelivers from the committed offset
+    replayed = events(range(12))  # a feed that read from too early
     await second.handle_batch(replayed)
     assert second.learner.learned == 12  # nothing learned twice
-    assert [e.message.refs for e in replayed] == [1] * 10 + [2] * 2  # only the new held
 
 
-async def test_a_failed_save_releases_nothing(tmp_path: Path) -> None:
+async def test_a_failed_save_moves_no_offset(tmp_path: Path) -> None:
     class FailingStore(MemoryModelStore):
         def save(
             self,
@@ -196,7 +204,7 @@ async def test_a_failed_save_releases_nothing(tmp_path: Path) -> None:
     await learner_agent.handle_batch(batch)
     with pytest.raises(OSError, match="disk full"):
         await learner_agent.checkpoint()
-    assert [e.acked for e in batch] == [0, 0, 0]
+    assert learner_agent.checkpointed == {}
 
 
 async def test_default_store_is_the_checkpoint_directory(tmp_path: Path) -> None:
