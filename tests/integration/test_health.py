@@ -84,7 +84,6 @@ def test_a_blocked_learner_is_reported_unhealthy(worker_env: WorkerEnv, tmp_path
     stalled = [row for row in worker["partitions"]["learner"].values() if row["stalled_s"] > 4]
     assert stalled and all(row["lag"] > 0 for row in stalled)
 
-
     def counters_caught_up() -> bool:
         # watermark records keep coming: a report can catch one in flight
         (now,) = worker_env.health()[1]["workers"]
