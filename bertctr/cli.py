@@ -72,6 +72,8 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from streams.admin import ensure_topics
     from streams.worker import run_worker
 
+    if args.role is not None:
+        settings = settings.model_copy(update={"worker_role": args.role})
     run_async(lambda: ensure_topics(settings))
     # Faust reads its own argv; give it none of ours.
     sys.argv = sys.argv[:1]
@@ -364,8 +366,17 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _add_worker(sub: Subparsers) -> None:
-    worker = sub.add_parser("worker", help="run one Faust worker (join + live counters)")
+    worker = sub.add_parser(
+        "worker", help="run one worker (join, live counters, and a bid to be the one learner)"
+    )
     worker.add_argument("--loglevel", default="info")
+    worker.add_argument(
+        "--role",
+        choices=("all", "join", "learner"),
+        default=None,
+        help="what this worker runs (overrides BERTCTR_WORKER_ROLE; default all): join and "
+        "counters on its partitions, and/or a bid for the learner lease",
+    )
     worker.set_defaults(func=cmd_worker)
 
 

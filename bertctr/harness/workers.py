@@ -119,11 +119,22 @@ class WorkerFleet:
     def log_path(self, name: str) -> Path:
         return self.directory / f"worker-{name}.log"
 
-    def start_worker(self, name: str = "w0", loglevel: str = "info") -> subprocess.Popen[bytes]:
-        """Start ``bertctr worker`` named ``name`` (its log: ``worker-<name>.log``)."""
+    def start_worker(
+        self, name: str = "w0", loglevel: str = "info", *, named: bool = False, role: str = "all"
+    ) -> subprocess.Popen[bytes]:
+        """Start ``bertctr worker`` named ``name`` (its log: ``worker-<name>.log``).
+
+        ``named`` makes ``name`` its worker id too (in health reports and
+        the learner lease; otherwise ``<hostname>-<pid>``).
+        """
         self.directory.mkdir(parents=True, exist_ok=True)
+        env = self.env()
+        if named:
+            env["BERTCTR_WORKER_ID"] = name
         proc = spawn(
-            bertctr_command("worker", "--loglevel", loglevel), self.env(), self.log_path(name)
+            bertctr_command("worker", "--loglevel", loglevel, "--role", role),
+            env,
+            self.log_path(name),
         )
         self.procs[name] = proc
         return proc

@@ -1,0 +1,182 @@
+"""N workers, one model: the learner lease on the real broker and Redis.
+
+The same simulated stream is run twice, paced as live traffic: once through
+one worker (the reference), once through two workers that become three
+mid-stream, after which the one holding the learner lease is SIGKILLed. The
+second run must end with one model that learned every labelled example
+exactly once (its count equals the labels the simulator implies), counters
+equal to the simulator's exact totals, a progressive NE within 0.01 of the
+one-worker run, and the lease taken over by a standby.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pytest
+import redis
+
+from bertctr.harness.kafka import publish_paced
+from bertctr.harness.stack import EmbeddedStack
+from bertctr.harness.workers import Namespace, replay_settings
+from schemas.keys import KeySpace
+from simulator import SimConfig, Simulator
+from simulator.messages import SimMessage
+from tests.integration.conftest import WorkerEnv, wait_until
+
+pytestmark = pytest.mark.integration
+
+IMPRESSIONS = 5000
+#: a short window keeps the stream's tail (clicks up to four windows late) short
+WINDOW_S = 300.0
+#: simulated seconds per wall second: 5 impressions/s simulated is 250/s
+SPEED = 50.0
+
+
+def stream() -> tuple[list[SimMessage], dict[str, int]]:
+    sim = Simulator(SimConfig(seed=11, impressions_per_s=5.0, attribution_window_s=WINDOW_S))
+    messages = list(sim.messages(IMPRESSIONS))
+    return messages, sim.expected_counts
+
+
+def configure(env: WorkerEnv) -> None:
+    env.overrides.update(
+        {
+            **replay_settings(SPEED, 20 * SPEED),
+            "BERTCTR_ATTRIBUTION_WINDOW_S": str(WINDOW_S),
+            "BERTCTR_CHECKPOINT_INTERVAL_S": "2",
+        }
+    )
+    env.cli("topics", "create")
+
+
+def publish(env: WorkerEnv, messages: Sequence[SimMessage]) -> None:
+    paced = [(m.ts, (env.topic(m.topic), m.key, m.value)) for m in messages]
+    asyncio.run(publish_paced(env.stack.kafka_bootstrap, paced, speed=SPEED))
+
+
+def redis_json(env: WorkerEnv, key: str) -> Any:
+    client = redis.Redis.from_url(env.stack.redis_url)
+    try:
+        raw = client.get(key)
+        return json.loads(raw) if raw is not None else None
+    finally:
+        client.close()
+
+
+def model(env: WorkerEnv) -> dict[str, Any]:
+    return redis_json(env, KeySpace(env.redis_prefix).model_metrics) or {}
+
+
+def holder(env: WorkerEnv) -> str | None:
+    client = redis.Redis.from_url(env.stack.redis_url)
+    try:
+        raw = client.get(KeySpace(env.redis_prefix).learner_lease)
+        return raw.decode() if raw is not None else None
+    finally:
+        client.close()
+
+
+def totals(env: WorkerEnv, view: str) -> dict[str, int]:
+    stats = json.loads(env.cli("stats", "--json", "--view", view))
+    return {k: int(v) for k, v in stats["total"].items() if k in ("impressions", "clicks")}
+
+
+@pytest.fixture
+def reference_env(
+    stack: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WorkerEnv]:
+    env = WorkerEnv(stack, tmp_path_factory.mktemp("reference"), Namespace.fresh("ref", "test:"))
+    try:
+        yield env
+    finally:
+        env.close()
+
+
+@pytest.mark.timeout(900)
+def test_workers_join_and_die_and_the_one_model_learns_every_example_once(
+    worker_env: WorkerEnv, reference_env: WorkerEnv
+) -> None:
+    messages, expected = stream()
+    labelled = IMPRESSIONS + expected["late_clicks"]
+    exact = {"impressions": IMPRESSIONS, "clicks": expected["clicks"]}
+
+    # the reference: one worker, the whole stream
+    configure(reference_env)
+    reference_env.start_worker("solo", named=True)
+    publish(reference_env, messages)
+    assert wait_until(lambda: model(reference_env).get("count") == labelled, 180), (
+        model(reference_env).get("count"),
+        labelled,
+        reference_env.logs(),
+    )
+    reference = model(reference_env)
+    reference_env.close()
+
+    # two workers; a third joins at 40%; the learner is killed at 70%
+    configure(worker_env)
+    worker_env.start_worker("w0", named=True)
+    worker_env.start_worker("w1", named=True)
+    first, second = int(len(messages) * 0.4), int(len(messages) * 0.7)
+    publish(worker_env, messages[:first])
+    assert wait_until(lambda: (model(worker_env).get("count") or 0) > 0, 60), worker_env.logs()
+    worker_env.start_worker("w2", named=True)
+    publish(worker_env, messages[first:second])
+    leader = holder(worker_env)
+    assert leader is not None, worker_env.logs()
+    killed = leader.split("/")[0]
+    worker_env.kill_worker(killed)
+    publish(worker_env, messages[second:])
+
+    def done() -> bool:
+        return model(worker_env).get("count") == labelled
+
+    assert wait_until(done, 240), (model(worker_env).get("count"), labelled, worker_env.logs())
+    final = model(worker_env)
+    # one model: a standby took the lease over (a new epoch, another worker)
+    assert final["learner"]["epoch"] >= 2, final["learner"]
+    assert final["learner"]["holder"].split("/")[0] != killed
+    # every example learned exactly once, through the takeover
+    assert wait_until(lambda: model(worker_env).get("count") == labelled, 10)
+    assert final["count"] == labelled == reference["count"]
+    assert abs(final["ne"] - reference["ne"]) < 0.01, (final["ne"], reference["ne"])
+    # exact counters in both views
+    assert wait_until(lambda: totals(worker_env, "settled") == exact, 60), totals(
+        worker_env, "settled"
+    )
+    assert totals(worker_env, "live") == exact
+    # the survivors: one learns, the other stands by
+    _, report = worker_env.health()
+    roles = sorted(w["learner"]["role"] for w in report["workers"] if w["worker"] != killed)
+    assert roles == ["learner", "standby"], report
+
+
+@pytest.mark.timeout(600)
+def test_a_dedicated_learner_and_its_standby_beside_a_join_worker(worker_env: WorkerEnv) -> None:
+    """``--role learner`` never joins the join's group; ``--role join`` never learns."""
+    messages = stream()[0][: IMPRESSIONS // 4]
+    shown = {json.loads(m.value)["impression_id"] for m in messages if m.kind == "impression"}
+    impressions = len(shown)
+    clicked = {json.loads(m.value)["impression_id"] for m in messages if m.kind == "click"} & shown
+    configure(worker_env)
+    worker_env.start_worker("joiner", named=True, role="join")
+    worker_env.start_worker("learner-a", named=True, role="learner")
+    assert wait_until(lambda: holder(worker_env) is not None, 60), worker_env.logs()
+    worker_env.start_worker("learner-b", named=True, role="learner")
+    publish(worker_env, messages)
+    assert wait_until(lambda: totals(worker_env, "settled")["impressions"] == impressions, 120), (
+        totals(worker_env, "settled"),
+        worker_env.logs(),
+    )
+    assert wait_until(lambda: (model(worker_env).get("count") or 0) >= impressions, 60)
+    assert totals(worker_env, "live") == {"impressions": impressions, "clicks": len(clicked)}
+    assert model(worker_env)["learner"]["holder"].startswith("learner-a/")
+    _, report = worker_env.health()
+    by_id = {w["worker"]: w for w in report["workers"]}
+    assert by_id["joiner"]["learner"] is None and by_id["joiner"]["partitions"]["join"]
+    assert by_id["learner-a"]["learner"]["role"] == "learner"
+    assert by_id["learner-b"]["learner"]["role"] == "standby"
+    assert not by_id["learner-b"]["partitions"].get("join")
