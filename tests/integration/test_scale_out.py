@@ -75,7 +75,7 @@ def holder(env: WorkerEnv) -> str | None:
     client = redis.Redis.from_url(env.stack.redis_url)
     try:
         raw = client.get(KeySpace(env.redis_prefix).learner_lease)
-        return raw.decode() if raw is not None else None
+        return raw.decode() if isinstance(raw, bytes) else raw
     finally:
         client.close()
 
