@@ -9,10 +9,8 @@ flat out concurrently, as a burst arrives in production):
 * ``passthrough``: batched consume -> produce (one send per impression,
   acks awaited per batch, not per message): the ceiling of a Kafka stage;
 * ``e2e, 1 worker`` / ``2 workers``: ``bertctr worker`` processes (join,
-  live and settled counters, learner; no Triton) until the last label is
-  on ``labelled`` and (one worker) the learner has learned every example;
-  with two, each worker learns its own partitions' model today, so only the
-  labels are awaited;
+  live and settled counters, the one learner; no Triton) until the last
+  label is on ``labelled`` and the model has learned every example;
 * ``click -> counter``: clicks published at a fixed total rate, and the
   time until the live counter has counted each (its dedup marker appears
   in Redis), p50 and p99;
@@ -24,7 +22,13 @@ The last stdout line is one JSON object. Goals (issue 13): e2e for one
 worker >= 10,000 events/s and >= 0.5x the batched passthrough, click ->
 counter p99 < 250 ms at 1,000 events/s.
 
-Run: ``.venv/bin/python bench/bench_pipeline.py [--events 20000] [--quick]``
+``--before PATH`` also runs the two end-to-end rows with the workers of
+another checkout of the project (``git worktree add /tmp/before <commit>``),
+on the same broker in the same run: the before/after of a change. A
+checkout from before the learner lease (one model per worker) is awaited
+for its labels only with two workers, as it has no one model to wait for.
+
+Run: ``.venv/bin/python bench/bench_pipeline.py [--events 20000] [--quick] [--before PATH]``
 """
 
 from __future__ import annotations
@@ -166,7 +170,7 @@ class RssWatch:
         self._thread.join()
 
 
-def new_fleet(stack: EmbeddedStack, partitions: int) -> WorkerFleet:
+def new_fleet(stack: EmbeddedStack, partitions: int, tree: str | None = None) -> WorkerFleet:
     fleet = WorkerFleet(
         stack,
         Path(tempfile.mkdtemp(prefix="bench-pipeline-")),
@@ -181,15 +185,22 @@ def new_fleet(stack: EmbeddedStack, partitions: int) -> WorkerFleet:
             "BERTCTR_IDLE_CLOCK_RATE": "1000",
         }
     )
+    if tree is not None:  # the workers (and the CLI) of another checkout
+        fleet.overrides["PYTHONPATH"] = tree
     fleet.cli("topics", "create")
     return fleet
 
 
 def end_to_end(
-    stack: EmbeddedStack, events: list[RawEvent], workers: int, partitions: int, rss: RssWatch
+    stack: EmbeddedStack,
+    events: list[RawEvent],
+    workers: int,
+    partitions: int,
+    rss: RssWatch,
+    tree: str | None = None,
 ) -> tuple[float, WorkerFleet]:
     """Events/s through ``workers`` workers; returns the fleet still running."""
-    fleet = new_fleet(stack, partitions)
+    fleet = new_fleet(stack, partitions, tree)
     for i in range(workers):
         rss.pids.append(fleet.start_worker(f"w{i}").pid)
     labelled = fleet.topic(LABELLED)
@@ -218,10 +229,9 @@ def end_to_end(
             settle_s=0,
         )
     )
-    if workers == 1:
-        # with several workers each learns its own partitions' model today (one
-        # model across workers is issue 13's open half), and the shared metrics
-        # key holds whichever wrote last: their learning is not awaited
+    if workers == 1 or tree is None:
+        # a baseline from before the learner lease has one model per worker,
+        # and the shared metrics key holds whichever wrote last: not awaited
         deadline = time.monotonic() + 900
         while learned(fleet) < total and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -340,6 +350,9 @@ def main() -> None:
     parser.add_argument("--latency-rate", type=float, default=1000.0, help="events/s")
     parser.add_argument("--latency-seconds", type=float, default=15.0)
     parser.add_argument("--quick", action="store_true", help="a short run (5,000 impressions)")
+    parser.add_argument(
+        "--before", default=None, help="a checkout whose workers run the e2e rows as a baseline"
+    )
     args = parser.parse_args()
     n = 5_000 if args.quick else args.events
     seconds = 5.0 if args.quick else args.latency_seconds
@@ -356,6 +369,17 @@ def main() -> None:
         e2e2, fleet2 = end_to_end(stack, events, 2, args.partitions, rss)
         fleets.append(fleet2)
         fleet2.close()
+        before: dict[str, float] = {}
+        if args.before is not None:
+            for workers in (1, 2):
+                watch = RssWatch()
+                rate, old = end_to_end(stack, events, workers, args.partitions, watch, args.before)
+                watch.stop()
+                fleets.append(old)
+                old.close()
+                before[f"before_e2e_events_per_s_{workers}_worker{'s' if workers > 1 else ''}"] = (
+                    round(rate)
+                )
     finally:
         rss.stop()
         for f in fleets:
@@ -375,6 +399,7 @@ def main() -> None:
         "clicks_timed": len(latencies),
         "learner_events_per_s": round(lrate),
         "peak_rss_mb": round(rss.peak_mb, 1),
+        **before,
     }
     print(f"\n{'row':<36} {'value':>12}")
     for key, value in result.items():

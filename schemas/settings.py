@@ -96,6 +96,13 @@ class Settings(BaseSettings):
         "watermark. Replays of simulated time raise it.",
     )
 
+    replication_factor: int = Field(
+        default=1,
+        ge=1,
+        description="Replicas of every topic bertctr creates (bertctr topics create, and "
+        "the join table's changelog): 1 for one broker, 3 on a production cluster (with "
+        "the brokers' min.insync.replicas=2, and acks=all, which the workers use).",
+    )
     session_timeout_s: float = Field(default=30.0, gt=0)
     max_poll_records: int = Field(default=500, ge=1)
     web_port: int = Field(default=0, ge=0, description="Faust web port; 0 picks a free one.")

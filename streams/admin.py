@@ -43,7 +43,7 @@ async def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str
                 # TopicAlreadyExists: another process won the race; fine.
                 with contextlib.suppress(TopicAlreadyExistsError):
                     await admin.create_topics(
-                        [NewTopic(n, settings.partitions, 1) for n in missing]
+                        [NewTopic(n, settings.partitions, settings.replication_factor) for n in missing]
                     )
                 log.info("created topics %s with %d partitions", missing, settings.partitions)
             return missing

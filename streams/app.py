@@ -48,7 +48,7 @@ def create_app(settings: Settings) -> StreamApp:
         store="memory://",
         datadir=settings.data_dir,
         topic_partitions=settings.partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=settings.replication_factor,
         table_standby_replicas=0,
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),

@@ -131,11 +131,10 @@ class WorkerFleet:
         env = self.env()
         if named:
             env["BERTCTR_WORKER_ID"] = name
-        proc = spawn(
-            bertctr_command("worker", "--loglevel", loglevel, "--role", role),
-            env,
-            self.log_path(name),
-        )
+        args = ["worker", "--loglevel", loglevel]
+        if role != "all":  # the default, unsaid: a baseline checkout may predate --role
+            args += ["--role", role]
+        proc = spawn(bertctr_command(*args), env, self.log_path(name))
         self.procs[name] = proc
         return proc
 

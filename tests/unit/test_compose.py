@@ -114,6 +114,32 @@ def test_the_api_serves_on_8080_with_a_liveness_check(compose: dict[str, Any]) -
         assert env.get(key) == compose["services"]["worker"]["environment"].get(key), key
 
 
+def test_worker_replicas_share_one_model_and_keep_their_own_reports(
+    compose: dict[str, Any],
+) -> None:
+    """N replicas: checkpoints on the shared volume (the one learner's, resumed by
+    a standby), each replica's health report and Faust data in its own container."""
+    worker = compose["services"]["worker"]
+    settings = Settings(**_settings_of(worker["environment"]))
+    replicas = worker["deploy"]["replicas"]
+    assert 2 <= replicas <= settings.partitions
+    assert settings.worker_role == "all"  # every replica bids for the learner lease
+    shared = _on_volume(compose, "worker", settings.checkpoint_dir)
+    assert shared is not None and not shared.read_only
+    assert _on_volume(compose, "worker", settings.data_dir) is None, (
+        "replicas would read each other's health.json (bertctr health --local)"
+    )
+
+
+def _settings_of(env: dict[str, Any]) -> dict[str, Any]:
+    """The settings a service's environment gives (``${VAR:-default}`` at its default)."""
+    out = {}
+    for key, value in env.items():
+        if key.startswith("BERTCTR_"):
+            out[key.removeprefix("BERTCTR_").lower()] = _default(str(value))
+    return out
+
+
 def test_workers_export_metrics_and_monitoring_is_pinned(compose: dict[str, Any]) -> None:
     services = compose["services"]
     port = services["worker"]["environment"]["BERTCTR_METRICS_PORT"]
