@@ -42,8 +42,9 @@ async def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str
             if missing:
                 # TopicAlreadyExists: another process won the race; fine.
                 with contextlib.suppress(TopicAlreadyExistsError):
+                    replicas = settings.replication_factor
                     await admin.create_topics(
-                        [NewTopic(n, settings.partitions, settings.replication_factor) for n in missing]
+                        [NewTopic(n, settings.partitions, replicas) for n in missing]
                     )
                 log.info("created topics %s with %d partitions", missing, settings.partitions)
             return missing

@@ -29,40 +29,93 @@ log = logging.getLogger(__name__)
 
 MINUTE_BUCKET_TTL_S = 2 * 3600
 
-#: KEYS: seen, clock, N counter keys, N minute keys, items idx, segments idx,
-#: variants idx, variant media. ARGV: seen ttl, d_impressions, d_clicks, ts,
-#: bucket ttl, N, item_id, variant, segment, media (JSON, or '' to leave it).
+#: Events per script call: one call is atomic and blocks Redis while it runs,
+#: so a batch is cut into calls of at most this many events.
+SCRIPT_EVENTS = 256
+
+#: One call applies a batch of events, each at most once.
+#:
+#: KEYS: clock, items idx, segments idx, then per event: seen, its N counter
+#: keys, its N minute keys, its variants idx, its variant-media hash.
+#: ARGV: seen ttl, bucket ttl, number of events, then per event: d_impressions,
+#: d_clicks, ts, N, item_id, variant, segment, media (JSON, or '' to leave it).
+#:
+#: An event whose dedup marker already exists changes nothing. The others'
+#: increments are summed per key in Lua first, so a key that many events of
+#: the batch touch (the total, a popular item) costs one HINCRBY per field,
+#: not one per event; set members are added once each, and a variant's media
+#: is set in event order (the last one wins, as event by event).
 _APPLY_LUA = """
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) then
-  return 0
-end
-local n = tonumber(ARGV[6])
-local di = tonumber(ARGV[2])
-local dc = tonumber(ARGV[3])
-for i = 1, n do
-  local total = KEYS[2 + i]
-  local bucket = KEYS[2 + n + i]
-  if di ~= 0 then
-    redis.call('HINCRBY', total, 'impressions', di)
-    redis.call('HINCRBY', bucket, 'impressions', di)
+local seen_ttl = tonumber(ARGV[1])
+local bucket_ttl = tonumber(ARGV[2])
+local events = tonumber(ARGV[3])
+local sums, order, buckets, members, member_order = {}, {}, {}, {}, {}
+local function add_member(key, member)
+  local k = key .. '\0' .. member
+  if not members[k] then
+    members[k] = true
+    member_order[#member_order + 1] = {key, member}
   end
-  if dc ~= 0 then
-    redis.call('HINCRBY', total, 'clicks', dc)
-    redis.call('HINCRBY', bucket, 'clicks', dc)
+end
+local applied = 0
+local newest, newest_arg = nil, nil
+local ki, ai = 4, 4
+for _ = 1, events do
+  local di = tonumber(ARGV[ai])
+  local dc = tonumber(ARGV[ai + 1])
+  local ts = tonumber(ARGV[ai + 2])
+  local n = tonumber(ARGV[ai + 3])
+  if redis.call('SET', KEYS[ki], '1', 'NX', 'EX', seen_ttl) then
+    applied = applied + 1
+    for i = 1, 2 * n do
+      local key = KEYS[ki + i]
+      local acc = sums[key]
+      if not acc then
+        acc = {0, 0}
+        sums[key] = acc
+        order[#order + 1] = key
+      end
+      acc[1] = acc[1] + di
+      acc[2] = acc[2] + dc
+      if i > n then
+        buckets[key] = true
+      end
+    end
+    add_member(KEYS[2], ARGV[ai + 4])
+    add_member(KEYS[3], ARGV[ai + 6])
+    add_member(KEYS[ki + 2 * n + 1], ARGV[ai + 5])
+    if ARGV[ai + 7] ~= '' then
+      redis.call('HSET', KEYS[ki + 2 * n + 2], ARGV[ai + 5], ARGV[ai + 7])
+    end
+    if newest == nil or ts > newest then
+      newest, newest_arg = ts, ARGV[ai + 2]
+    end
   end
-  redis.call('EXPIRE', bucket, tonumber(ARGV[5]))
+  ki = ki + 2 * n + 3
+  ai = ai + 8
 end
-redis.call('SADD', KEYS[3 + 2 * n], ARGV[7])
-redis.call('SADD', KEYS[4 + 2 * n], ARGV[9])
-redis.call('SADD', KEYS[5 + 2 * n], ARGV[8])
-if ARGV[10] ~= '' then
-  redis.call('HSET', KEYS[6 + 2 * n], ARGV[8], ARGV[10])
+for _, key in ipairs(order) do
+  local acc = sums[key]
+  if acc[1] ~= 0 then
+    redis.call('HINCRBY', key, 'impressions', acc[1])
+  end
+  if acc[2] ~= 0 then
+    redis.call('HINCRBY', key, 'clicks', acc[2])
+  end
+  if buckets[key] then
+    redis.call('EXPIRE', key, bucket_ttl)
+  end
 end
-local clock = tonumber(redis.call('GET', KEYS[2]) or '-1')
-if tonumber(ARGV[4]) > clock then
-  redis.call('SET', KEYS[2], ARGV[4])
+for _, pair in ipairs(member_order) do
+  redis.call('SADD', pair[1], pair[2])
 end
-return 1
+if newest ~= nil then
+  local clock = tonumber(redis.call('GET', KEYS[1]) or '-1')
+  if newest > clock then
+    redis.call('SET', KEYS[1], newest_arg)
+  end
+end
+return applied
 """
 
 
@@ -111,39 +164,40 @@ class RedisCounters:
         return await self._run(calls, LIVE)
 
     async def _run(self, calls: list[tuple[str, Impression, int, int]], view: View) -> int:
+        """Apply ``calls`` in script calls of :data:`SCRIPT_EVENTS`, pipelined in one round trip."""
         if not calls:
             return 0
         async with self._client.pipeline(transaction=False) as pipe:
-            for seen, event, d_imp, d_click in calls:
-                keys, args = self._script_args(seen, event, d_imp, d_click, view)
+            for start in range(0, len(calls), SCRIPT_EVENTS):
+                keys, args = self._script_args(calls[start : start + SCRIPT_EVENTS], view)
                 await self._script(keys=keys, args=args, client=pipe)
             results = await pipe.execute()
         return sum(int(r) for r in results)
 
     def _script_args(
-        self, seen: str, event: Impression, d_imp: int, d_click: int, view: View
+        self, calls: Sequence[tuple[str, Impression, int, int]], view: View
     ) -> tuple[list[str], list[Any]]:
         k = self._keys
-        segment = event.segment.key()
-        scope_list = scopes(event.item_id, event.variant, segment)
-        minute = minute_of(event.ts)
-        keys = [seen, k.view_clock(view)]
-        keys += [k.counter(s, view) for s in scope_list]
-        keys += [k.minute_bucket(s, minute, view) for s in scope_list]
-        keys += [k.items_index, k.segments_index, k.variants_index(event.item_id)]
-        keys.append(k.variant_media(event.item_id))
-        args: list[Any] = [
-            self._seen_ttl,
-            d_imp,
-            d_click,
-            repr(event.ts),
-            MINUTE_BUCKET_TTL_S,
-            len(scope_list),
-            event.item_id,
-            event.variant,
-            segment,
-            _media(event) if view == LIVE and d_imp else "",
-        ]
+        keys: list[str] = [k.view_clock(view), k.items_index, k.segments_index]
+        args: list[Any] = [self._seen_ttl, MINUTE_BUCKET_TTL_S, len(calls)]
+        for seen, event, d_imp, d_click in calls:
+            segment = event.segment.key()
+            scope_list = scopes(event.item_id, event.variant, segment)
+            minute = minute_of(event.ts)
+            keys.append(seen)
+            keys += [k.counter(s, view) for s in scope_list]
+            keys += [k.minute_bucket(s, minute, view) for s in scope_list]
+            keys += [k.variants_index(event.item_id), k.variant_media(event.item_id)]
+            args += [
+                d_imp,
+                d_click,
+                repr(event.ts),
+                len(scope_list),
+                event.item_id,
+                event.variant,
+                segment,
+                _media(event) if view == LIVE and d_imp else "",
+            ]
         return keys, args
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections.abc import AsyncIterator
 
@@ -11,7 +12,7 @@ import redis.asyncio as aioredis
 from bertctr.harness.stack import EmbeddedStack
 from schemas import Impression, LabelledImpression
 from schemas.keys import KeySpace
-from streams.counters import RedisCounters, StatsReader
+from streams.counters import SCRIPT_EVENTS, RedisCounters, StatsReader
 from streams.join import LiveCount
 
 pytestmark = pytest.mark.integration
@@ -96,3 +97,56 @@ async def test_live_counts_apply_once_and_leave_the_settled_view_alone(
         found = [k async for k in client.scan_iter(match=f"{keys.prefix}*")]
         if found:
             await client.delete(*found)
+
+
+async def _dump(client: aioredis.Redis, prefix: str) -> dict[str, object]:
+    """Every key under ``prefix`` (prefix removed) with its value, by type."""
+    out: dict[str, object] = {}
+    async for raw in client.scan_iter(match=f"{prefix}*", count=1000):
+        key = raw.decode()
+        kind = (await client.type(key)).decode()
+        if kind == "hash":
+            value: object = await client.hgetall(key)
+        elif kind == "set":
+            value = await client.smembers(key)
+        else:
+            value = await client.get(key)
+        out[key.removeprefix(prefix)] = value
+    return out
+
+
+async def test_a_batch_applies_exactly_what_one_event_at_a_time_does(
+    client: aioredis.Redis,
+) -> None:
+    """Batched scripts (sums per key, several calls per batch) change no count."""
+    rnd = random.Random(5)
+    t0 = 1_800_000_000.0
+    labels = []
+    for _ in range(SCRIPT_EVENTS * 3 + 17):
+        j = rnd.randrange(600)  # repeats: replays inside one batch
+        labels.append(label(j, t0 - rnd.uniform(0, 5000), rnd.random() < 0.2, item=f"it{j % 7}"))
+        if rnd.random() < 0.05:
+            labels.append(label(j, t0 - 10, True, late=True, item=f"it{j % 7}"))
+    lives = [LiveCount(lab, "impression") for lab in labels[:500]]
+    lives += [LiveCount(lab, "click") for lab in labels[:500] if lab.clicked]
+    batched = KeySpace(f"test:{uuid.uuid4().hex[:8]}:")
+    single = KeySpace(f"test:{uuid.uuid4().hex[:8]}:")
+    try:
+        many = RedisCounters(client, batched)
+        applied = await many.apply(labels) + await many.apply_live(lives)
+        one = RedisCounters(client, single)
+        applied_one = 0
+        for lab in labels:
+            applied_one += await one.apply([lab])
+        for live in lives:
+            applied_one += await one.apply_live([live])
+        assert applied == applied_one < len(labels) + len(lives)
+        got, want = await _dump(client, batched.prefix), await _dump(client, single.prefix)
+        assert got.keys() == want.keys() and len(got) > 100
+        assert got == want
+        assert await many.apply(labels) == 0  # and a replay of the batch is a no-op
+    finally:
+        for ks in (batched, single):
+            found = [k async for k in client.scan_iter(match=f"{ks.prefix}*")]
+            if found:
+                await client.delete(*found)
