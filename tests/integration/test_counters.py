@@ -104,7 +104,8 @@ async def _dump(client: aioredis.Redis, prefix: str) -> dict[str, object]:
     out: dict[str, object] = {}
     async for raw in client.scan_iter(match=f"{prefix}*", count=1000):
         key = raw.decode()
-        kind = (await client.type(key)).decode()
+        found = await client.type(key)
+        kind = found.decode() if isinstance(found, bytes) else str(found)
         if kind == "hash":
             value: object = await client.hgetall(key)
         elif kind == "set":
