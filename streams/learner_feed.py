@@ -33,7 +33,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,8 +77,11 @@ class LearnerFeed:
         lease: LearnerLease,
         make_agent: Callable[[Callable[[], Awaitable[bool]]], LearnerAgent],
         progress: Progress,
+        observe: Callable[[str, Sequence[Any]], None] | None = None,
     ) -> None:
         self.settings = settings
+        #: told of every batch learned (the worker's telemetry), as the agents' are
+        self.observe = observe
         self.lease = lease
         self.make_agent = make_agent
         self.progress = progress
@@ -176,12 +179,15 @@ class LearnerFeed:
             batch = await consumer.getmany(timeout_ms=FEED_POLL_MS, max_records=FEED_BATCH)
             records = [record for part in batch.values() for record in part]
             if records and not self._lost.is_set():
-                await agent.handle_batch([FeedEvent(r) for r in records])
+                events = [FeedEvent(r) for r in records]
+                await agent.handle_batch(events)
                 now = time.time()
                 for record in records:
                     self.progress.mark(
                         "learner", record.topic, record.partition, record.offset, now
                     )
+                if self.observe is not None:
+                    self.observe("learner", events)
             if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + self.settings.metrics_interval_s
                 await agent.on_timer()

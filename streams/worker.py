@@ -82,7 +82,8 @@ def build_worker(settings: Settings) -> WorkerParts:
             )
 
         lease = LearnerLease(redis_client, keys, health.worker_id, ttl_s=settings.learner_lease_s)
-        learner = LearnerFeed(settings, lease, make_agent, progress)
+        observe = telemetry.handled if telemetry is not None else None
+        learner = LearnerFeed(settings, lease, make_agent, progress, observe)
         health.learner = learner
     parts = WorkerParts(stream, join, counters, learner, health, progress, dead, telemetry)
     attach_agents(parts)

@@ -138,14 +138,18 @@ def test_worker_and_api_metrics_count_what_was_published(
     asyncio.run(publish(worker_env.stack.kafka_bootstrap, traffic(worker_env)))
     imps, clicks = worker_env.topic(IMPRESSIONS), worker_env.topic(CLICKS)
     labelled = worker_env.topic(LABELLED)
+    messages = "bertctr_worker_messages_total"
     last: list[Samples] = []
 
     def counted() -> bool:
         got, _ = parse(scrape(worker_url))
         last[:] = [got]
+        # the counters and the learner read labelled with consumers of their own
         return (
             value(got, "bertctr_worker_labels_total", kind="negative") == 32
             and (value(got, "bertctr_worker_model_examples") or 0) >= N_IMPRESSIONS
+            and (value(got, messages, agent="counters", topic=labelled) or 0) >= N_IMPRESSIONS
+            and (value(got, messages, agent="learner", topic=labelled) or 0) >= N_IMPRESSIONS
         )
 
     assert wait_until(counted, timeout_s=60), (last, worker_env.logs())
