@@ -191,6 +191,24 @@ def new_fleet(stack: EmbeddedStack, partitions: int, tree: str | None = None) ->
     return fleet
 
 
+def settle(fleet: WorkerFleet, workers: int, warm_learned: int, timeout_s: float = 120) -> None:
+    """Wait until every worker joins its own partitions and the warm-up is learned.
+
+    A rebalance (a worker joining late) or a learner still resuming inside
+    the timed part would measure the group's start, not its speed.
+    """
+    deadline = time.monotonic() + timeout_s
+
+    def joining() -> int:
+        _, report = fleet.health()
+        return sum(1 for w in report.get("workers", []) if (w.get("partitions") or {}).get("join"))
+
+    while time.monotonic() < deadline and joining() < workers:
+        time.sleep(0.5)
+    while time.monotonic() < deadline and learned(fleet) < warm_learned:
+        time.sleep(0.1)
+
+
 def end_to_end(
     stack: EmbeddedStack,
     events: list[RawEvent],
@@ -216,6 +234,7 @@ def end_to_end(
             settle_s=0,
         )
     )
+    settle(fleet, workers, warm_labels if workers == 1 or tree is None else 0)
     n_imps = sum(1 for k, _, _ in events if k == IMPRESSIONS)
     total = n_imps + warm_labels
     t0 = time.monotonic()
