@@ -167,7 +167,9 @@ def test_the_learner_dies_and_the_one_model_learns_every_example_once(
     _, report = worker_env.health()
     roles = {w["worker"]: (w["learner"] or {}).get("role") for w in report["workers"]}
     assert roles[final["learner"]["holder"].split("/")[0]] == "learner", report
-    assert [roles[w] for w in ("w0", "w1")] == [None, None], report
+    # join workers never bid (a report can be between writes: those present)
+    joiners = {w: role for w, role in roles.items() if w in ("w0", "w1")}
+    assert joiners and all(role is None for role in joiners.values()), report
 
 
 @pytest.mark.timeout(600)
