@@ -17,6 +17,7 @@ __all__ = [
     "LABELLED",
     "full_name",
     "full_names",
+    "join_changelog",
 ]
 
 IMPRESSIONS = "impressions"
@@ -28,7 +29,8 @@ DEAD_LETTER = "dead-letter"
 JOIN_TICKS = "join-ticks"
 #: Control: new encoder versions, announced by ``bertctr finetune`` (read by every worker).
 ENCODER_VERSIONS = "encoder-versions"
-#: The join's table (Faust names its changelog topic after the app and this).
+#: The join's state; its changelog topic is :func:`join_changelog` (the name
+#: Faust gave it when the join ran as a Faust table, so old state carries over).
 JOIN_STATE = "join-state"
 
 #: Topics that must exist, with the configured partition count, before any
@@ -44,3 +46,8 @@ def full_name(prefix: str, name: str) -> str:
 def full_names(prefix: str) -> dict[str, str]:
     """Logical topic name -> name on the broker, under ``prefix``."""
     return {name: full_name(prefix, name) for name in ALL_TOPICS}
+
+
+def join_changelog(app_id: str, prefix: str) -> str:
+    """The join state's changelog topic: one partition per join partition, compacted."""
+    return f"{app_id}-{full_name(prefix, JOIN_STATE)}-changelog"

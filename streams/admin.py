@@ -1,10 +1,9 @@
 """Creating topics explicitly, before any worker starts.
 
 Tansu (and a Kafka with auto-create on) would otherwise create a topic on
-first use with the broker's default partition count, and Faust refuses to run
-a table whose source and changelog partition counts differ
-(``PartitionsMismatch``). Impressions and clicks must have the same count to
-be co-partitioned.
+first use with the broker's default partition count. Impressions, clicks,
+join ticks and the join state's changelog must have the same count: partition
+``p`` of each belongs to join partition ``p``.
 """
 
 from __future__ import annotations
@@ -24,6 +23,9 @@ __all__ = ["ensure_topics"]
 
 log = logging.getLogger(__name__)
 
+#: the changelog keeps each key's last state; older ones may be compacted away
+COMPACTED = {"cleanup.policy": "compact"}
+
 
 async def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
     """Create every bertctr topic that does not exist yet; return those created."""
@@ -37,14 +39,23 @@ async def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str
         try:
             await admin.start()
             existing = set(await admin.list_topics())
-            wanted = [settings.topic(name) for name in topics.ALL_TOPICS]
+            changelog = topics.join_changelog(settings.app_id, settings.topic_prefix)
+            wanted = [settings.topic(name) for name in topics.ALL_TOPICS] + [changelog]
             missing = [name for name in wanted if name not in existing]
             if missing:
                 # TopicAlreadyExists: another process won the race; fine.
                 with contextlib.suppress(TopicAlreadyExistsError):
                     replicas = settings.replication_factor
                     await admin.create_topics(
-                        [NewTopic(n, settings.partitions, replicas) for n in missing]
+                        [
+                            NewTopic(
+                                n,
+                                settings.partitions,
+                                replicas,
+                                topic_configs=COMPACTED if n == changelog else None,
+                            )
+                            for n in missing
+                        ]
                     )
                 log.info("created topics %s with %d partitions", missing, settings.partitions)
             return missing

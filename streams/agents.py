@@ -1,19 +1,23 @@
-"""The worker's Faust agents, tasks and timers: thin loops around the parts that do the work.
+"""The worker's feeds, tasks and timers: thin loops around the parts that do the work.
 
-Two agents on the worker's share of the partitions, each micro-batched with
-``take_events`` (one Redis round trip carries many events) and each marking
-what it handled for the health report:
+Two consumer-group feeds on the worker's share of the partitions
+(:class:`~streams.group_feed.GroupFeed`: a whole poll per call, offsets
+committed after it, explicit rebalances), each marking what it handled for
+the health report:
 
-* ``join``: impressions, clicks and ticks -> labels (:class:`JoinAgent`);
-* ``counters``: labels -> the settled counters (:mod:`streams.label_counter`).
+* ``join``: impressions, clicks and ticks -> labels (:class:`JoinAgent`),
+  group ``<app id>-join``;
+* ``counters``: labels -> the settled counters (:mod:`streams.label_counter`),
+  group ``<app id>-counters``.
 
 and one task, the learner (:class:`~streams.learner_feed.LearnerFeed`): a bid
 for the learner lease and, while held, every ``labelled`` partition -> the
 one online model. ``BERTCTR_WORKER_ROLE`` picks which run: ``all`` (both),
-``join`` (the agents only), ``learner`` (the task only).
+``join`` (the feeds only), ``learner`` (the task only).
 
-Timers tick every join partition (so an idle one still expires) and write
-the health report. With ``BERTCTR_METRICS_PORT`` set, the worker's
+The Faust app hosts them: it runs the tasks and timers and the process's
+lifecycle. Timers tick every join partition (so an idle one still expires)
+and write the health report. With ``BERTCTR_METRICS_PORT`` set, the worker's
 :class:`WorkerTelemetry` also counts each batch by topic and copies the
 learner's metrics once a timer tick (see :mod:`streams.telemetry`).
 """
@@ -21,7 +25,6 @@ learner's metrics once a timer tick (see :mod:`streams.telemetry`).
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,28 +32,15 @@ from typing import Any
 from schemas import topics
 from streams.app import StreamApp
 from streams.counters import RedisCounters
+from streams.emitter import Emitter
+from streams.group_feed import GroupFeed
 from streams.health import Progress
 from streams.health_reporter import HealthReporter
 from streams.join_agent import JoinAgent
-from streams.label_counter import handle_batch
 from streams.learner_feed import LearnerFeed
 from streams.telemetry import WorkerTelemetry
 
-__all__ = [
-    "COUNTER_BATCH",
-    "COUNTER_BATCH_WITHIN_S",
-    "JOIN_BATCH",
-    "JOIN_BATCH_WITHIN_S",
-    "WorkerParts",
-    "attach_agents",
-]
-
-COUNTER_BATCH = 500
-COUNTER_BATCH_WITHIN_S = 0.2
-#: the join's micro-batch: small enough that a click reaches the live
-#: counters within tens of milliseconds, large enough to share round trips
-JOIN_BATCH = 500
-JOIN_BATCH_WITHIN_S = 0.02
+__all__ = ["WorkerParts", "attach_agents"]
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +50,15 @@ DeadLetterFn = Callable[[str, str, Any], Awaitable[None]]
 
 @dataclass
 class WorkerParts:
-    """What the agents drive; built by :func:`streams.worker.build_worker_app`."""
+    """What the tasks drive; built by :func:`streams.worker.build_worker_app`."""
 
     stream: StreamApp
+    emitter: Emitter
     join: JoinAgent
     counters: RedisCounters
+    #: the join's and the counters' feeds; None for BERTCTR_WORKER_ROLE=learner
+    join_feed: GroupFeed | None
+    counter_feed: GroupFeed | None
     #: the learner's bid and term; None for BERTCTR_WORKER_ROLE=join
     learner: LearnerFeed | None
     health: HealthReporter
@@ -75,36 +69,34 @@ class WorkerParts:
 
 
 def attach_agents(parts: WorkerParts) -> None:
-    """Register the agents, the learner task, the timers and the hooks for the worker's role."""
-    stream, app, settings = parts.stream, parts.stream.app, parts.stream.settings
-    join, learner, progress = parts.join, parts.learner, parts.progress
+    """Register the feeds, the learner task, the timers and the hooks for the worker's role."""
+    app, settings = parts.stream.app, parts.stream.settings
+    learner, emitter = parts.learner, parts.emitter
+    join_feed, counter_feed = parts.join_feed, parts.counter_feed
     telemetry = parts.telemetry
+    ticks_topic = settings.topic(topics.JOIN_TICKS)
 
-    def mark(agent: str, events: Any) -> None:
-        now = time.time()
-        for event in events:
-            m = event.message
-            progress.mark(agent, m.topic, m.partition, m.offset, now)
-        if telemetry is not None:
-            telemetry.handled(agent, events)
+    async def join_task() -> None:
+        assert join_feed is not None
+        await join_feed.run()
 
-    # take_events is faust-streaming's; its type stubs predate it.
-    async def join_agent(stream_: Any) -> None:
-        async for events in stream_.take_events(JOIN_BATCH, within=JOIN_BATCH_WITHIN_S):
-            await join.handle_batch(events)
-            mark("join", events)
-
-    async def counter_agent(stream_: Any) -> None:
-        async for events in stream_.take_events(COUNTER_BATCH, within=COUNTER_BATCH_WITHIN_S):
-            await handle_batch(events, parts.counters.apply, parts.dead)
-            mark("counters", events)
+    async def counter_task() -> None:
+        assert counter_feed is not None
+        await counter_feed.run()
 
     async def tick() -> None:
-        """One tick per assigned partition, so idle partitions still expire."""
-        ticks_topic = settings.topic(topics.JOIN_TICKS)
-        for tp in app.consumer.assignment():
-            if tp.topic == ticks_topic:
-                await stream.ticks.send(key=b"tick", value=b"", partition=tp.partition)
+        """One tick per owned join partition, so idle partitions still expire."""
+        if join_feed is None:
+            return
+        pending = [
+            await emitter.send(ticks_topic, b"", key=b"tick", partition=tp.partition)
+            for tp in list(join_feed.owned)
+            if tp.topic == ticks_topic
+        ]
+        try:
+            await emitter.flush_all(pending)
+        except Exception as exc:  # the next tick tries again
+            log.warning("could not send join ticks: %s", exc)
 
     async def learner_task() -> None:
         assert learner is not None
@@ -122,22 +114,21 @@ def attach_agents(parts: WorkerParts) -> None:
     async def health_timer() -> None:
         await parts.health.publish()
 
-    async def on_revoked(app_: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        join.forget_books()
-        progress.forget()
-
     async def on_shutdown(app_: Any, /, *args: Any, **kwargs: Any) -> None:
+        for feed in (join_feed, counter_feed):
+            if feed is not None:
+                await feed.close()
         if learner is not None:
             await learner.close()
         await parts.health.withdraw()
+        await emitter.stop()
 
-    if settings.worker_role != "learner":
-        app.agent(stream.join_source, name="join")(join_agent)
-        app.agent(stream.labelled, name="counters")(counter_agent)
+    if join_feed is not None and counter_feed is not None:
+        app.task(join_task)
+        app.task(counter_task)
         app.timer(interval=settings.tick_interval_s)(tick)
     if learner is not None:
         app.task(learner_task)
         app.timer(interval=settings.metrics_interval_s)(telemetry_timer)
     app.timer(interval=settings.health_interval_s)(health_timer)
-    app.on_partitions_revoked.connect(on_revoked)
     app.on_before_shutdown.connect(on_shutdown)

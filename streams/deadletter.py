@@ -2,7 +2,7 @@
 
 Two paths dead-letter in a worker: the join gathers its refusals into a
 batch (counted in :class:`~streams.join_agent.JoinCounts`), and the other
-agents call :func:`send_dead_letter` through the worker's ``dead`` function,
+agents call the worker's ``dead`` function (:meth:`streams.emitter.Emitter.dead_message`),
 which counts them in a :class:`DeadLetterTally`. The health report carries
 both (``dead_letters``), so every reason is counted once.
 """
@@ -14,11 +14,10 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from schemas.events import DeadLetter
 
-__all__ = ["DeadLetterTally", "dead_letter", "send_dead_letter"]
+__all__ = ["DeadLetterTally", "dead_letter"]
 
 log = logging.getLogger(__name__)
 
@@ -70,20 +69,3 @@ def dead_letter(
         value_b64=b64,
         failed_at=time.time(),
     )
-
-
-async def send_dead_letter(topic: Any, reason: str, detail: str, message: Any) -> None:
-    """Dead-letter a consumed Kafka message as it was, with where it came from."""
-    record = dead_letter(
-        reason=reason,
-        detail=detail,
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        key=message.key,
-        value=message.value,
-    )
-    log.warning(
-        "dead-letter %s from %s[%d]@%d", reason, message.topic, message.partition, message.offset
-    )
-    await topic.send(key=message.key, value=record.model_dump_json().encode())

@@ -82,6 +82,12 @@ class Progress:
         """Drop all positions (on rebalance: partitions are read again from commits)."""
         self.partitions.clear()
 
+    def forget_partitions(self, agent: str, tps: Iterable[tuple[str, int]]) -> None:
+        """Drop ``agent``'s positions of ``tps`` (revoked: read again from commits)."""
+        states = self.partitions.get(agent, {})
+        for tp in tps:
+            states.pop(tp, None)
+
     def report(
         self,
         assigned: Mapping[str, Iterable[tuple[str, int]]],

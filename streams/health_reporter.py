@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
-from faust.types import TP
 from redis.exceptions import RedisError
 
-from schemas import topics
 from schemas.keys import KeySpace
 from streams.app import StreamApp
 from streams.deadletter import DeadLetterTally
+from streams.group_feed import GroupFeed
 from streams.health import Progress, default_worker_id, write_local_report
 from streams.join_agent import JoinAgent
 from streams.learner_feed import LearnerFeed
@@ -52,7 +51,9 @@ class HealthReporter:
         self.client = redis_client
         self.progress = progress
         self.join = join
-        #: the learner's partitions are its own consumer's, not the group's
+        #: the join's and the counters' feeds (none for a dedicated learner)
+        self.feeds: list[GroupFeed] = []
+        #: the learner's partitions are its own consumer's, not a group's
         self.learner = learner
         #: dead letters of the agents other than the join (the join counts its own)
         self.dead_letters = dead_letters if dead_letters is not None else DeadLetterTally()
@@ -60,39 +61,21 @@ class HealthReporter:
         self.key = KeySpace(s.redis_prefix).health(self.worker_id)
         self.index = KeySpace(s.redis_prefix).workers
         self.started_at = time.time()
-        names = topics.full_names(s.topic_prefix)
-        self.topics_of = {
-            "join": {names[topics.IMPRESSIONS], names[topics.CLICKS], names[topics.JOIN_TICKS]},
-            "counters": {names[topics.LABELLED]},
-        }
 
     def build(self) -> dict[str, Any]:
-        consumer = self.stream.app.consumer
-        assignment = consumer.assignment()
-        committed_map = getattr(consumer, "_committed_offset", {})
-
-        def highwater(topic: str, partition: int) -> int | None:
-            try:
-                value = consumer.highwater(TP(topic, partition))
-            except Exception:  # not fetched yet
-                return None
-            return int(value) if value is not None else None
-
-        def committed(topic: str, partition: int) -> int | None:
-            value = committed_map.get(TP(topic, partition))
-            return int(value) if value is not None else None
-
-        assigned = {
-            agent: [(tp.topic, tp.partition) for tp in assignment if tp.topic in names]
-            for agent, names in self.topics_of.items()
-        }
         now = time.time()
-        partitions = self.progress.report(assigned, highwater, committed, now)
-        if self.learner is not None:
-            feed = self.learner
+        partitions: dict[str, dict[str, dict[str, Any]]] = {}
+        for feed in self.feeds:
             partitions.update(
                 self.progress.report(
-                    {"learner": feed.assigned()}, feed.highwater, feed.committed, now
+                    {feed.name: feed.assigned()}, feed.highwater, feed.committed, now
+                )
+            )
+        if self.learner is not None:
+            feed_l = self.learner
+            partitions.update(
+                self.progress.report(
+                    {"learner": feed_l.assigned()}, feed_l.highwater, feed_l.committed, now
                 )
             )
         return {

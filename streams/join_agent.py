@@ -2,24 +2,27 @@
 
 Impressions, clicks and ticks are one co-partitioned source, so partition
 ``p`` of all three lands on the same worker and one book per partition sees
-every event of its impressions. The book's state is mirrored into a Faust
-table (changelog-backed), from which a book is rebuilt after a restart or a
-rebalance.
+every event of its impressions. The book's state is mirrored into the join's
+changelog (:class:`~streams.join_state.JoinStateLog`), from which a book is
+rebuilt when its partition is assigned to this worker.
 
-The agent works on micro-batches (``take_events``) and writes a batch's
-effects in an order that makes a crash at any point safe under at-least-once
-delivery (Faust commits the batch's offsets only after this returns):
+The agent works on batches (a :class:`~streams.group_feed.GroupFeed` poll)
+and writes a batch's effects in an order that makes a crash at any point
+safe under at-least-once delivery (the feed commits the batch's offsets only
+after this returns):
 
 1. live counts to Redis (idempotent: a replay is absorbed by their markers);
 2. labels and dead letters to Kafka, waiting until the broker has them;
-3. the join state to the table;
+3. the join state to its changelog, waiting likewise;
 4. watermark records (after the labels of their partition, see
    :class:`~schemas.events.WatermarkRecord`).
 
 A crash before 3 replays the batch onto a book that never saw it, so every
 effect is produced again and deduplicated downstream by label id; state is
 never ahead of what was emitted. While Redis is down the batch is retried
-with backoff: the join waits, Kafka keeps the events, nothing is lost.
+with backoff: the join waits, Kafka keeps the events, nothing is lost. A
+batch that fails anyway (Kafka gone) drops its partitions' books, which are
+rebuilt from the changelog before the batch is read again.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from faust.types import TP
+from aiokafka import TopicPartition
 from redis.exceptions import RedisError
 
 from schemas import topics
@@ -45,10 +48,10 @@ from schemas.events import (
     WatermarkRecord,
 )
 from schemas.settings import Settings
-from streams.app import StreamApp
-from streams.deadletter import dead_letter
 from streams.decode import DecodeError, decode
+from streams.emitter import Emitter
 from streams.join import CLICK_INPUT, IMPRESSION_INPUT, Effects, JoinBook, JoinConfig, LiveCount
+from streams.join_state import JoinStateLog
 
 __all__ = ["CLOCK_KEY", "JoinAgent", "JoinCounts", "join_config"]
 
@@ -60,6 +63,12 @@ CLOCK_KEY = "__clock__:{partition}"
 MAX_BACKOFF_S = 5.0
 
 ApplyLive = Callable[[Sequence[LiveCount]], Awaitable[int]]
+#: ``(topic, partition) -> offset`` of the input's high watermark / committed offset
+OffsetOf = Callable[[str, int], int | None]
+
+
+def _unknown(topic: str, partition: int) -> int | None:
+    return None
 
 
 def join_config(settings: Settings) -> JoinConfig:
@@ -150,9 +159,17 @@ class _Batch:
 class JoinAgent:
     """Per-worker join logic; one :class:`JoinBook` per assigned partition."""
 
-    def __init__(self, stream: StreamApp, apply_live: ApplyLive) -> None:
-        self.stream = stream
-        self.config = join_config(stream.settings)
+    def __init__(
+        self,
+        settings: Settings,
+        emitter: Emitter,
+        state: JoinStateLog,
+        apply_live: ApplyLive,
+    ) -> None:
+        self.settings = settings
+        self.config = join_config(settings)
+        self.emitter = emitter
+        self.state = state
         self.apply_live = apply_live
         self.books: dict[int, JoinBook] = {}
         #: (topic, partition) -> offset of the last message handled
@@ -160,7 +177,8 @@ class JoinAgent:
         #: partition -> the last watermark sent as a record
         self._sent_watermarks: dict[int, float | None] = {}
         self.counts = JoinCounts()
-        names = topics.full_names(stream.settings.topic_prefix)
+        names = topics.full_names(settings.topic_prefix)
+        self.labelled_topic = names[topics.LABELLED]
         self.kind_of_topic = {
             names[topics.IMPRESSIONS]: topics.IMPRESSIONS,
             names[topics.CLICKS]: topics.CLICKS,
@@ -170,6 +188,10 @@ class JoinAgent:
             (names[topics.IMPRESSIONS], IMPRESSION_INPUT),
             (names[topics.CLICKS], CLICK_INPUT),
         )
+        #: where the inputs end and where a restart would read them from;
+        #: the worker points these at its join feed
+        self.highwater: OffsetOf = _unknown
+        self.committed: OffsetOf = _unknown
 
     def book_status(self) -> dict[str, dict[str, Any]]:
         """Per partition: states held, watermark and each input's newest event time."""
@@ -183,67 +205,95 @@ class JoinAgent:
             }
         return out
 
-    def forget_books(self) -> None:
-        """Drop in-memory books and positions (on rebalance); books are rebuilt from the table.
+    # -- partitions coming and going ------------------------------------------
 
-        Positions go too: a partition that comes back is read again from its
+    async def assigned(self, tps: set[TopicPartition]) -> None:
+        """Have a book for each assigned partition, as its changelog says it is.
+
+        A book kept from an earlier assignment stays when nobody wrote its
+        changelog since; any other is rebuilt from the changelog, before a
+        record of its partition is handled (the feed holds its lock).
+        """
+        partitions = {tp.partition for tp in tps}
+        for partition in set(self.books) - partitions:
+            del self.books[partition]
+        ends = await self.state.ends(partitions) if partitions else {}
+        stale = {
+            p for p in partitions if p not in self.books or not self.state.unchanged(p, ends[p])
+        }
+        for p in stale:
+            self.books.pop(p, None)
+        restored = await self.state.restore(stale)
+        for partition, states in restored.items():
+            self.books[partition] = self._rebuild(partition, states)
+
+    async def revoked(self, tps: set[TopicPartition]) -> None:
+        """Forget where the revoked partitions were read; their books wait for :meth:`assigned`.
+
+        Positions go: a partition that comes back is read again from its
         committed offset, and a stale position would call it caught up.
         """
-        self.books.clear()
-        self.positions.clear()
-        self._sent_watermarks.clear()
+        partitions = {tp.partition for tp in tps}
+        for key in [k for k in self.positions if k[1] in partitions]:
+            del self.positions[key]
+        for partition in partitions:
+            self._sent_watermarks.pop(partition, None)
+
+    def _drop(self, partitions: set[int]) -> None:
+        """Forget books that may be ahead of their changelog (a batch failed midway)."""
+        for partition in partitions:
+            self.books.pop(partition, None)
+            self.state.end.pop(partition, None)
+            self._sent_watermarks.pop(partition, None)
+        for key in [k for k in self.positions if k[1] in partitions]:
+            del self.positions[key]
+
+    def _rebuild(self, partition: int, table: dict[str, Any]) -> JoinBook:
+        clock_key = CLOCK_KEY.format(partition=partition)
+        states = {
+            key: value
+            for key, value in table.items()
+            if isinstance(value, dict) and value.get("p") == partition and key != clock_key
+        }
+        book = JoinBook.restore(partition, self.config, states)
+        clock = table.get(clock_key)
+        if isinstance(clock, dict) and clock.get("max_event_ts") is not None:
+            watermark = clock.get("watermark")
+            # clocks persisted before per-input times had only the maximum
+            inputs = clock.get("inputs") or {IMPRESSION_INPUT: clock["max_event_ts"]}
+            book.clock.restore(
+                {str(k): float(v) for k, v in inputs.items()},
+                float(watermark) if watermark is not None else None,
+                wall=time.time(),
+            )
+        log.info("join book for partition %d restored with %d states", partition, len(book))
+        return book
 
     def book(self, partition: int) -> JoinBook:
         book = self.books.get(partition)
         if book is None:
-            table = self.stream.join_table
-            clock_key = CLOCK_KEY.format(partition=partition)
-            states = {
-                key: value
-                for key, value in table.data.items()
-                if isinstance(value, dict) and value.get("p") == partition and key != clock_key
-            }
-            book = JoinBook.restore(partition, self.config, states)
-            clock = table.data.get(clock_key)
-            if isinstance(clock, dict) and clock.get("max_event_ts") is not None:
-                watermark = clock.get("watermark")
-                # clocks persisted before per-input times had only the maximum
-                inputs = clock.get("inputs") or {IMPRESSION_INPUT: clock["max_event_ts"]}
-                book.clock.restore(
-                    {str(k): float(v) for k, v in inputs.items()},
-                    float(watermark) if watermark is not None else None,
-                    wall=time.time(),
-                )
-            log.info("join book for partition %d restored with %d states", partition, len(book))
-            self.books[partition] = book
+            book = self.books[partition] = JoinBook.restore(partition, self.config, {})
         return book
 
     # -- one batch ----------------------------------------------------------------
 
-    async def handle_batch(self, events: Sequence[Any]) -> None:
-        """Process a micro-batch; never raises for bad input (see the module docstring)."""
-        batch = _Batch()
-        for event in events:
-            self._step(event.message, batch)
-        await self._apply_live(batch.live)
-        await self._emit(batch)
-        self._write_table(batch.upserts)
+    async def handle_batch(self, records: Sequence[Any]) -> None:
+        """Process a batch of consumed records; never raises for bad input.
 
-    def _write_table(self, upserts: dict[str, tuple[int, dict[str, Any] | None]]) -> None:
-        """Mirror state into the table, each key in its partition's changelog.
-
-        A batch spans events, so there is no "current event" for Faust to take
-        the changelog partition from; the partition is the book's, given here.
+        It raises only when Kafka does not take the batch's effects; the
+        books of its partitions are then dropped (they may be ahead of
+        their changelog) and rebuilt before the batch is read again.
         """
-        table = self.stream.join_table
-        for key, (partition, state) in upserts.items():
-            if state is None:
-                if key in table.data:
-                    table.send_changelog(partition, key, None, value_serializer="raw")
-                    del table.data[key]
-            else:
-                table.send_changelog(partition, key, state)
-                table.data[key] = state
+        batch = _Batch()
+        try:
+            for record in records:
+                self._step(record, batch)
+            await self._apply_live(batch.live)
+            await self._emit(batch)
+            await self.state.write(batch.upserts)
+        except BaseException:
+            self._drop({record.partition for record in records})
+            raise
 
     def _step(self, message: Any, batch: _Batch) -> None:
         """One message through its book; its effects go into ``batch``."""
@@ -302,7 +352,7 @@ class JoinAgent:
                     detail=rejected.detail,
                     key=rejected.event.impression_id.encode(),
                     value=rejected.event.model_dump_json().encode(),
-                    topic=self.stream.settings.topic(source),
+                    topic=self.settings.topic(source),
                     partition=message.partition,
                     offset=message.offset if own else None,
                 )
@@ -364,39 +414,37 @@ class JoinAgent:
 
     async def _emit(self, batch: _Batch) -> None:
         """Send labels, watermark records and dead letters; wait until the broker has them."""
+        send = self.emitter.send
+        topic = self.labelled_topic
         pending = []
         for partition, record in batch.labelled:
             if isinstance(record, WatermarkRecord):
-                fut = await self.stream.labelled.send(
-                    key=None,
-                    value=record.model_dump_json().encode(),
+                fut = await send(
+                    topic,
+                    record.model_dump_json().encode(),
                     partition=partition,
                     headers=[(RECORD_HEADER, WATERMARK_RECORD.encode())],
                 )
             else:
-                fut = await self.stream.labelled.send(
+                fut = await send(
+                    topic,
+                    record.model_dump_json().encode(),
                     key=record.impression_id.encode(),
-                    value=record.model_dump_json().encode(),
                     partition=partition,
                 )
             pending.append(fut)
         for r in batch.dead:
-            record_dl = dead_letter(
-                reason=r.reason,
-                detail=r.detail,
+            fut = await self.emitter.dead_letter(
+                r.reason,
+                r.detail,
                 topic=r.topic,
                 partition=r.partition,
                 offset=r.offset,
                 key=r.key,
                 value=r.value,
             )
-            log.warning("dead-letter %s from %s[%d]@%s", r.reason, r.topic, r.partition, r.offset)
-            fut = await self.stream.dead_letter.send(
-                key=r.key, value=record_dl.model_dump_json().encode()
-            )
             pending.append(fut)
-        if pending:
-            await asyncio.gather(*pending)
+        await self.emitter.flush_all(pending)
 
     # -- where the inputs are -----------------------------------------------------
 
@@ -407,17 +455,14 @@ class JoinAgent:
         fetched yet) or beyond the next offset to handle: the offset after
         the last one handled here, or, before any, the committed offset.
         """
-        consumer = self.stream.app.consumer
-        committed = getattr(consumer, "_committed_offset", {})
         lagging = set()
         for topic, name in self._input_topics:
-            tp = TP(topic, partition)
-            try:
-                highwater = consumer.highwater(tp)
-            except Exception:  # not assigned or not fetched yet: unknown
-                highwater = None
+            highwater = self.highwater(topic, partition)
             handled = self.positions.get((topic, partition))
-            next_offset = handled + 1 if handled is not None else (committed.get(tp) or 0)
+            if handled is not None:
+                next_offset = handled + 1
+            else:
+                next_offset = self.committed(topic, partition) or 0
             if highwater is None or highwater > next_offset:
                 lagging.add(name)
         return lagging

@@ -34,7 +34,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -43,6 +42,7 @@ from redis.exceptions import RedisError
 from schemas import topics
 from schemas.settings import Settings
 from streams.connections import kafka_client_options
+from streams.group_feed import FeedEvent
 from streams.health import Progress
 from streams.learner_agent import LearnerAgent
 from streams.lease import LearnerLease, LeaseLost
@@ -55,13 +55,6 @@ log = logging.getLogger(__name__)
 FEED_BATCH = 500
 #: how long a read waits for records before the loop looks at its timers
 FEED_POLL_MS = 200
-
-
-@dataclass(frozen=True)
-class FeedEvent:
-    """One consumed record in the shape the agent reads (``event.message``)."""
-
-    message: Any
 
 
 class LearnerFeed:

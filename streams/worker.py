@@ -8,23 +8,28 @@ subprocess, so what is tested is what runs. The agents themselves are in
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import faust
 
+from schemas import topics
 from schemas.keys import KeySpace
 from schemas.settings import Settings
 from streams.agents import WorkerParts, attach_agents
 from streams.app import StreamApp, create_app
 from streams.connections import async_redis
 from streams.counters import RedisCounters
-from streams.deadletter import DeadLetterTally, send_dead_letter
+from streams.deadletter import DeadLetterTally
 from streams.embedding import embedder_factory
+from streams.emitter import Emitter
+from streams.group_feed import FeedEvent, GroupFeed
 from streams.health import Progress
 from streams.health_reporter import HealthReporter
 from streams.join_agent import JoinAgent
+from streams.join_state import JoinStateLog
+from streams.label_counter import handle_batch
 from streams.learner_agent import LearnerAgent
 from streams.learner_feed import LearnerFeed
 from streams.lease import LearnerLease
@@ -55,14 +60,17 @@ def build_worker(settings: Settings) -> WorkerParts:
     stream = create_app(settings)
     keys = KeySpace(settings.redis_prefix)
     redis_client = async_redis(settings)
+    emitter = Emitter(settings)
     counters = RedisCounters(redis_client, keys, seen_ttl_s=settings.late_click_horizon_s * 2)
-    join = JoinAgent(stream, apply_live=counters.apply_live)
+    join = JoinAgent(
+        settings, emitter, JoinStateLog(settings, emitter), apply_live=counters.apply_live
+    )
     progress = Progress()
     tally = DeadLetterTally()
 
     async def dead(reason: str, detail: str, message: Any) -> None:
         tally.add(reason)
-        await send_dead_letter(stream.dead_letter, reason, detail, message)
+        await emitter.dead_message(reason, detail, message)
 
     health = HealthReporter(stream, redis_client, progress, join, tally)
     telemetry = (
@@ -70,6 +78,11 @@ def build_worker(settings: Settings) -> WorkerParts:
         if settings.metrics_port is not None
         else None
     )
+    observe = telemetry.handled if telemetry is not None else None
+    join_feed = counter_feed = None
+    if settings.worker_role != "learner":
+        join_feed, counter_feed = _group_feeds(settings, join, counters, progress, dead, observe)
+        health.feeds = [join_feed, counter_feed]
     learner = None
     if settings.worker_role != "join":
         embedder = embedder_factory(
@@ -82,12 +95,61 @@ def build_worker(settings: Settings) -> WorkerParts:
             )
 
         lease = LearnerLease(redis_client, keys, health.worker_id, ttl_s=settings.learner_lease_s)
-        observe = telemetry.handled if telemetry is not None else None
         learner = LearnerFeed(settings, lease, make_agent, progress, observe)
         health.learner = learner
-    parts = WorkerParts(stream, join, counters, learner, health, progress, dead, telemetry)
+    parts = WorkerParts(
+        stream,
+        emitter,
+        join,
+        counters,
+        join_feed,
+        counter_feed,
+        learner,
+        health,
+        progress,
+        dead,
+        telemetry,
+    )
     attach_agents(parts)
     return parts
+
+
+def _group_feeds(
+    settings: Settings,
+    join: JoinAgent,
+    counters: RedisCounters,
+    progress: Progress,
+    dead: Callable[[str, str, Any], Awaitable[None]],
+    observe: Callable[[str, Sequence[Any]], None] | None,
+) -> tuple[GroupFeed, GroupFeed]:
+    """The join's feed (impressions, clicks, ticks) and the counters' (labels)."""
+    names = topics.full_names(settings.topic_prefix)
+    join_feed = GroupFeed(
+        settings,
+        "join",
+        f"{settings.app_id}-join",
+        [names[topics.IMPRESSIONS], names[topics.CLICKS], names[topics.JOIN_TICKS]],
+        join.handle_batch,
+        progress,
+        on_assigned=join.assigned,
+        on_revoked=join.revoked,
+        observe=observe,
+    )
+    join.highwater, join.committed = join_feed.highwater, join_feed.committed
+
+    async def count(records: Sequence[Any]) -> None:
+        await handle_batch([FeedEvent(r) for r in records], counters.apply, dead)
+
+    counter_feed = GroupFeed(
+        settings,
+        "counters",
+        f"{settings.app_id}-counters",
+        [names[topics.LABELLED]],
+        count,
+        progress,
+        observe=observe,
+    )
+    return join_feed, counter_feed
 
 
 def build_worker_app(settings: Settings) -> StreamApp:
