@@ -22,8 +22,8 @@ The last stdout line is one JSON object. Goals (issue 13): e2e for one
 worker >= 10,000 events/s and >= 0.5x the batched passthrough, click ->
 counter p99 < 250 ms at 1,000 events/s.
 
-``--before PATH`` also runs the two end-to-end rows with the workers of
-another checkout of the project (``git worktree add /tmp/before <commit>``),
+``--before PATH`` also runs the two end-to-end rows and the click latency
+with the workers of another checkout of the project (``git worktree add /tmp/before <commit>``),
 on the same broker in the same run: the before/after of a change. A
 checkout from before the learner lease (one model per worker) is awaited
 for its labels only with two workers, as it has no one model to wait for.
@@ -393,8 +393,19 @@ def main() -> None:
             for workers in (1, 2):
                 watch = RssWatch()
                 rate, old = end_to_end(stack, events, workers, args.partitions, watch, args.before)
-                watch.stop()
                 fleets.append(old)
+                if workers == 1:
+                    old_lat = np.array(click_latency(old, args.latency_rate, seconds) or [np.nan])
+                    before["before_click_to_counter_p50_ms"] = round(
+                        float(np.percentile(old_lat, 50)), 1
+                    )
+                    before["before_click_to_counter_p99_ms"] = round(
+                        float(np.percentile(old_lat, 99)), 1
+                    )
+                watch.stop()
+                before["before_peak_rss_mb"] = max(
+                    before.get("before_peak_rss_mb", 0.0), round(watch.peak_mb, 1)
+                )
                 old.close()
                 before[f"before_e2e_events_per_s_{workers}_worker{'s' if workers > 1 else ''}"] = (
                     round(rate)

@@ -27,7 +27,7 @@ __all__ = ["Emitter"]
 log = logging.getLogger(__name__)
 
 #: how long the producer lets a batch fill before sending it (ms)
-LINGER_MS = 5
+LINGER_MS = 0
 #: the most bytes one request to one partition carries
 MAX_BATCH_BYTES = 512 * 1024
 

@@ -1,4 +1,4 @@
-"""A consumer-group member that handles whole batches and commits after each.
+"""A consumer-group member that handles whole batches and commits what it wrote.
 
 The join and the counters read their topics through a :class:`GroupFeed`
 rather than a Faust agent: records arrive as one list per poll, the handler
@@ -20,7 +20,11 @@ lock covers "handle a batch and commit it" and each rebalance callback:
 
 Partitions are assigned by range, per topic, so partition ``p`` of every
 subscribed topic goes to the same member (impressions, clicks and ticks are
-co-partitioned). A handler that raises (Kafka or Redis gone for longer than
+co-partitioned). Offsets are committed once a second, on revoke and on
+stop, not after every batch: a commit is a broker round trip in the path of
+every event, and the records handled since the last commit are harmless to
+replay (the join drops events its restored state has seen, the counters
+claim a dedup marker per label). A handler that raises (Kafka or Redis gone for longer than
 it retries) leaves its batch uncommitted: the feed resets its partitions
 (revoked, then assigned again, so state is rebuilt from what was written)
 and reads them again from the committed offsets.
@@ -51,8 +55,13 @@ log = logging.getLogger(__name__)
 
 #: how long a read waits for records before the loop looks again
 POLL_MS = 100
+#: how long the broker may hold a fetch for more data: a click waits at most this
+FETCH_WAIT_MS = 20
 #: pause after a failed batch before its partitions are read again
 RETRY_S = 1.0
+#: offsets are committed at most this often (and always on revoke and stop):
+#: a commit is a broker round trip, and a replay is harmless (see below)
+COMMIT_EVERY_S = 1.0
 
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
 Handler = Callable[[Sequence[Record]], Awaitable[None]]
@@ -112,6 +121,9 @@ class GroupFeed:
         self.owned: set[TopicPartition] = set()
         #: next offset to read after a restart, per owned partition
         self.committed_offsets: dict[TopicPartition, int] = {}
+        #: offsets handled and written, not yet committed
+        self._pending: dict[TopicPartition, int] = {}
+        self._committed_at = 0.0
         self.lock = asyncio.Lock()
         self._stopping = False
         self._done = asyncio.Event()
@@ -129,6 +141,7 @@ class GroupFeed:
             session_timeout_ms=int(s.session_timeout_s * 1000),
             heartbeat_interval_ms=int(min(3.0, s.session_timeout_s / 3) * 1000),
             partition_assignment_strategy=(RangePartitionAssignor,),
+            fetch_max_wait_ms=FETCH_WAIT_MS,
             **kafka_client_options(s),
         )
         self.consumer = consumer
@@ -139,6 +152,11 @@ class GroupFeed:
                 batch = await consumer.getmany(timeout_ms=POLL_MS, max_records=s.max_poll_records)
                 if batch:
                     await self._handle(batch)
+                if self._pending and time.monotonic() - self._committed_at >= COMMIT_EVERY_S:
+                    async with self.lock:
+                        await self._commit(set(self._pending))
+            async with self.lock:
+                await self._commit(set(self._pending))
         finally:
             self.owned = set()
             with contextlib.suppress(Exception):
@@ -159,21 +177,24 @@ class GroupFeed:
                 log.exception("%s: a batch of %d failed; reading it again", self.name, len(records))
                 await self._reset()
                 return
-            offsets = {tp: part[-1].offset + 1 for tp, part in mine.items()}
-            await self._commit(offsets)
+            self._pending.update({tp: part[-1].offset + 1 for tp, part in mine.items()})
             now = time.time()
             for tp, part in mine.items():
                 self.progress.mark(self.name, tp.topic, tp.partition, part[-1].offset, now)
             if self.observe is not None:
                 self.observe(self.name, [FeedEvent(r) for r in records])
 
-    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
-        assert self.consumer is not None
+    async def _commit(self, tps: set[TopicPartition]) -> None:
+        """Commit the handled offsets of ``tps`` (call it with the lock held)."""
+        offsets = {tp: self._pending.pop(tp) for tp in tps if tp in self._pending}
+        self._committed_at = time.monotonic()
+        if not offsets or self.consumer is None:
+            return
         try:
             await self.consumer.commit(offsets)
         except (CommitFailedError, KafkaError) as exc:
-            # the batch is written; its partitions' next owner reads it again
-            # and the effects are deduplicated downstream (at-least-once)
+            # the batches are written; the partitions' next owner reads them
+            # again and their effects are deduplicated (at-least-once)
             log.warning("%s: commit of %s failed: %s", self.name, offsets, exc)
             return
         self.committed_offsets.update(offsets)
@@ -181,6 +202,8 @@ class GroupFeed:
     async def _reset(self) -> None:
         """After a failed batch: forget, rebuild and re-read every owned partition."""
         owned = set(self.owned)
+        # the batches before the failed one are written: keep their offsets
+        await self._commit(owned)
         await asyncio.sleep(RETRY_S)
         if self.on_revoked is not None:
             await self.on_revoked(owned)
@@ -195,6 +218,8 @@ class GroupFeed:
 
     async def _revoked(self, revoked: set[TopicPartition]) -> None:
         async with self.lock:
+            # still this generation's: what was handled is committed now
+            await self._commit(revoked)
             self.owned -= revoked
             for tp in revoked:
                 self.committed_offsets.pop(tp, None)
