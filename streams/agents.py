@@ -88,12 +88,12 @@ def attach_agents(parts: WorkerParts) -> None:
         """One tick per owned join partition, so idle partitions still expire."""
         if join_feed is None:
             return
-        pending = [
-            await emitter.send(ticks_topic, b"", key=b"tick", partition=tp.partition)
-            for tp in list(join_feed.owned)
-            if tp.topic == ticks_topic
-        ]
         try:
+            pending = [
+                await emitter.send(ticks_topic, b"", key=b"tick", partition=tp.partition)
+                for tp in list(join_feed.owned)
+                if tp.topic == ticks_topic
+            ]
             await emitter.flush_all(pending)
         except Exception as exc:  # the next tick tries again
             log.warning("could not send join ticks: %s", exc)

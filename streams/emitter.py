@@ -41,11 +41,14 @@ class Emitter:
         #: made on start: aiokafka binds a producer to the running event loop
         self._producer: AIOKafkaProducer | None = None
         self._started = False
+        self._closed = False
         self._starting = asyncio.Lock()
 
     async def start(self) -> None:
         """Connect; safe to call from several tasks (the first one connects)."""
         async with self._starting:
+            if self._closed:
+                raise RuntimeError("the worker's producer is stopped (the worker is stopping)")
             if not self._started:
                 producer = AIOKafkaProducer(
                     bootstrap_servers=self.settings.kafka_bootstrap,
@@ -59,8 +62,10 @@ class Emitter:
                 self._started = True
 
     async def stop(self) -> None:
+        """Flush and disconnect; later sends raise (a stopping worker writes nothing more)."""
         producer, self._producer = self._producer, None
         self._started = False
+        self._closed = True
         if producer is not None:
             await producer.stop()
 
