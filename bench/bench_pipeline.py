@@ -14,6 +14,10 @@ flat out concurrently, as a burst arrives in production):
 * ``click -> counter``: clicks published at a fixed total rate, and the
   time until the live counter has counted each (its dedup marker appears
   in Redis), p50 and p99;
+* ``click -> counter floor``: the same click timing against
+  ``latency_floor.py``, a process that only consumes and sets each click's
+  marker (no join, no labels, no learner): the broker's, Redis's and the
+  measurement's share of the latency;
 * ``learner``: the learner alone in process, predicting then learning each
   example with 8-d image and title embeddings (cached: no Triton);
 * peak RSS of each worker process during the end-to-end rows.
@@ -38,6 +42,8 @@ import asyncio
 import json
 import os
 import random
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -337,6 +343,25 @@ def click_latency(fleet: WorkerFleet, rate: float, seconds: float) -> list[float
     return [(seen[k] - sent[k]) * 1000.0 for k in sent if k in seen]
 
 
+def latency_floor(
+    stack: EmbeddedStack, partitions: int, rate: float, seconds: float
+) -> list[float]:
+    """The same click timing against ``latency_floor.py``: consume and mark, nothing else."""
+    fleet = new_fleet(stack, partitions)
+    ns = fleet.namespace
+    script = Path(__file__).with_name("latency_floor.py")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    args = [stack.kafka_bootstrap, stack.redis_url, ns.topic_prefix, ns.redis_prefix]
+    proc = subprocess.Popen([sys.executable, str(script), *args], env=env)
+    try:
+        time.sleep(8)  # joined its group, at the end of both topics
+        return click_latency(fleet, rate, seconds)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        fleet.close()
+
+
 def learner_rate(n: int) -> float:
     """The learner alone: predict then learn, 8-d image and title embeddings from a dict."""
     rnd = random.Random(0)
@@ -385,6 +410,7 @@ def main() -> None:
         fleets.append(fleet)
         latencies = click_latency(fleet, args.latency_rate, seconds)
         fleet.close()
+        floor = latency_floor(stack, args.partitions, args.latency_rate, seconds)
         e2e2, fleet2 = end_to_end(stack, events, 2, args.partitions, rss)
         fleets.append(fleet2)
         fleet2.close()
@@ -427,6 +453,8 @@ def main() -> None:
         "click_to_counter_p50_ms": round(float(np.percentile(lat, 50)), 1),
         "click_to_counter_p99_ms": round(float(np.percentile(lat, 99)), 1),
         "clicks_timed": len(latencies),
+        "floor_click_to_counter_p50_ms": round(float(np.percentile(floor or [np.nan], 50)), 1),
+        "floor_click_to_counter_p99_ms": round(float(np.percentile(floor or [np.nan], 99)), 1),
         "learner_events_per_s": round(lrate),
         "peak_rss_mb": round(rss.peak_mb, 1),
         **before,
