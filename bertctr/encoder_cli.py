@@ -58,7 +58,7 @@ def _projection_options(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_encoder_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from bertctr.harness.procs import free_port
+    from bertctr.harness.procs import free_ports
     from encoder_server.loader import VersionPoller, load_encoders
     from encoder_server.repository import EncoderRepository
     from encoder_server.serve import ServerAddresses, serve
@@ -82,13 +82,15 @@ def cmd_encoder_serve(args: argparse.Namespace, settings: Settings) -> int:
     def ready(addresses: ServerAddresses) -> None:
         _say(addresses.to_json(), stdout)
 
+    # port 0 means "pick a free one": Triton itself needs a number, and
+    # three distinct ones (it refuses to start when two collide)
+    spare = iter(free_ports(3, args.host))
     with contextlib.redirect_stdout(sys.stderr):
         serve(
             encoders,
-            # port 0 means "pick a free one": Triton itself needs a number
-            grpc_port=args.grpc_port or free_port(args.host),
-            http_port=args.http_port or free_port(args.host),
-            metrics_port=args.metrics_port or free_port(args.host),
+            grpc_port=args.grpc_port or next(spare),
+            http_port=args.http_port or next(spare),
+            metrics_port=args.metrics_port or next(spare),
             host=args.host,
             max_batch_size=args.max_batch_size,
             queue_delay_us=args.queue_delay_us,

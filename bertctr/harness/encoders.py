@@ -29,7 +29,7 @@ from typing import Any
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from bertctr.harness.procs import bertctr_command, free_port, kill_group, spawn
+from bertctr.harness.procs import bertctr_command, free_ports, kill_group, spawn
 from encoder_server.base import IMAGE_ENCODER, TEXT_ENCODER
 
 __all__ = ["EncoderServer", "start_encoder_server"]
@@ -51,9 +51,7 @@ class EncoderServer:
     ) -> None:
         self.extra_args = list(extra_args)
         self.env = dict(os.environ if env is None else env)
-        self.grpc_port = free_port()
-        self.http_port = free_port()
-        self.metrics_port = free_port()
+        self.grpc_port, self.http_port, self.metrics_port = free_ports(3)
         self.grpc_url = f"127.0.0.1:{self.grpc_port}"
         self.http_url = f"127.0.0.1:{self.http_port}"
         self.metrics_url = f"http://127.0.0.1:{self.metrics_port}/metrics"

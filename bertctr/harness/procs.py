@@ -23,6 +23,7 @@ __all__ = [
     "HarnessError",
     "bertctr_command",
     "free_port",
+    "free_ports",
     "kill_group",
     "spawn",
     "stop_process",
@@ -36,9 +37,26 @@ class HarnessError(RuntimeError):
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port on ``host`` that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1, host)[0]
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct TCP ports on ``host`` that were free a moment ago.
+
+    Every socket stays bound until all are picked: ``free_port()`` called
+    three times can hand out the same port twice (a closed, never connected
+    port is free again at once), and Triton refuses to start when its gRPC,
+    HTTP and metrics ports collide (it prints its usage and exits; a CI run
+    failed that way).
+    """
+    with contextlib.ExitStack() as stack:
+        socks = [
+            stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            for _ in range(count)
+        ]
+        for sock in socks:
+            sock.bind((host, 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
 
 
 def wait_for_port(host: str, port: int, timeout_s: float) -> None:

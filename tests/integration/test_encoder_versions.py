@@ -33,7 +33,7 @@ import tritonclient.grpc as grpcclient
 
 import encoder_server.serve as serve_module
 from bertctr.harness.encoders import EncoderServer, start_encoder_server
-from bertctr.harness.procs import free_port
+from bertctr.harness.procs import free_ports
 from encoder_server.base import IMAGE_ENCODER, Encoder, served_name
 from encoder_server.client import TritonEmbeddingClient
 from encoder_server.image_encoder import ImageEncoder
@@ -307,9 +307,10 @@ def test_a_load_triton_refuses_is_forgotten_and_the_server_stays_ready(
 
     monkeypatch.setattr(serve_module, "encoder_parameters", unloadable)
     base = ImageEncoder(input_size=64)
-    grpc_port = free_port()
+    ports = free_ports(3)
+    grpc_port = ports[0]
     use_own_libpython()
-    triton = Triton(config=triton_config("127.0.0.1", (grpc_port, free_port(), free_port()), True))
+    triton = Triton(config=triton_config("127.0.0.1", (ports[0], ports[1], ports[2]), True))
     client = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}")
     try:
         bind_encoder(triton, base)

@@ -54,7 +54,7 @@ import tritonclient.grpc as grpcclient
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from bertctr.harness.procs import free_port
+from bertctr.harness.procs import free_ports
 from encoder_server.base import IMAGE_ENCODER, TEXT_ENCODER, Encoder
 from encoder_server.export import export_encoders, export_repository
 from encoder_server.loader import load_encoders
@@ -224,7 +224,7 @@ def stock_server(repository: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         p for p in (sysconfig.get_config_var("LIBDIR"), str(libs), env.get("LD_LIBRARY_PATH")) if p
     )
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    grpc_port, http_port, metrics_port = free_port(), free_port(), free_port()
+    grpc_port, http_port, metrics_port = free_ports(3)
     log_path = work / "tritonserver.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bertctr.harness.procs import free_port, kill_group, spawn
+from bertctr.harness.procs import free_ports, kill_group, spawn
 from encoder_server.base import IMAGE_ENCODER, TEXT_ENCODER
 from encoder_server.breaker import CircuitBreaker
 from encoder_server.client import Embedded, TritonEmbeddingClient
@@ -39,7 +39,7 @@ class FakeTriton:
     """One fake encoder server process group; restartable on the same ports."""
 
     def __init__(self, log_dir: Path, version: int = VERSION) -> None:
-        self.grpc_port, self.http_port, self.metrics_port = free_port(), free_port(), free_port()
+        self.grpc_port, self.http_port, self.metrics_port = free_ports(3)
         self.version = version
         self.log_path = log_dir / "triton.log"
         self.proc: subprocess.Popen[bytes] | None = None
