@@ -127,11 +127,33 @@ class GroupFeed:
         self._committed_at = 0.0
         self.lock = asyncio.Lock()
         self._stopping = False
+        #: set when assigned partitions could not be prepared: replace the consumer
+        self._broken = False
         self._done = asyncio.Event()
 
     # -- the task -------------------------------------------------------
     async def run(self) -> None:
-        """Consume until :meth:`close`; the consumer is stopped on the way out."""
+        """Consume until :meth:`close`; a consumer that fails is replaced, never given up.
+
+        Whatever stops a consumer (the broker gone longer than aiokafka
+        retries, a failed reset) drops every owned partition's state, as a
+        revocation would, and a new consumer joins the group again after
+        ``RETRY_S``: the worker keeps its share of the join instead of
+        running on without it.
+        """
+        try:
+            while not self._stopping:
+                try:
+                    await self._consume()
+                except Exception:
+                    log.exception("%s: the consumer failed; joining the group again", self.name)
+                    await self._drop_all()
+                    await asyncio.sleep(RETRY_S)
+        finally:
+            self._done.set()
+
+    async def _consume(self) -> None:
+        """One consumer's life: join the group, handle batches, commit on the way out."""
         s = self.settings
         consumer = AIOKafkaConsumer(
             bootstrap_servers=s.kafka_bootstrap,
@@ -150,6 +172,9 @@ class GroupFeed:
             await consumer.start()
             consumer.subscribe(self.topic_names, listener=_Listener(self))
             while not self._stopping:
+                if self._broken:
+                    self._broken = False
+                    raise RuntimeError("partitions were assigned but their state was not restored")
                 batch = await consumer.getmany(timeout_ms=POLL_MS, max_records=s.max_poll_records)
                 if batch:
                     await self._handle(batch)
@@ -159,11 +184,19 @@ class GroupFeed:
             async with self.lock:
                 await self._commit(set(self._pending))
         finally:
-            self.owned = set()
             with contextlib.suppress(Exception):
                 await consumer.stop()
             self.consumer = None
-            self._done.set()
+
+    async def _drop_all(self) -> None:
+        """Give up every partition as a revocation would (the next consumer starts over)."""
+        async with self.lock:
+            owned, self.owned = self.owned, set()
+            self._pending.clear()
+            self.committed_offsets.clear()
+            self.progress.partitions.pop(self.name, None)
+            if self.on_revoked is not None:
+                await self.on_revoked(owned)
 
     async def _handle(self, batch: dict[TopicPartition, list[Record]]) -> None:
         async with self.lock:
@@ -229,12 +262,23 @@ class GroupFeed:
                 await self.on_revoked(revoked)
 
     async def _assigned(self, assigned: set[TopicPartition]) -> None:
-        """Let the owner restore its state (the consumer starts at the committed offsets)."""
+        """Let the owner restore its state (the consumer starts at the committed offsets).
+
+        If that fails (the broker went away mid-restore), no record of these
+        partitions may be handled on a state that was not restored: the feed
+        owns nothing and its consumer is replaced (see :meth:`run`).
+        """
         async with self.lock:
+            try:
+                await self._read_committed(assigned)
+                if self.on_assigned is not None:
+                    await self.on_assigned(assigned)
+            except Exception:
+                log.exception("%s: preparing %d partitions failed", self.name, len(assigned))
+                self.owned = set()
+                self._broken = True
+                return
             self.owned = set(assigned)
-            await self._read_committed(assigned)
-            if self.on_assigned is not None:
-                await self.on_assigned(assigned)
         log.info("%s: assigned %s", self.name, sorted((tp.topic, tp.partition) for tp in assigned))
 
     async def _read_committed(self, tps: set[TopicPartition]) -> None:
