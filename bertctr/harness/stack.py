@@ -92,6 +92,15 @@ class EmbeddedStack:
             "BERTCTR_REDIS_URL": self.redis_url,
         }
 
+    @property
+    def broker_pid(self) -> int | None:
+        """The pid of the broker this stack started (None for an external one).
+
+        Tests pause it (SIGSTOP/SIGCONT) to take the broker away for a while
+        without losing what it stores: Tansu here keeps topics in memory.
+        """
+        return None if self._broker is None else self._broker.pid
+
     def close(self) -> None:
         if self._broker is not None:
             stop_process(self._broker)
