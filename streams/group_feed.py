@@ -49,7 +49,7 @@ from schemas.settings import Settings
 from streams.connections import kafka_client_options
 from streams.health import Progress
 
-__all__ = ["FeedEvent", "GroupFeed"]
+__all__ = ["FeedEvent", "GroupFeed", "consumer_highwater"]
 
 log = logging.getLogger(__name__)
 
@@ -300,14 +300,22 @@ class GroupFeed:
         return sorted((tp.topic, tp.partition) for tp in self.owned)
 
     def highwater(self, topic: str, partition: int) -> int | None:
-        consumer = self.consumer
-        if consumer is None:
-            return None
-        try:
-            value = consumer.highwater(TopicPartition(topic, partition))
-        except Exception:  # not assigned or not fetched yet
-            return None
-        return int(value) if value is not None else None
+        return consumer_highwater(self.consumer, topic, partition)
 
     def committed(self, topic: str, partition: int) -> int | None:
         return self.committed_offsets.get(TopicPartition(topic, partition))
+
+
+def consumer_highwater(consumer: AIOKafkaConsumer | None, topic: str, partition: int) -> int | None:
+    """The end offset a consumer last saw for a partition, or None when it has none yet.
+
+    aiokafka raises for a partition it is not assigned and returns None
+    before the first fetch; a health report wants "unknown" for both.
+    """
+    if consumer is None:
+        return None
+    try:
+        value = consumer.highwater(TopicPartition(topic, partition))
+    except Exception:  # not assigned (any more) or not fetched yet
+        return None
+    return int(value) if value is not None else None

@@ -42,7 +42,7 @@ from redis.exceptions import RedisError
 from schemas import topics
 from schemas.settings import Settings
 from streams.connections import kafka_client_options
-from streams.group_feed import FeedEvent
+from streams.group_feed import FeedEvent, consumer_highwater
 from streams.health import Progress
 from streams.learner_agent import LearnerAgent
 from streams.lease import LearnerLease, LeaseLost
@@ -249,14 +249,7 @@ class LearnerFeed:
         return [(tp.topic, tp.partition) for tp in self.partitions]
 
     def highwater(self, topic: str, partition: int) -> int | None:
-        consumer = self.consumer
-        if consumer is None:
-            return None
-        try:
-            value = consumer.highwater(TopicPartition(topic, partition))
-        except Exception:  # not fetched yet
-            return None
-        return int(value) if value is not None else None
+        return consumer_highwater(self.consumer, topic, partition)
 
     def committed(self, topic: str, partition: int) -> int | None:
         """The next offset a restart would learn (the checkpoint's, plus one)."""
