@@ -17,10 +17,9 @@ import time
 import pytest
 
 from bertctr.harness.kafka import consume, publish
-from bertctr.harness.workers import REPLAY
 from schemas.topics import DEAD_LETTER, LABELLED, full_name
 from tests.integration.conftest import WorkerEnv, wait_until
-from tests.integration.test_restart import phase
+from tests.integration.test_restart import phase, replay_setup
 
 pytestmark = pytest.mark.integration
 
@@ -31,18 +30,8 @@ async def test_broker_paused_longer_than_the_session_loses_nothing(worker_env: W
     pid = worker_env.stack.broker_pid
     if pid is None:
         pytest.fail("needs the broker the harness starts (leave BERTCTR_KAFKA_BOOTSTRAP unset)")
-    worker_env.overrides.update(
-        {
-            "BERTCTR_ATTRIBUTION_WINDOW_S": "60",
-            **REPLAY,
-            "BERTCTR_CHECKPOINT_DIR": str(worker_env.tmp / "ckpt"),
-            "BERTCTR_LATE_CLICK_HORIZON_S": "1000000",
-        }
-    )
-    boot = worker_env.stack.kafka_bootstrap
-    prefix = worker_env.topic_prefix
+    boot, prefix = replay_setup(worker_env, BERTCTR_LATE_CLICK_HORIZON_S="1000000")
     base = time.time() - 1_000_000
-    worker_env.cli("topics", "create")
 
     msgs1, labels1 = phase(prefix, 0, 60, base)
     worker_env.start_worker("w")

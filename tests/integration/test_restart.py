@@ -56,21 +56,25 @@ def phase(prefix: str, first: int, n: int, base: float) -> tuple[list[Any], set[
     return msgs, labels
 
 
-async def test_sigkill_and_restart_keeps_join_state_counters_and_model(
-    worker_env: WorkerEnv,
-) -> None:
+def replay_setup(worker_env: WorkerEnv, **extra: str) -> tuple[str, str]:
+    """Replay pacing, a 60 s window, a checkpoint dir and the topics; (bootstrap, prefix)."""
     worker_env.overrides.update(
         {
             "BERTCTR_ATTRIBUTION_WINDOW_S": "60",
             **REPLAY,
             "BERTCTR_CHECKPOINT_DIR": str(worker_env.tmp / "ckpt"),
-            "BERTCTR_LATE_CLICK_HORIZON_S": "1000000",
+            **extra,
         }
     )
-    boot = worker_env.stack.kafka_bootstrap
-    prefix = worker_env.topic_prefix
-    base = time.time() - 1_000_000
     worker_env.cli("topics", "create")
+    return worker_env.stack.kafka_bootstrap, worker_env.topic_prefix
+
+
+async def test_sigkill_and_restart_keeps_join_state_counters_and_model(
+    worker_env: WorkerEnv,
+) -> None:
+    boot, prefix = replay_setup(worker_env, BERTCTR_LATE_CLICK_HORIZON_S="1000000")
+    base = time.time() - 1_000_000
 
     msgs1, labels1 = phase(prefix, 0, 60, base)
     first = worker_env.start_worker("first")
@@ -142,17 +146,9 @@ async def test_sigkill_between_checkpoints_loses_no_example(worker_env: WorkerEn
     examples; the learner holds its acks until a checkpoint covers them, so
     the restart replays every one.
     """
-    worker_env.overrides.update(
-        {
-            "BERTCTR_ATTRIBUTION_WINDOW_S": "60",
-            **REPLAY,
-            "BERTCTR_CHECKPOINT_DIR": str(worker_env.tmp / "ckpt"),
-            "BERTCTR_CHECKPOINT_INTERVAL_S": "3600",
-            "BERTCTR_CHECKPOINT_IDLE_S": "3600",
-        }
+    boot, prefix = replay_setup(
+        worker_env, BERTCTR_CHECKPOINT_INTERVAL_S="3600", BERTCTR_CHECKPOINT_IDLE_S="3600"
     )
-    boot, prefix = worker_env.stack.kafka_bootstrap, worker_env.topic_prefix
-    worker_env.cli("topics", "create")
     msgs, labels = phase(prefix, 0, 40, time.time() - 1_000_000)
     first = worker_env.start_worker("first")
     await publish(boot, msgs)
