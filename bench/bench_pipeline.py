@@ -20,7 +20,11 @@ flat out concurrently, as a burst arrives in production):
   measurement's share of the latency;
 * ``learner``: the learner alone in process, predicting then learning each
   example with 8-d image and title embeddings (cached: no Triton);
-* peak RSS of each worker process during the end-to-end rows.
+* peak RSS of each worker process during the end-to-end rows;
+* ``cpu_us_per_event_1_worker_*``: CPU microseconds per event that the
+  worker, the broker, Redis and this script (publisher and reader) each
+  spent during the 1-worker row, beside its wall microseconds per event
+  (``_wall``): on two cores, what the others take the worker cannot have.
 
 The last stdout line is one JSON object. Goals (issue 13): e2e for one
 worker >= 10,000 events/s and >= 0.5x the batched passthrough, click ->
@@ -176,6 +180,62 @@ class RssWatch:
         self._thread.join()
 
 
+class CpuSplit:
+    """CPU seconds that each named process (with its children) spent over a timed span.
+
+    The end-to-end rows share two cores with the broker, Redis and this
+    script's publisher; where those cores go (microseconds per event, each
+    process) says how much of the gap to the goal a faster worker could close.
+    """
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self._start: dict[str, float] = {}
+
+    def _seconds(self, name: str) -> float:
+        """CPU seconds of one named process and its children that are not named themselves.
+
+        The broker and the workers are children of this script: counted
+        under their own names, never again under ``bench``.
+        """
+        named = set(self.pids.values())
+        try:
+            root = psutil.Process(self.pids[name])
+            procs = [root, *(p for p in root.children(recursive=True) if p.pid not in named)]
+            if name == "bench":
+                procs = [root]
+            total = 0.0
+            for proc in procs:
+                times = proc.cpu_times()
+                total += times.user + times.system
+            return total
+        except psutil.Error:
+            return float("nan")
+
+    def start(self) -> None:
+        self._start = {name: self._seconds(name) for name in self.pids}
+
+    def us_per_event(self, events: int) -> dict[str, float]:
+        return {
+            name: round((self._seconds(name) - self._start[name]) / events * 1e6, 1)
+            for name in self.pids
+        }
+
+
+def redis_pid(url: str) -> int | None:
+    """The Redis server's pid when it runs on this machine (it says so in INFO)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        pid = int(client.info("server")["process_id"])
+    except (redis.RedisError, KeyError, ValueError):
+        return None
+    finally:
+        client.close()
+    return pid if psutil.pid_exists(pid) else None
+
+
 def new_fleet(stack: EmbeddedStack, partitions: int, tree: str | None = None) -> WorkerFleet:
     fleet = WorkerFleet(
         stack,
@@ -222,11 +282,25 @@ def end_to_end(
     partitions: int,
     rss: RssWatch,
     tree: str | None = None,
+    cpu: dict[str, float] | None = None,
 ) -> tuple[float, WorkerFleet]:
-    """Events/s through ``workers`` workers; returns the fleet still running."""
+    """Events/s through ``workers`` workers; returns the fleet still running.
+
+    ``cpu``, when given, receives each process's CPU microseconds per event
+    over the timed span (``CpuSplit``).
+    """
     fleet = new_fleet(stack, partitions, tree)
+    pids: dict[str, int] = {}
     for i in range(workers):
-        rss.pids.append(fleet.start_worker(f"w{i}").pid)
+        pids[f"worker_w{i}"] = fleet.start_worker(f"w{i}").pid
+        rss.pids.append(pids[f"worker_w{i}"])
+    if stack.broker_pid is not None:
+        pids["broker"] = stack.broker_pid
+    server = redis_pid(stack.redis_url)
+    if server is not None:
+        pids["redis"] = server
+    pids["bench"] = os.getpid()
+    split = CpuSplit(pids)
     labelled = fleet.topic(LABELLED)
     warm = make_events(400, seed=99, tag="warm-")
     warm_labels = sum(1 for k, _, _ in warm if k == IMPRESSIONS)
@@ -244,6 +318,7 @@ def end_to_end(
     n_imps = sum(1 for k, _, _ in events if k == IMPRESSIONS)
     total = n_imps + warm_labels
     t0 = time.monotonic()
+    split.start()
     asyncio.run(publish(stack.kafka_bootstrap, routed(fleet.namespace, events)))
     asyncio.run(
         read_topics(
@@ -260,7 +335,11 @@ def end_to_end(
         deadline = time.monotonic() + 900
         while learned(fleet) < total and time.monotonic() < deadline:
             time.sleep(0.05)
-    return len(events) / (time.monotonic() - t0), fleet
+    elapsed = time.monotonic() - t0
+    if cpu is not None:
+        cpu.update(split.us_per_event(len(events)))
+        cpu["wall"] = round(elapsed / len(events) * 1e6, 1)
+    return len(events) / elapsed, fleet
 
 
 def latency_traffic(fleet: WorkerFleet, rate: float, seconds: float) -> list[tuple[float, Message]]:
@@ -406,7 +485,8 @@ def main() -> None:
     fleets: list[WorkerFleet] = []
     try:
         ceiling = ceilings(stack, events, args.partitions)
-        e2e1, fleet = end_to_end(stack, events, 1, args.partitions, rss)
+        cpu1: dict[str, float] = {}
+        e2e1, fleet = end_to_end(stack, events, 1, args.partitions, rss, cpu=cpu1)
         fleets.append(fleet)
         latencies = click_latency(fleet, args.latency_rate, seconds)
         fleet.close()
@@ -457,6 +537,9 @@ def main() -> None:
         "floor_click_to_counter_p99_ms": round(float(np.percentile(floor or [np.nan], 99)), 1),
         "learner_events_per_s": round(lrate),
         "peak_rss_mb": round(rss.peak_mb, 1),
+        # CPU µs per event of each process during the 1-worker row, and its
+        # wall µs per event: two cores give 2 x wall to share
+        **{f"cpu_us_per_event_1_worker_{name}": v for name, v in cpu1.items()},
         **before,
     }
     print(f"\n{'row':<36} {'value':>12}")
