@@ -201,9 +201,9 @@ class CpuSplit:
         named = set(self.pids.values())
         try:
             root = psutil.Process(self.pids[name])
-            procs = [root, *(p for p in root.children(recursive=True) if p.pid not in named)]
-            if name == "bench":
-                procs = [root]
+            procs = [root]
+            if name != "bench":
+                procs += [p for p in root.children(recursive=True) if p.pid not in named]
             total = 0.0
             for proc in procs:
                 times = proc.cpu_times()
