@@ -191,12 +191,12 @@ class GroupFeed:
     async def _drop_all(self) -> None:
         """Give up every partition as a revocation would (the next consumer starts over)."""
         async with self.lock:
-            owned, self.owned = self.owned, set()
+            # not committed: the next owner reads them again; and whatever a
+            # failed restore read, for partitions never owned, goes too
             self._pending.clear()
             self.committed_offsets.clear()
             self.progress.partitions.pop(self.name, None)
-            if self.on_revoked is not None:
-                await self.on_revoked(owned)
+            await self._forget(set(self.owned))
 
     async def _handle(self, batch: dict[TopicPartition, list[Record]]) -> None:
         async with self.lock:
@@ -254,12 +254,16 @@ class GroupFeed:
         async with self.lock:
             # still this generation's: what was handled is committed now
             await self._commit(revoked)
-            self.owned -= revoked
-            for tp in revoked:
-                self.committed_offsets.pop(tp, None)
-            self.progress.forget_partitions(self.name, [(tp.topic, tp.partition) for tp in revoked])
-            if self.on_revoked is not None:
-                await self.on_revoked(revoked)
+            await self._forget(revoked)
+
+    async def _forget(self, tps: set[TopicPartition]) -> None:
+        """Stop owning ``tps`` and let the owner drop their state (call it with the lock held)."""
+        self.owned -= tps
+        for tp in tps:
+            self.committed_offsets.pop(tp, None)
+        self.progress.forget_partitions(self.name, [(tp.topic, tp.partition) for tp in tps])
+        if self.on_revoked is not None:
+            await self.on_revoked(tps)
 
     async def _assigned(self, assigned: set[TopicPartition]) -> None:
         """Let the owner restore its state (the consumer starts at the committed offsets).
