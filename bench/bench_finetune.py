@@ -366,6 +366,7 @@ def duel(
         challenger,
         alpha=DEFAULTS.promotion_alpha,
         margin=DEFAULTS.promotion_margin,
+        clip=DEFAULTS.promotion_clip,
         max_examples=DEFAULTS.promotion_max_examples,
         min_examples=min(DEFAULTS.promotion_min_examples, DEFAULTS.promotion_max_examples),
     )
@@ -403,6 +404,7 @@ def duel(
             "n": record["n"],
             "at_example": decided_at,
             "advantage": record["mean"],
+            "std": record.get("std"),
             "interval": [record["lo"], record["hi"]],
         }
     else:
@@ -412,6 +414,7 @@ def duel(
             "n": status.get("n"),
             "at_example": None,
             "advantage": status.get("mean"),
+            "std": status.get("std"),
             "interval": [status.get("lo"), status.get("hi")],
         }
     version = d.champion_version or PCA

@@ -138,8 +138,17 @@ class EncoderDuel:
         margin: float = 0.0,
         max_examples: int = 200_000,
         min_examples: int = 500,
+        clip: float = 1.0,
     ) -> None:
-        """Start judging encoder ``version`` against the champion's (replaces a running one)."""
+        """Start judging encoder ``version`` against the champion's (replaces a running one).
+
+        ``clip`` (nats) is tighter than :class:`SequentialComparison`'s generic
+        default: measured on the demo's duels (seeds 7-9, 360,000 pairs), no
+        paired difference between two encoder versions' CTR models exceeded
+        0.72 nats, their standard deviation was 0.012-0.035, and at a 5-nat clip
+        the interval at 30,000 pairs was +-0.0025 nats, set by the range, not
+        the data; at 1 nat it is about +-0.0007.
+        """
         if self.challenger is not None:
             log.warning(
                 "challenger %s abandoned for %s after %d examples",
@@ -150,7 +159,11 @@ class EncoderDuel:
         self.challenger = _warm_challenger(self.champion)
         self.challenger_version = version
         self.comparison = SequentialComparison(
-            alpha=alpha, margin=margin, max_examples=max_examples, min_examples=min_examples
+            alpha=alpha,
+            margin=margin,
+            max_examples=max_examples,
+            min_examples=min_examples,
+            clip=clip,
         )
         self.started_at = time.time()
         self.champion.journal = []

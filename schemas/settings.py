@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings", "default_of"]
@@ -208,6 +208,14 @@ class Settings(BaseSettings):
         description="Log-loss advantage per example (nats) a challenger must significantly "
         "exceed to be promoted.",
     )
+    promotion_clip: float = Field(
+        default=1.0,
+        gt=0,
+        description="Paired log-loss differences are clipped to +-this many nats before the "
+        "comparison counts them: the interval's width has a term proportional to it, and "
+        "two CTR models that differ only in their encoder rarely differ by more than a "
+        "fraction of a nat on one example (clipped ones are counted in `clipped`).",
+    )
     promotion_min_examples: int = Field(
         default=500, ge=0, description="Paired examples before any promotion decision."
     )
@@ -256,6 +264,16 @@ class Settings(BaseSettings):
         default=None,
         description="Local CLIP checkpoint (transformers format); switches both encoders to it.",
     )
+
+    @model_validator(mode="after")
+    def _margin_inside_clip(self) -> Settings:
+        """A margin the clipped differences can never exceed would never promote anything."""
+        if self.promotion_margin >= self.promotion_clip:
+            raise ValueError(
+                f"promotion_margin ({self.promotion_margin}) must be below "
+                f"promotion_clip ({self.promotion_clip}): clipped differences never exceed it"
+            )
+        return self
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:

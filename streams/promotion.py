@@ -63,6 +63,7 @@ class Promotion:
                 announced.served_name,
                 alpha=s.promotion_alpha,
                 margin=s.promotion_margin,
+                clip=s.promotion_clip,
                 max_examples=s.promotion_max_examples,
                 min_examples=min(s.promotion_min_examples, s.promotion_max_examples),
             )
