@@ -10,16 +10,26 @@ always-valid sequential comparison (:mod:`online_ctr.sequential`) decides:
 *promote* (the challenger becomes the champion, its version the serving one)
 or *retire* (it is dropped; the champion never noticed).
 
-The challenger starts warm: a copy of the champion that forgets what it
-learned about the image embedding (those features mean something else under
-the new head) and keeps the rest (segments, positions, ids, titles). Started
-cold it would lose every comparison for thousands of examples for reasons
-that have nothing to do with the encoder. Examples the champion was holding
-in its reorder buffer at that moment go to the challenger without their
-image embedding (they were embedded with the old version): both arms still
-score and learn all of them, so the count of examples learned never depends
-on whether a comparison ran, and the few without an image only handicap the
-challenger.
+The challenger starts warm: a copy of the champion that keeps what it
+learned about everything but the image embedding (segments, positions, ids,
+titles). Started cold it would lose every comparison for thousands of
+examples for reasons that have nothing to do with the encoder. Its image
+weights (which mean something else under the new head) are *carried over*:
+for the first ``calibration`` examples after the announcement only the
+champion learns, while both versions' embeddings of the same images are
+collected; then the challenger is copied with the champion's image weights
+mapped through the least-squares map between the two embeddings
+(:mod:`online_ctr.weight_map`), and the comparison starts. Without that map
+the challenger would relearn its image weights from zero and pay for it in
+the comparison (on the demo's duels, as much as a better head could gain).
+``calibration=0`` starts the challenger at once with its image weights
+forgotten instead. Examples the champion was holding
+in its reorder buffer at that moment (embedded with the old version) go to
+the challenger with the new version's embedding of their image, which the
+calibration saw for its last ``calibration`` examples, and without one
+otherwise: both arms still score and learn all of them, so the count of
+examples learned never depends on whether a comparison ran, and those
+without an image only handicap the challenger.
 
 Pickled whole into the model snapshot, so a restarted worker resumes the
 comparison where it was. Readers that only want the serving model call
@@ -43,6 +53,7 @@ from typing import Any
 from online_ctr.features import is_image_feature
 from online_ctr.learner import Embedding, Learner
 from online_ctr.sequential import SequentialComparison, logloss_advantage
+from online_ctr.weight_map import EmbeddingPairs, carry_weights
 from schemas.events import LabelledImpression
 
 __all__ = ["EncoderDuel", "serving_learner"]
@@ -52,6 +63,9 @@ log = logging.getLogger(__name__)
 #: decisions remembered (for ``bertctr stats``, and so that a version is
 #: never judged twice); the oldest are dropped
 HISTORY = 100
+#: examples whose two embeddings fit the weight map before the comparison
+#: starts (a few seconds of traffic; an 8-d map needs far fewer images)
+CALIBRATION = 1000
 
 
 def serving_learner(snapshot_object: Any) -> Learner:
@@ -63,20 +77,33 @@ def serving_learner(snapshot_object: Any) -> Learner:
     raise TypeError(f"not a model snapshot: {type(snapshot_object).__name__}")
 
 
-def _warm_challenger(champion: Learner) -> Learner:
-    """A copy of ``champion`` that forgets the image embedding, as described above."""
+def _warm_challenger(
+    champion: Learner, pairs: EmbeddingPairs | None, recent: dict[str, Embedding]
+) -> Learner:
+    """A copy of ``champion`` with its image weights carried over (or forgotten), as above."""
     journal, champion.journal = champion.journal, None
     try:
         challenger = copy.deepcopy(champion)
     finally:
         champion.journal = journal
-    forget = getattr(challenger.model, "forget", None)
+    model = challenger.model
+    forget = getattr(model, "forget", None)
+    set_weights = getattr(model, "set_weights", None)
+    carried: dict[str, float] = {}
+    if pairs is not None and set_weights is not None and hasattr(model, "weights"):
+        carried = carry_weights(model.weights, pairs)
     if forget is not None:
-        forgotten = forget(is_image_feature)
-        log.info("challenger starts from the champion without %d image features", forgotten)
+        forgotten = forget(lambda f: is_image_feature(f) and f not in carried)
+        if set_weights is not None:
+            set_weights(carried)
+        log.info(
+            "challenger starts from the champion: %d image weights carried over, %d forgotten",
+            len(carried),
+            forgotten,
+        )
     else:  # a model that cannot forget selectively learns the new embedding on top
-        log.warning("%s cannot forget image features", type(challenger.model).__name__)
-    challenger.drop_buffered_images()
+        log.warning("%s cannot forget image features", type(model).__name__)
+    challenger.swap_buffered_images(recent)
     return challenger
 
 
@@ -99,8 +126,22 @@ class EncoderDuel:
         self.challenger_version: str | None = None
         self.comparison: SequentialComparison | None = None
         self.started_at: float | None = None
+        #: paired embeddings for the weight map while calibrating (see the module docstring)
+        self.pairs: EmbeddingPairs | None = None
+        #: examples to calibrate on before the challenger starts
+        self.calibration = 0
+        #: the challenger's image embedding of the latest calibration examples, by
+        #: label id: the champion's reorder buffer holds them when the challenger starts
+        self.recent: dict[str, Embedding] = {}
         #: the latest decisions, newest last (see :meth:`status`)
         self.decisions: list[dict[str, Any]] = []
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # duels checkpointed before the weight map existed load without calibration
+        state.setdefault("pairs", None)
+        state.setdefault("calibration", 0)
+        state.setdefault("recent", {})
+        self.__dict__.update(state)
 
     @classmethod
     def adopt(cls, snapshot_object: Any, version: str | None = None) -> EncoderDuel:
@@ -122,13 +163,17 @@ class EncoderDuel:
             out[d["decision"]] = out.get(d["decision"], 0) + 1
         return out
 
+    @property
+    def calibrating(self) -> bool:
+        """A version is announced and its weight map is being fitted; no challenger yet."""
+        return self.challenger_version is not None and self.challenger is None
+
     def abandon(self, reason: str) -> None:
         """Retire the challenger without a verdict (its encoder cannot be reached)."""
-        if self.challenger is None or self.comparison is None:
+        if self.challenger_version is None or self.comparison is None:
             return
         self._decide("retire", reason)
-        self.champion.journal = None
-        self.challenger = self.challenger_version = self.comparison = None
+        self._end()
 
     def challenge(
         self,
@@ -139,6 +184,7 @@ class EncoderDuel:
         max_examples: int = 200_000,
         min_examples: int = 500,
         clip: float = 1.0,
+        calibration: int = CALIBRATION,
     ) -> None:
         """Start judging encoder ``version`` against the champion's (replaces a running one).
 
@@ -147,16 +193,20 @@ class EncoderDuel:
         paired difference between two encoder versions' CTR models exceeded
         0.72 nats, their standard deviation was 0.012-0.035, and at a 5-nat clip
         the interval at 30,000 pairs was +-0.0025 nats, set by the range, not
-        the data; at 1 nat it is about +-0.0007.
+        the data; at 1 nat it is about +-0.0007. ``calibration``: examples
+        that fit the weight map before the challenger starts (0: start now,
+        image weights forgotten).
         """
-        if self.challenger is not None:
+        if calibration < 0:
+            raise ValueError("calibration must be >= 0")
+        if self.challenger_version is not None:
             log.warning(
                 "challenger %s abandoned for %s after %d examples",
                 self.challenger_version,
                 version,
                 self.comparison.n if self.comparison else 0,
             )
-        self.challenger = _warm_challenger(self.champion)
+        self.challenger = None
         self.challenger_version = version
         self.comparison = SequentialComparison(
             alpha=alpha,
@@ -166,9 +216,29 @@ class EncoderDuel:
             clip=clip,
         )
         self.started_at = time.time()
+        self.calibration = calibration
+        self.pairs = EmbeddingPairs() if calibration > 0 else None
+        self.recent = {}
+        if calibration == 0:
+            self._start_challenger()
+        else:
+            log.info(
+                "challenger %s: fitting the weight map on %d examples first",
+                version,
+                calibration,
+            )
+
+    def _start_challenger(self) -> None:
+        """Copy the champion into the challenger and start pairing their scores."""
+        self.challenger = _warm_challenger(self.champion, self.pairs, self.recent)
+        self.recent = {}
         self.champion.journal = []
         self.challenger.journal = []
-        log.info("challenger %s trains in shadow of champion %s", version, self.champion_version)
+        log.info(
+            "challenger %s trains in shadow of champion %s",
+            self.challenger_version,
+            self.champion_version,
+        )
 
     def submit(
         self,
@@ -181,7 +251,14 @@ class EncoderDuel:
     ) -> int:
         """Buffer one example in both arms (each with its own embeddings); learn what is due."""
         n = self.champion.submit(labelled, source, image_embedding, title_embedding)
-        if self.challenger is not None:
+        if self.calibrating and self.pairs is not None:
+            self.pairs.add(image_embedding, challenger_image)
+            self.recent[labelled.label_id] = challenger_image
+            if len(self.recent) > self.calibration:
+                del self.recent[next(iter(self.recent))]
+            if self.pairs.n + self.pairs.skipped >= self.calibration:
+                self._start_challenger()
+        elif self.challenger is not None:
             self.challenger.submit(labelled, source, challenger_image, challenger_title)
             self._compare()
         return n
@@ -223,8 +300,14 @@ class EncoderDuel:
             self._decide("retire")
         else:
             return
+        self._end()
+
+    def _end(self) -> None:
+        """Back to the champion alone."""
         self.champion.journal = None
         self.challenger = self.challenger_version = self.comparison = None
+        self.pairs = None
+        self.recent = {}
 
     def _decide(self, decision: str, reason: str = "") -> None:
         assert self.comparison is not None
@@ -258,7 +341,8 @@ class EncoderDuel:
             "champion": self.champion_version,
             "challenger": self.challenger_version,
             "comparison": comparing,
-            "started_at": self.started_at if self.challenger is not None else None,
+            "started_at": self.started_at if self.challenger_version is not None else None,
+            "calibrating": self.calibrating,
             "decisions": list(self.decisions),
             "last_decision": self.decisions[-1] if self.decisions else None,
         }

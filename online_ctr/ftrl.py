@@ -151,6 +151,31 @@ class FTRLProximalClassifier(base.Classifier):
             self._l1_of.pop(i, None)
         return len(gone)
 
+    def set_weights(self, weights: Mapping[FeatureName, float]) -> None:
+        """Give each feature in ``weights`` exactly that weight, keeping its step size.
+
+        For a warm start that carries weights over from another model (a
+        challenger whose image embedding is a linear map of the champion's,
+        :mod:`online_ctr.weight_map`). The feature's squared-gradient sum
+        ``n`` is kept (0 for a new feature), so it goes on learning at the
+        pace it had; ``z`` is solved from the weight formula of
+        :meth:`_weight` (``w = -(z - sign(z) l1) / rate``), so its own L1 still
+        applies: a weight set to 0 stays 0 until its gradients outweigh the L1.
+        """
+        for feature, w in weights.items():
+            if not math.isfinite(w):
+                raise ValueError(f"weight of {feature!r} is not finite")
+            if feature not in self._n:
+                self._n[feature] = 0.0
+                if self.l1_overrides:
+                    self._first_seen(feature)
+            if w == 0.0:
+                self._z[feature] = 0.0
+                continue
+            l1 = self._l1_of.get(feature, self.l1) if self._l1_of else self.l1
+            rate = (self.beta + math.sqrt(self._n[feature])) / self.alpha + self.l2
+            self._z[feature] = -(w * rate + math.copysign(l1, w))
+
     @property
     def intercept(self) -> float:
         """The intercept's log-odds (prior plus what was learned)."""

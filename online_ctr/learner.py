@@ -50,7 +50,7 @@ time past the watermark.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from online_ctr.features import DEFAULT_SPEC, AudienceFields, FeatureSpec, featurize
@@ -202,15 +202,18 @@ class Learner:
         self.unscored += n
         return n
 
-    def drop_buffered_images(self) -> None:
-        """Forget the image embedding of every buffered example (they stay buffered).
+    def swap_buffered_images(self, images: Mapping[str, Embedding] | None = None) -> None:
+        """Give every buffered example the image embedding ``images`` has for its label id.
 
         For a copy that will learn a new encoder version's embeddings: what
-        was buffered was embedded with the old one.
+        was buffered was embedded with the old one. An example ``images``
+        does not cover (or all, when it is None) keeps no image embedding;
+        they all stay buffered, in order.
         """
-        self._legacy = [(d, s, lab, None, t) for d, s, lab, _, t in self._legacy]
+        found = images or {}
+        self._legacy = [(d, s, lab, found.get(lab.label_id), t) for d, s, lab, _, t in self._legacy]
         self._buffers = {
-            source: [(d, s, lab, None, t) for d, s, lab, _, t in buffer]
+            source: [(d, s, lab, found.get(lab.label_id), t) for d, s, lab, _, t in buffer]
             for source, buffer in self._buffers.items()
         }
 

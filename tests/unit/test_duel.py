@@ -67,14 +67,14 @@ def learner() -> Learner:
 def test_an_encoder_that_sees_what_drives_clicks_is_promoted() -> None:
     duel = EncoderDuel(learner(), version="2")
     run(duel, 1000, champion_sees_look=False, challenger_sees_look=False)
+    champion = duel.champion
     duel.challenge("3", min_examples=200)
-    challenger = duel.challenger
     run(duel, 30_000, champion_sees_look=False, challenger_sees_look=True, seed=2)
-    assert duel.champion_version == "3" and duel.champion is challenger
+    assert duel.champion_version == "3" and duel.champion is not champion
     assert duel.challenger is None and duel.comparison is None
     decision = duel.decisions[-1]
     assert decision["decision"] == "promote" and decision["lo"] > 0 and decision["n"] < 30_000
-    assert serving_learner(duel) is challenger
+    assert serving_learner(duel) is duel.champion
 
 
 def test_a_corrupted_encoder_is_retired_and_never_serves() -> None:
@@ -106,7 +106,7 @@ def test_both_arms_learn_every_example_once_and_the_count_never_depends_on_a_due
         if i == 1500:  # mid-stream: the champion holds a window of examples
             assert duel.champion.buffered > 0
             scored_before = duel.champion.metrics.snapshot()["count"]
-            duel.challenge("3", min_examples=10**6, max_examples=10**7)
+            duel.challenge("3", min_examples=10**6, max_examples=10**7, calibration=0)
         plain.submit(labelled, "p0", look)
         duel.submit(labelled, "p0", look, None, look, None)
     plain.advance("p0", T0 + 4000)
@@ -120,7 +120,7 @@ def test_both_arms_learn_every_example_once_and_the_count_never_depends_on_a_due
 def test_the_challenger_starts_from_the_champion_without_its_image_weights() -> None:
     duel = EncoderDuel(learner(), version="2")
     run(duel, 3000, champion_sees_look=True, challenger_sees_look=True)
-    duel.challenge("3")
+    duel.challenge("3", calibration=0)
     assert duel.challenger is not None
     champion_w, challenger_w = duel.champion.model.weights, duel.challenger.model.weights
     assert any(is_image_feature(f) for f in champion_w)
@@ -145,3 +145,50 @@ def test_serving_learner_reads_old_snapshots_and_refuses_others() -> None:
     assert serving_learner(bare) is bare
     with pytest.raises(TypeError):
         serving_learner({"not": "a model"})
+
+
+def test_a_map_of_the_champions_embedding_starts_with_the_champions_image_weights() -> None:
+    """Same images, the same or a rotated embedding: the challenger knows what the champion knows.
+
+    After the calibration examples the challenger's image weights are the
+    champion's carried through the fitted map, and the champion's buffered
+    examples carry the new embedding, so both arms predict every later
+    example alike: no learning tax. With the weights forgotten instead
+    (``calibration=0``) the same version starts behind.
+    """
+    turn = np.array([[0.6, -0.8], [0.8, 0.6]])
+    spreads = {}
+    for name, calibration, rotate in (
+        ("identical", 1000, False),
+        ("rotated", 1000, True),
+        ("forgotten", 0, False),
+    ):
+        duel = EncoderDuel(learner(), version="2")
+        run(duel, 3000, champion_sees_look=True, challenger_sees_look=True)
+        duel.challenge("3", min_examples=10**6, max_examples=10**7, calibration=calibration)
+        rng = np.random.default_rng(2)
+        for i in range(3000, 9000):
+            labelled, look = example(i, rng)
+            mine = (turn @ np.array(look)).tolist() if rotate else look
+            duel.submit(labelled, "labelled:0", look, None, mine, None)
+        assert duel.comparison is not None and duel.challenger is not None
+        assert duel.comparison.n > 4000
+        if calibration:
+            champion_w = {f: w for f, w in duel.champion.model.weights.items() if f[:4] == "img_"}
+            assert champion_w, "the champion learned image weights"
+        spreads[name] = (abs(duel.comparison.mean or 0.0), duel.comparison.std or 0.0)
+    assert spreads["identical"][1] < 1e-6 and spreads["identical"][0] < 1e-7
+    assert spreads["rotated"][1] < 0.01 * spreads["forgotten"][1]
+    assert spreads["forgotten"][0] > 100 * spreads["rotated"][0]
+
+
+def test_a_duel_checkpointed_while_calibrating_resumes_calibrating() -> None:
+    duel = EncoderDuel(learner(), version="2")
+    run(duel, 500, champion_sees_look=True, challenger_sees_look=True)
+    duel.challenge("3", calibration=1000)
+    run(duel, 400, champion_sees_look=True, challenger_sees_look=True, seed=2)
+    assert duel.calibrating and duel.status()["calibrating"] is True
+    restored = pickle.loads(pickle.dumps(duel))
+    assert restored.calibrating and restored.pairs is not None and restored.pairs.n == 400
+    run(restored, 700, champion_sees_look=True, challenger_sees_look=True, seed=3)
+    assert not restored.calibrating and restored.challenger is not None
