@@ -37,8 +37,10 @@ Triton serves but no broker and no Triton:
    PCA head), the hidden true attributes (a ceiling, as
    ``bench_embeddings``' last row), and three challengers that must not be
    promoted: the PCA embeddings shuffled between images, a zero head, and
-   the PCA head itself. (The ceiling learns without title embeddings, as
-   there; every other arm has the demo's.)
+   the PCA head itself; and one that should be: the PCA head's first half
+   followed by the hidden true attributes (``attributes``), to show what the
+   duel does with a version known to carry more. (The ceiling learns
+   without title embeddings, as there; every other arm has the demo's.)
 
 Figures, on the traffic after the fine-tuning point: progressive NE of what
 served (the champion of the moment, so a promotion switches scorer) and its
@@ -48,7 +50,9 @@ its own embeddings) as a share of the oracle's. The last line is one JSON
 object with everything.
 
 Run: ``.venv/bin/python bench/bench_finetune.py [--seeds 7 8 9 10 11 12]
-[--events 50000] [--visual-taste 1.0] [--quick]``
+[--events 50000] [--visual-taste 1.0] [--calibration 1000] [--quick]``
+(``--calibration 0``: every challenger forgets the champion's image weights
+instead of having them carried over, the baseline of the weight map)
 """
 
 from __future__ import annotations
@@ -74,7 +78,7 @@ from bertctr.judge import catalogue_embeddings, lookup_from, true_attributes
 from encoder_server.finetune import FinetuneResult, should_publish, train_head
 from encoder_server.image_encoder import ImageEncoder
 from encoder_server.projection import Projection, fit_pca
-from online_ctr.duel import EncoderDuel
+from online_ctr.duel import CALIBRATION, EncoderDuel
 from online_ctr.features import FeatureSpec
 from online_ctr.learner import Learner
 from online_ctr.metrics import GroupMetrics, entropy
@@ -91,6 +95,10 @@ PCA = "pca"
 FINETUNED = "finetuned"
 #: the challengers that must never be promoted
 CONTROLS = ("shuffled", "zero", "identical")
+#: a challenger that should be: the PCA head's first half, then the hidden true
+#: attributes (all within the crossed dimensions), so the duel itself is tested
+#: on a version known to carry more than the champion's
+POSITIVE = "attributes"
 
 
 # -- small pieces -------------------------------------------------------------------
@@ -234,6 +242,9 @@ def build_world(seed: int, events: int, args: argparse.Namespace) -> World:
     gap = max(abs(a - b) for i in ids for a, b in zip(pca[i], demo_images[i], strict=True))
     if gap > 1e-4:
         raise RuntimeError(f"the refitted PCA head is not the demo's (differs by {gap:.2g})")
+    truth = true_attributes(sim)
+    half = args.image_dim // 2
+    attributes = {i: demo_images[i][:half] + truth[i][: args.image_dim - half] for i in ids}
     rng = np.random.default_rng(seed)
     shuffled = dict(zip(ids, (demo_images[ids[k]] for k in rng.permutation(len(ids))), strict=True))
     zero = (0.0,) * args.image_dim
@@ -242,6 +253,7 @@ def build_world(seed: int, events: int, args: argparse.Namespace) -> World:
         "identical": demo_images,
         "shuffled": shuffled,
         "zero": {i: zero for i in ids},
+        POSITIVE: attributes,
     }
     stream = labelled_stream(sim, events)
     return World(sim, stream, pngs, encoder, head, images, titles)
@@ -359,6 +371,7 @@ def duel(
     rest: Sequence[OfflineExample],
     world: World,
     challenger: str,
+    calibration: int = CALIBRATION,
 ) -> Arm:
     """The rest of the stream through an :class:`EncoderDuel` against ``challenger``."""
     d = EncoderDuel(champion, PCA)
@@ -367,6 +380,7 @@ def duel(
         alpha=DEFAULTS.promotion_alpha,
         margin=DEFAULTS.promotion_margin,
         clip=DEFAULTS.promotion_clip,
+        calibration=calibration,
         max_examples=DEFAULTS.promotion_max_examples,
         min_examples=min(DEFAULTS.promotion_min_examples, DEFAULTS.promotion_max_examples),
     )
@@ -403,6 +417,7 @@ def duel(
             "decision": record["decision"],
             "n": record["n"],
             "at_example": decided_at,
+            "decided_at": record.get("decided_at"),
             "advantage": record["mean"],
             "std": record.get("std"),
             "interval": [record["lo"], record["hi"]],
@@ -467,16 +482,22 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict[str, Any]:
 
     arms: dict[str, Arm] = {}
     arms["no_finetune"] = alone(copy.deepcopy(champion), rest, pca, PCA)
-    arms["forced"] = duel(copy.deepcopy(champion), rest, world, FINETUNED)
+    arms["forced"] = duel(copy.deepcopy(champion), rest, world, FINETUNED, args.calibration)
     arms["loop"] = arms["forced"] if job.published else arms["no_finetune"]
     truth = worker_learner()
     truth_lookup = lookup_from(true_attributes(world.sim), None)
     for e in learned:
         truth.predict_then_learn(e.labelled(), *truth_lookup(e.impression))
     arms["true_attributes"] = alone(truth, rest, truth_lookup, "true attributes")
-    controls = {c: duel(copy.deepcopy(champion), rest, world, c) for c in CONTROLS}
+    controls = {
+        c: duel(copy.deepcopy(champion), rest, world, c, args.calibration)
+        for c in (*CONTROLS, POSITIVE)
+    }
+    arms[POSITIVE] = controls[POSITIVE]
 
-    ranked = {name: lift(arms[name]) for name in ("no_finetune", "forced", "true_attributes")}
+    ranked = {
+        name: lift(arms[name]) for name in ("no_finetune", "forced", "true_attributes", POSITIVE)
+    }
     lifts = {name: value for name, (value, _) in ranked.items()}
     lifts["loop"] = lifts["forced"] if job.published else lifts["no_finetune"]
     oracle_lift = ranked["no_finetune"][1]
@@ -519,13 +540,14 @@ ROWS = (
     ("loop (gate, then duel)", "loop"),
     ("fine-tuned, duel forced", "forced"),
     ("true attributes (ceiling)", "true_attributes"),
+    ("attributes head, dueled", POSITIVE),
 )
 
 
 def _decision(d: dict[str, Any] | None) -> str:
     if d is None:
         return ""
-    at = f" at example {d['at_example']}" if d["at_example"] is not None else ""
+    at = f" at pair {d['decided_at']}" if d.get("decided_at") is not None else ""
     return f"{d['decision']} (n={d['n']}{at})"
 
 
@@ -587,7 +609,7 @@ def summarise(results: Sequence[dict[str, Any]], visual_taste: float) -> dict[st
             r["job"]["published"] and r["arms"]["forced"]["duel"]["decision"] == "promote"
             for r in results
         ),
-        "controls": {name: decisions(name) for name in CONTROLS},
+        "controls": {name: decisions(name) for name in (*CONTROLS, POSITIVE)},
         "lift_gap_closed": closed,
         "job_seconds_per_10k": mean(lambda r: r["job"]["seconds_per_10k"]),
         "job_peak_rss_bytes": max(r["job"]["peak_rss_bytes"] for r in results),
@@ -635,6 +657,13 @@ def main() -> None:
     parser.add_argument("--text-dim", type=int, default=demo.text_dim)
     parser.add_argument("--requests", type=int, default=demo.ranking_requests)
     parser.add_argument("--impressions-per-s", type=float, default=demo.impressions_per_s)
+    parser.add_argument(
+        "--calibration",
+        type=int,
+        default=CALIBRATION,
+        help="examples that fit the weight map before each duel; 0: the challenger "
+        "forgets the champion's image weights instead (the baseline)",
+    )
     parser.add_argument(
         "--quick", action="store_true", help="10k events, one seed (for development)"
     )

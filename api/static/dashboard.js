@@ -322,9 +322,12 @@
       ["champion", version(enc.champion, enc.champion_version)],
       ["challenger", enc.challenger ? version(enc.challenger, enc.challenger_version) : "none"],
     ];
-    if (cmp && typeof cmp === "object") {
+    if (enc.calibrating) {
+      pairs.push(["comparison", "not yet: fitting the map that carries the champion's image weights over"]);
+    } else if (cmp && typeof cmp === "object") {
       pairs.push(["comparison", fmtInt(cmp.n) + " paired examples, advantage " + fmtNum(cmp.mean, 5) +
-        " [" + fmtNum(cmp.lo, 5) + ", " + fmtNum(cmp.hi, 5) + "]"]);
+        " [" + fmtNum(cmp.lo, 5) + ", " + fmtNum(cmp.hi, 5) + "]" +
+        (num(cmp.std) !== null ? ", std " + fmtNum(cmp.std, 4) : "")]);
     }
     pairs.push(["last promotion", describeDecision(lastOf(enc.decisions, "promote"))]);
     pairs.push(["last decision", describeDecision(enc.last_decision || lastOf(enc.decisions))]);

@@ -10,6 +10,7 @@ error, and a screenshot is left at :data:`SCREENSHOT` for people to look at.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import time
@@ -18,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from playwright.sync_api import ConsoleMessage, Page, sync_playwright
 
 from bertctr.harness.api import ApiServer
 from bertctr.harness.kafka import publish
 from bertctr.harness.workers import REPLAY
+from schemas.keys import KeySpace
 from schemas.topics import full_name
 from simulator import SimConfig, Simulator
 from tests.integration.conftest import WorkerEnv, wait_until
@@ -35,6 +38,25 @@ ENSURE = ROOT / "tests" / "browser" / "ensure_chromium.sh"
 #: where the screenshot is left (``var/`` is git-ignored)
 SCREENSHOT = ROOT / "var" / "screenshots" / "dashboard.png"
 EVENTS = 3000
+#: an encoder status (``bertctr stats --json`` ``encoder``) while version 3 calibrates,
+#: version 2 having been retired
+CALIBRATING = {
+    "champion": "image_encoder",
+    "champion_version": 1,
+    "challenger": "image_encoder.v3",
+    "challenger_version": 3,
+    "calibrating": True,
+    "comparison": {"n": 0, "mean": None, "std": None, "lo": -1.0, "hi": 1.0},
+    "counts": {"promote": 0, "retire": 1},
+    "decisions": [],
+    "last_decision": {
+        "decision": "retire",
+        "challenger": "image_encoder.v2",
+        "champion": "image_encoder",
+        "n": 30000,
+        "reason": "not better",
+    },
+}
 #: the page's charts and what each shows
 CHARTS = ("chart-ctr-segment", "chart-ctr-variant", "chart-model")
 
@@ -174,6 +196,23 @@ def test_the_live_page_shows_the_system_in_chromium(
             else:
                 assert "has-data" not in panels["ab"]
             assert page.locator("#panel-model .empty").is_hidden()
+
+            # the encoder panel while a new version calibrates, as a worker with
+            # Triton writes it (this worker has none, so nothing overwrites it)
+            client = redis.Redis.from_url(worker_env.stack.redis_url)
+            try:
+                client.set(
+                    KeySpace(worker_env.redis_prefix).encoder_status, json.dumps(CALIBRATING)
+                )
+            finally:
+                client.close()
+            page.wait_for_function(
+                "(document.getElementById('encoder-facts').textContent || '')"
+                ".includes('fitting the map')",
+                timeout=30_000,
+            )
+            facts = page.text_content("#encoder-facts") or ""
+            assert "image_encoder.v3" in facts and "retire image_encoder.v2" in facts, facts
             # nothing from outside the server
             assert all(u.startswith(api.url) or u.startswith("data:") for u in requests), requests
 
