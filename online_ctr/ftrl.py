@@ -151,16 +151,21 @@ class FTRLProximalClassifier(base.Classifier):
             self._l1_of.pop(i, None)
         return len(gone)
 
-    def set_weights(self, weights: Mapping[FeatureName, float]) -> None:
-        """Give each feature in ``weights`` exactly that weight, keeping its step size.
+    def set_weights(self, weights: Mapping[FeatureName, float], *, fresh: bool = True) -> None:
+        """Give each feature in ``weights`` exactly that weight.
 
         For a warm start that carries weights over from another model (a
         challenger whose image embedding is a linear map of the champion's,
-        :mod:`online_ctr.weight_map`). The feature's squared-gradient sum
-        ``n`` is kept (0 for a new feature), so it goes on learning at the
-        pace it had; ``z`` is solved from the weight formula of
-        :meth:`_weight` (``w = -(z - sign(z) l1) / rate``), so its own L1 still
-        applies: a weight set to 0 stays 0 until its gradients outweigh the L1.
+        :mod:`online_ctr.weight_map`). ``fresh``: the feature's
+        squared-gradient sum ``n`` restarts at 0, so it learns at a new
+        feature's pace from that starting point (a carried weight is a good
+        guess about a feature whose meaning changed, not a settled one: with
+        the champion's ``n`` kept, a challenger could hardly move its image
+        weights towards what the new embedding shows); else ``n`` is kept.
+        ``z`` is solved from the weight formula of :meth:`_weight` (``w =
+        -(z - sign(z) l1) / rate``), so its own L1 still applies: a weight
+        set to 0 stays 0 until its gradients outweigh the L1, and FTRL's
+        proximal term keeps a set weight where it is until gradients move it.
         """
         for feature, w in weights.items():
             if not math.isfinite(w):
@@ -169,6 +174,8 @@ class FTRLProximalClassifier(base.Classifier):
                 self._n[feature] = 0.0
                 if self.l1_overrides:
                     self._first_seen(feature)
+            elif fresh:
+                self._n[feature] = 0.0
             if w == 0.0:
                 self._z[feature] = 0.0
                 continue

@@ -21,7 +21,11 @@ and then ``w_old . e_old ~ (A^T w_old) . e_new``: the challenger starts with
 dimensions, and each segment's crossed ones). What the new embedding cannot
 express (a shuffled or zero head explains nothing of the old one) maps to
 small or zero weights, so a corrupted version starts as ignorant as before
-and an identical one starts as the champion itself. The map is fitted on
+and an identical one starts with the champion's weights. Carried weights
+start at a new feature's step size (:meth:`~online_ctr.ftrl.FTRLProximalClassifier.set_weights`):
+they are a good first guess about features whose meaning changed, and the
+challenger must still be able to move them where the new embedding
+carries more than the old. The map is fitted on
 the first examples of the duel, before the comparison begins, so it never
 sees an example the comparison scores.
 """

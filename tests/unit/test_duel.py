@@ -151,10 +151,11 @@ def test_a_map_of_the_champions_embedding_starts_with_the_champions_image_weight
     """Same images, the same or a rotated embedding: the challenger knows what the champion knows.
 
     After the calibration examples the challenger's image weights are the
-    champion's carried through the fitted map, and the champion's buffered
-    examples carry the new embedding, so both arms predict every later
-    example alike: no learning tax. With the weights forgotten instead
-    (``calibration=0``) the same version starts behind.
+    champion's carried through the fitted map (at a new feature's step size,
+    so they can still move), and the champion's buffered examples carry the
+    new embedding, so both arms predict later examples nearly alike. With the
+    weights forgotten instead (``calibration=0``) the same version starts
+    behind and pays for it in the comparison: the learning tax.
     """
     turn = np.array([[0.6, -0.8], [0.8, 0.6]])
     spreads = {}
@@ -177,9 +178,10 @@ def test_a_map_of_the_champions_embedding_starts_with_the_champions_image_weight
             champion_w = {f: w for f, w in duel.champion.model.weights.items() if f[:4] == "img_"}
             assert champion_w, "the champion learned image weights"
         spreads[name] = (abs(duel.comparison.mean or 0.0), duel.comparison.std or 0.0)
-    assert spreads["identical"][1] < 1e-6 and spreads["identical"][0] < 1e-7
-    assert spreads["rotated"][1] < 0.01 * spreads["forgotten"][1]
-    assert spreads["forgotten"][0] > 100 * spreads["rotated"][0]
+    for carried in ("identical", "rotated"):
+        tax, spread = spreads[carried]
+        assert tax < 0.2 * spreads["forgotten"][0], spreads  # measured: ~0.08
+        assert spread < 0.5 * spreads["forgotten"][1], spreads  # measured: ~0.3
 
 
 def test_a_duel_checkpointed_while_calibrating_resumes_calibrating() -> None:

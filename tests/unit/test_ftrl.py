@@ -56,3 +56,24 @@ def test_make_model_turns_it_on_only_with_content() -> None:
     assert make_model(with_content=True).l1_overrides == {VARIANT_ID: CONTENT_VARIANT_ID_L1}
     with pytest.raises(ValueError, match="l1_overrides"):
         FTRLProximalClassifier(l1_overrides={VARIANT_ID: -1.0})
+
+
+def test_set_weights_sets_exactly_and_a_fresh_weight_moves_like_a_new_feature() -> None:
+    """Carried weights (a challenger's image weights) start where they are put, then learn."""
+    settled, fresh, kept = (FTRLProximalClassifier(l1_overrides={VARIANT_ID: 5.0}) for _ in "abc")
+    for model in (settled, fresh, kept):
+        _learn(model, clicks=30, views=300)  # img_0 has a long history: a small step size
+    fresh.set_weights({"img_0": 0.4, VAR: -0.7, "img_9": 1.5})
+    kept.set_weights({"img_0": 0.4, VAR: -0.7, "img_9": 1.5}, fresh=False)
+    for model in (fresh, kept):
+        assert model.weights["img_0"] == pytest.approx(0.4)
+        assert model.weights[VAR] == pytest.approx(-0.7)  # its own L1 of 5 is respected
+        assert model.weights["img_9"] == pytest.approx(1.5)
+    for model in (fresh, kept):
+        for _ in range(20):  # evidence that img_0 lowers clicks
+            model.learn_one({"img_0": 1.0}, False)
+    moved_fresh = 0.4 - fresh.weights["img_0"]
+    moved_kept = 0.4 - kept.weights["img_0"]
+    assert moved_fresh > 3 * moved_kept > 0
+    with pytest.raises(ValueError, match="not finite"):
+        fresh.set_weights({"img_1": float("nan")})
