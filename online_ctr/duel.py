@@ -19,7 +19,10 @@ for the first ``calibration`` examples after the announcement only the
 champion learns, while both versions' embeddings of the same images are
 collected; then the challenger is copied with the champion's image weights
 mapped through the least-squares map between the two embeddings
-(:mod:`online_ctr.weight_map`), and the comparison starts. Without that map
+(:mod:`online_ctr.weight_map`), both arms' image weights restart at a new
+feature's step size (so the challenger can move its carried weights, and
+the champion is not the slower learner of the two), and the comparison
+starts. Without that map
 the challenger would relearn its image weights from zero and pay for it in
 the comparison (on the demo's duels, as much as a better head could gain).
 ``calibration=0`` starts the challenger at once with its image weights
@@ -105,6 +108,30 @@ def _warm_challenger(
         log.warning("%s cannot forget image features", type(model).__name__)
     challenger.swap_buffered_images(recent)
     return challenger
+
+
+def _restart_image_steps(champion: Learner) -> None:
+    """Give the champion's image weights a new feature's step size, as the challenger's have.
+
+    Carried weights restart their step sizes so that the challenger can move
+    them (:meth:`~online_ctr.ftrl.FTRLProximalClassifier.set_weights`). Left
+    alone, the champion would then be the slower learner of the two on the
+    image features, and on a stream where images matter a lot a version
+    *identical* to the champion's won its duel for that reason alone (seed 9
+    of ``bench_finetune --visual-taste 3``). Restarting both keeps the
+    comparison about the encoder: same weights, same step sizes, so an
+    identical version predicts exactly like the champion. The champion's
+    predictions do not change; its image weights just learn faster for a
+    while.
+    """
+    model = champion.model
+    forget = getattr(model, "forget", None)
+    set_weights = getattr(model, "set_weights", None)
+    if forget is None or set_weights is None or not hasattr(model, "weights"):
+        return
+    image = {f: w for f, w in model.weights.items() if is_image_feature(f)}
+    forget(lambda f: is_image_feature(f) and f not in image)  # weight 0 already
+    set_weights(image)
 
 
 class EncoderDuel:
@@ -231,6 +258,8 @@ class EncoderDuel:
     def _start_challenger(self) -> None:
         """Copy the champion into the challenger and start pairing their scores."""
         self.challenger = _warm_challenger(self.champion, self.pairs, self.recent)
+        if self.pairs is not None:
+            _restart_image_steps(self.champion)
         self.recent = {}
         self.champion.journal = []
         self.challenger.journal = []
