@@ -90,22 +90,18 @@ def _warm_challenger(
     finally:
         champion.journal = journal
     model = challenger.model
-    forget = getattr(model, "forget", None)
-    set_weights = getattr(model, "set_weights", None)
     carried: dict[str, float] = {}
-    if pairs is not None and set_weights is not None and hasattr(model, "weights"):
+    if pairs is not None and hasattr(model, "set_weights") and hasattr(model, "weights"):
         carried = carry_weights(model.weights, pairs)
-    if forget is not None:
-        forgotten = forget(lambda f: is_image_feature(f) and f not in carried)
-        if set_weights is not None:
-            set_weights(carried)
+    forgotten = _reset_image_weights(model, carried)
+    if forgotten is None:  # a model that cannot forget selectively learns the new embedding on top
+        log.warning("%s cannot forget image features", type(model).__name__)
+    else:
         log.info(
             "challenger starts from the champion: %d image weights carried over, %d forgotten",
             len(carried),
             forgotten,
         )
-    else:  # a model that cannot forget selectively learns the new embedding on top
-        log.warning("%s cannot forget image features", type(model).__name__)
     challenger.swap_buffered_images(recent)
     return challenger
 
@@ -125,13 +121,24 @@ def _restart_image_steps(champion: Learner) -> None:
     while.
     """
     model = champion.model
+    if hasattr(model, "set_weights") and hasattr(model, "weights"):
+        _reset_image_weights(model, {f: w for f, w in model.weights.items() if is_image_feature(f)})
+
+
+def _reset_image_weights(model: Any, weights: dict[str, float]) -> int | None:
+    """Image features become exactly ``weights`` at a new feature's step size; the rest forgotten.
+
+    The one mechanism behind both arms' start. Returns how many image features
+    were forgotten, or None for a model that cannot forget selectively.
+    """
     forget = getattr(model, "forget", None)
+    if forget is None:
+        return None
+    forgotten = int(forget(lambda f: is_image_feature(f) and f not in weights))
     set_weights = getattr(model, "set_weights", None)
-    if forget is None or set_weights is None or not hasattr(model, "weights"):
-        return
-    image = {f: w for f, w in model.weights.items() if is_image_feature(f)}
-    forget(lambda f: is_image_feature(f) and f not in image)  # weight 0 already
-    set_weights(image)
+    if set_weights is not None:
+        set_weights(weights)
+    return forgotten
 
 
 class EncoderDuel:
