@@ -23,7 +23,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from encoder_server.finetune import EpochLoss, FinetuneResult
+from encoder_server.finetune_result import FinetuneResult
+from encoder_server.head_trainer import EpochLoss
 
 __all__ = ["draw_loss_curve", "write_report"]
 
