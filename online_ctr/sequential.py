@@ -395,8 +395,9 @@ class SequentialComparison:
         if arr.size == 0:
             return
         self.clipped += int(np.count_nonzero(np.abs(arr) > self.clip))
-        self._sum_sq += float(np.sum(np.clip(arr, -self.clip, self.clip) ** 2))
-        x = (np.clip(arr, -self.clip, self.clip) + self.clip) / (2.0 * self.clip)
+        clipped = np.clip(arr, -self.clip, self.clip)
+        self._sum_sq += float(np.sum(clipped**2))
+        x = (clipped + self.clip) / (2.0 * self.clip)
         first = self.n + 1
         lo, hi = _bounds(*self._sums.advance(x, self._log_term), self._log_term, self.clip)
         if self._decision == "continue":
