@@ -49,8 +49,14 @@ progressive NE; the final champion's ranking lift on held-out requests (with
 its own embeddings) as a share of the oracle's. The last line is one JSON
 object with everything.
 
+``--photos`` draws the same catalogue on real photographs (scikit-learn's
+two sample images, cropped per item and edited per variant by the hidden
+attributes: zoom, exposure, colour cast, blur, a text banner; see
+:func:`photo_catalogue`), so no head has seen the simulator's own drawings:
+the champion is the PCA head of the photographs' features.
+
 Run: ``.venv/bin/python bench/bench_finetune.py [--seeds 7 8 9 10 11 12]
-[--events 50000] [--visual-taste 1.0] [--calibration 1000] [--quick]``
+[--events 50000] [--visual-taste 1.0] [--calibration 1000] [--photos] [--quick]``
 (``--calibration 0``: every challenger forgets the champion's image weights
 instead of having them carried over, the baseline of the weight map)
 """
@@ -59,12 +65,14 @@ from __future__ import annotations
 
 import argparse
 import copy
+import io
 import json
 import math
 import resource
 import statistics
 import tempfile
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +94,7 @@ from online_ctr.models import make_model
 from schemas.events import LabelledImpression
 from schemas.settings import Settings
 from simulator import SimConfig, Simulator
+from simulator.catalogue import COLOURS
 from simulator.labelled import OfflineExample, labelled_stream
 from simulator.ranking import EmbeddingLookup, Vector, ranking_lifts
 
@@ -223,10 +232,13 @@ def build_world(seed: int, events: int, args: argparse.Namespace) -> World:
     # the demo's embeddings, exactly (and the titles); the head is refitted here,
     # the same way, to start training from it and to encode the other versions
     demo_images, titles = catalogue_embeddings(sim, args.image_dim, args.text_dim)
-    with tempfile.TemporaryDirectory() as tmp:
-        sim.render_catalogue(Path(tmp))
-        ids = [e.image_id for e in sim.catalogue]
-        pngs = {i: (Path(tmp) / f"{i}.png").read_bytes() for i in ids}
+    ids = [e.image_id for e in sim.catalogue]
+    if args.photos:
+        pngs = photo_catalogue(sim, seed)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            sim.render_catalogue(Path(tmp))
+            pngs = {i: (Path(tmp) / f"{i}.png").read_bytes() for i in ids}
     base = ImageEncoder(features="multiscale")
     pooled, errors = base.pooled([pngs[i] for i in ids])
     if any(errors):
@@ -239,6 +251,8 @@ def build_world(seed: int, events: int, args: argparse.Namespace) -> World:
     )
     encoder = base.with_head(head)
     pca = dict(zip(ids, map(_vector, head.apply(pooled)), strict=True))
+    if args.photos:  # the champion is the PCA head of the photographs, fitted the demo's way
+        demo_images = pca
     gap = max(abs(a - b) for i in ids for a, b in zip(pca[i], demo_images[i], strict=True))
     if gap > 1e-4:
         raise RuntimeError(f"the refitted PCA head is not the demo's (differs by {gap:.2g})")
@@ -257,6 +271,64 @@ def build_world(seed: int, events: int, args: argparse.Namespace) -> World:
     }
     stream = labelled_stream(sim, events)
     return World(sim, stream, pngs, encoder, head, images, titles)
+
+
+#: scikit-learn ships two real photographs in its wheel (nothing is downloaded)
+PHOTOS = ("china.jpg", "flower.jpg")
+BANNER = "SALE -30%"
+
+
+def photo_catalogue(sim: Simulator, seed: int) -> dict[str, bytes]:
+    """The catalogue drawn on real photographs instead of the simulator's renderer.
+
+    Each item is a seeded square crop of one of scikit-learn's two sample
+    photographs; each variant edits it the way an outside tester's variants
+    did (zoomed crops, exposure, colour casts, blur, text banners), driven by
+    the entry's hidden attributes so the simulator's clicks still react to
+    what the picture shows: ``scale`` -> a tighter crop, ``brightness`` ->
+    exposure, ``colour`` -> a 30% cast of that colour, ``clutter`` -> sharp
+    (busy) against blurred (clean), ``text_overlay`` -> a dark banner with
+    white text. No head, PCA or fine-tuned, has seen these pictures or the
+    simulator's drawings of them: what a head learns here it learns from
+    photographs and clicks.
+    """
+    from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
+    from sklearn.datasets import load_sample_image
+
+    photos = [Image.fromarray(load_sample_image(name)).convert("RGB") for name in PHOTOS]
+    size = sim.config.image_size
+    band = size // 6
+    try:
+        font: Any = ImageFont.load_default(size=band // 2)
+    except TypeError:  # a Pillow without FreeType sizes
+        font = ImageFont.load_default()
+    out: dict[str, bytes] = {}
+    for entry in sim.catalogue:
+        rng = np.random.default_rng([seed, zlib.crc32(entry.item_id.encode())])
+        photo = photos[int(rng.integers(len(photos)))]
+        w, h = photo.size
+        side = min(w, h) * float(rng.uniform(0.45, 0.8))
+        cx = float(rng.uniform(side / 2, w - side / 2))
+        cy = float(rng.uniform(side / 2, h - side / 2))
+        a = entry.attributes
+        half = side * (1.0 - 0.55 * float(a["scale"])) / 2
+        img = photo.crop((round(cx - half), round(cy - half), round(cx + half), round(cy + half)))
+        img = img.resize((size, size), Image.Resampling.BICUBIC)
+        img = ImageEnhance.Brightness(img).enhance(0.35 + 0.9 * float(a["brightness"]))
+        img = Image.blend(img, Image.new("RGB", img.size, COLOURS[str(a["colour"])]), 0.3)
+        radius = 2.5 * (1.0 - float(a["clutter"]))
+        if radius > 0.2:
+            img = img.filter(ImageFilter.GaussianBlur(radius))
+        if float(a["text_overlay"]) > 0.5:
+            draw = ImageDraw.Draw(img)
+            draw.rectangle((0, size - band, size, size), fill=(20, 20, 20))
+            draw.text(
+                (size // 10, size - band + band // 4), BANNER, fill=(255, 255, 255), font=font
+            )
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")
+        out[entry.image_id] = buf.getvalue()
+    return out
 
 
 def _vector(row: Any) -> Vector:
@@ -663,6 +735,12 @@ def main() -> None:
         default=CALIBRATION,
         help="examples that fit the weight map before each duel; 0: the challenger "
         "forgets the champion's image weights instead (the baseline)",
+    )
+    parser.add_argument(
+        "--photos",
+        action="store_true",
+        help="draw the catalogue on real photographs (scikit-learn's two sample images) "
+        "instead of the simulator's renderer; the champion is their PCA head",
     )
     parser.add_argument(
         "--quick", action="store_true", help="10k events, one seed (for development)"
