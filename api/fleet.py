@@ -46,7 +46,7 @@ from schemas.metric_names import (
     WORKER_REPORT_AGE,
     WORKERS,
 )
-from streams.health import assess
+from streams.health.progress import assess
 from streams.telemetry import Metric, counter_family, gauge_family, model_families
 
 __all__ = [
@@ -189,7 +189,7 @@ def _split(tp: str) -> tuple[str, int] | None:
 
 
 def summarise(reports: Sequence[Mapping[str, Any]], now: float, max_stall_s: float) -> Fleet:
-    """Combine the workers' health reports, each judged by :func:`streams.health.assess`."""
+    """Combine the workers' health reports, each judged by ``streams.health.progress.assess``."""
     workers = []
     positions: dict[tuple[str, int], int] = {}
     lag: dict[tuple[str, str, int], tuple[float, int]] = {}

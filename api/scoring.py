@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from api.contracts import ModelInfo, ScoredCandidate, ScoreRequest, ScoreResponse
 from api.serving import ModelWatcher, ServedModel
-from encoder_server.embedder import Embedder, ExampleEmbeddings
+from encoder_server.client.embedder import Embedder, ExampleEmbeddings
 from schemas.events import Impression
 
 __all__ = ["CandidateScorer", "ModelUnavailable", "TooManyCandidates", "impressions_of"]

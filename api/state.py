@@ -18,12 +18,12 @@ from fastapi import Request
 from api.scoring import CandidateScorer
 from api.serving import ModelWatcher
 from api.telemetry import ApiMetrics
-from encoder_server.embedder import Embedder
+from encoder_server.client.embedder import Embedder
 from online_ctr.store import FileModelStore, ModelStore
 from schemas.keys import KeySpace
 from schemas.settings import Settings
-from streams.connections import async_redis
-from streams.embedding import embedder_from_settings
+from wiring.connections import async_redis
+from wiring.embedding import embedder_from_settings
 
 __all__ = ["ApiState", "api_state", "close_state", "open_state"]
 

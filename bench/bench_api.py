@@ -56,7 +56,7 @@ from online_ctr.store import FileModelStore
 from schemas.settings import Settings
 from simulator import SimConfig, Simulator
 from simulator.labelled import labelled_stream
-from streams.embedding import embedder_from_settings
+from wiring.embedding import embedder_from_settings
 
 KEY = "bench-api-key"
 

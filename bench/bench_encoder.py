@@ -7,7 +7,7 @@ and resize included, as the server does it). Prints images/s for
      into forward passes of ``max_batch=4``, the default) versus the same
      encoder behind real Triton (``bertctr encoder serve`` started here, default
      ``--max-batch-size 64 --queue-delay-us 2000``), fed by one
-     :class:`~encoder_server.client.TritonEmbeddingClient` with 1, 8 or 32
+     :class:`~encoder_server.client.triton_client.TritonEmbeddingClient` with 1, 8 or 32
      concurrent single-image ``embed`` calls, so that the client's
      micro-batcher (32 items / 5 ms) and Triton's dynamic batcher have
      something to merge; and 32 concurrent calls with client batching off
@@ -134,8 +134,8 @@ import torch
 
 from bertctr.harness.encoders import EncoderServer, start_encoder_server
 from encoder_server.base import IMAGE_ENCODER
-from encoder_server.client import TritonEmbeddingClient
-from encoder_server.image_encoder import ImageEncoder
+from encoder_server.client.triton_client import TritonEmbeddingClient
+from encoder_server.serving.image_encoder import ImageEncoder
 from simulator import SimConfig, Simulator
 
 F32 = npt.NDArray[np.float32]

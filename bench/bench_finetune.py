@@ -18,8 +18,8 @@ Triton serves but no broker and no Triton:
    each distinct image) and :func:`~bertctr.finetune_data.replay`
    (progressive offsets through a fresh worker learner, audience groups
    from its crossed fields), as :func:`~bertctr.finetune_data.gather` does;
-   then :func:`~encoder_server.finetune.train_head` (from the PCA head, the
-   demo's seed) and :func:`~encoder_server.finetune.should_publish` (the
+   then :func:`~encoder_server.training.finetune.train_head` (from the PCA head, the
+   demo's seed) and :func:`~encoder_server.training.finetune.should_publish` (the
    demo's 100 clicks). Its wall time (also per 10k training examples) and
    the process's peak RSS while it runs are measured; the RSS is absolute
    (it includes what the bench holds) and is also shown as the increase
@@ -83,9 +83,9 @@ import numpy as np
 from bertctr.demo_config import DemoConfig
 from bertctr.finetune_data import backbone_features, complete, replay
 from bertctr.judge import catalogue_embeddings, lookup_from, true_attributes
-from encoder_server.finetune import FinetuneResult, should_publish, train_head
-from encoder_server.image_encoder import ImageEncoder
 from encoder_server.projection import Projection, fit_pca
+from encoder_server.serving.image_encoder import ImageEncoder
+from encoder_server.training.finetune import FinetuneResult, should_publish, train_head
 from online_ctr.duel import CALIBRATION, EncoderDuel
 from online_ctr.features import FeatureSpec
 from online_ctr.learner import Learner

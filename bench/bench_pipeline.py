@@ -70,7 +70,7 @@ from online_ctr.models import make_model
 from schemas import Click, Impression, LabelledImpression
 from schemas.keys import KeySpace
 from schemas.topics import CLICKS, IMPRESSIONS, LABELLED
-from streams.decode import decode
+from streams.kafka.decode import decode
 
 WINDOW_S = 60.0
 

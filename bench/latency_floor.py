@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer
 from schemas import Click
 from schemas.keys import KeySpace
 from schemas.topics import CLICKS, IMPRESSIONS, full_name
-from streams.decode import DecodeError, decode
+from streams.kafka.decode import DecodeError, decode
 
 
 async def run(bootstrap: str, redis_url: str, topic_prefix: str, redis_prefix: str) -> None:

@@ -26,7 +26,7 @@ from bertctr.api_cli import add_api_command
 from bertctr.demo_config import DemoConfig
 from bertctr.encoder_cli import add_encoder_commands
 from schemas.settings import Settings
-from streams.connections import redact
+from wiring.connections import redact
 
 __all__ = [
     "build_parser",
@@ -69,7 +69,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
             "error: set BERTCTR_KAFKA_BOOTSTRAP (or run `bertctr stack up` first)", file=sys.stderr
         )
         return 2
-    from streams.admin import ensure_topics
+    from streams.kafka.admin import ensure_topics
     from streams.worker import run_worker
 
     if args.role is not None:
@@ -82,7 +82,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_topics_create(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.admin import ensure_topics
+    from streams.kafka.admin import ensure_topics
 
     created = run_async(lambda: ensure_topics(settings))
     print(json.dumps({"created": created}))
@@ -95,7 +95,7 @@ async def read_stats(
     """The document ``bertctr stats --json`` prints (see :func:`streams.readers.read_stats`)."""
     from schemas.keys import KeySpace
     from streams import readers
-    from streams.connections import async_redis
+    from wiring.connections import async_redis
 
     client = async_redis(settings)
     try:
@@ -142,7 +142,7 @@ async def read_health(settings: Settings) -> list[dict[str, Any]]:
     """Every worker's health report in Redis (see :func:`streams.readers.read_health`)."""
     from schemas.keys import KeySpace
     from streams import readers
-    from streams.connections import async_redis
+    from wiring.connections import async_redis
 
     client = async_redis(settings)
     try:
@@ -153,7 +153,7 @@ async def read_health(settings: Settings) -> list[dict[str, Any]]:
 
 def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
     """Judge the workers' health reports; exit 0 healthy, 1 unhealthy, 3 no report."""
-    from streams.health import assess, read_local_report
+    from streams.health.progress import assess, read_local_report
 
     if args.local:
         local = read_local_report(Path(settings.data_dir))

@@ -7,10 +7,10 @@ Commands:
   ``{"ready": true, "grpc_url": ..., "models": {...}}``, which launchers (the
   integration tests) wait for; port 0 means "pick a free port". With
   ``--repository DIR`` it also serves every version published there (see
-  :mod:`encoder_server.repository`) and loads new ones live, polling every
+  :mod:`encoder_server.serving.repository`) and loads new ones live, polling every
   ``--poll-s`` seconds.
 * ``encoder export DIR`` writes a model repository for a stock
-  ``tritonserver`` (see :mod:`encoder_server.export`).
+  ``tritonserver`` (see :mod:`encoder_server.serving.export`).
 * ``encoder fit-projection`` fits a PCA head on the pooled features of a
   directory of images (or of titles, one per line) and saves it as a new
   version (default 2). Unreadable images are skipped with a warning. For
@@ -59,9 +59,9 @@ def _projection_options(parser: argparse.ArgumentParser) -> None:
 
 def cmd_encoder_serve(args: argparse.Namespace, settings: Settings) -> int:
     from bertctr.harness.procs import free_ports
-    from encoder_server.loader import VersionPoller, load_encoders
-    from encoder_server.repository import EncoderRepository
-    from encoder_server.serve import ServerAddresses, serve
+    from encoder_server.serving.loader import VersionPoller, load_encoders
+    from encoder_server.serving.repository import EncoderRepository
+    from encoder_server.serving.serve import ServerAddresses, serve
 
     # A server says where it listens even at the default WARNING level.
     for name in ("encoder_server", "bertctr.encoder"):
@@ -102,7 +102,7 @@ def cmd_encoder_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_encoder_export(args: argparse.Namespace, settings: Settings) -> int:
-    from encoder_server.export import export_repository
+    from encoder_server.serving.export import export_repository
 
     written = export_repository(
         Path(args.dir),
@@ -133,7 +133,7 @@ class FitInput:
 def _title_features(args: argparse.Namespace) -> FitInput:
     if args.groups or args.features != "last":
         raise UsageError("--groups and --features are for image heads")
-    from encoder_server.text_encoder import TextEncoder
+    from encoder_server.serving.text_encoder import TextEncoder
 
     titles = [line.strip() for line in Path(args.titles_file).read_text().splitlines()]
     features, errors = TextEncoder().features([t.encode("utf-8") for t in titles if t])
@@ -143,7 +143,7 @@ def _title_features(args: argparse.Namespace) -> FitInput:
 def _image_features(args: argparse.Namespace) -> FitInput:
     if not args.images:
         raise UsageError("give --images DIR or --titles-file FILE")
-    from encoder_server.image_encoder import ImageEncoder
+    from encoder_server.serving.image_encoder import ImageEncoder
 
     paths = sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     groups = None

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from encoder_server.base import IMAGE_ENCODER
-from encoder_server.embedder import ExampleEmbeddings
+from encoder_server.client.embedder import ExampleEmbeddings
 from online_ctr.duel import EncoderDuel
 from online_ctr.learner import Learner
 from online_ctr.metrics import ProgressiveMetrics
@@ -27,8 +27,8 @@ from schemas.keys import KeySpace
 from schemas.settings import Settings
 from simulator import Simulator
 from simulator.ranking import EmbeddingLookup, Vector, ranking_lifts
-from streams.connections import async_redis, sync_redis
-from streams.embedding import embedder_from_settings
+from wiring.connections import async_redis, sync_redis
+from wiring.embedding import embedder_from_settings
 
 __all__ = [
     "catalogue_lookup",

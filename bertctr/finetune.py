@@ -9,10 +9,10 @@ One run:
 2. **Champion.** The serving CTR model from the model store (the workers'
    newest snapshot) and the encoder version it embeds with.
 3. **Training set and head** (:mod:`bertctr.finetune_data`,
-   :func:`encoder_server.finetune.train_head`): a projection head on the
+   :func:`encoder_server.training.finetune.train_head`): a projection head on the
    frozen backbone's multi-scale features, trained on click log loss over the
    champion's logit, conditioned on the audience groups the model crosses.
-4. **Gate** (:func:`encoder_server.finetune.should_publish`): too few clicks,
+4. **Gate** (:func:`encoder_server.training.finetune.should_publish`): too few clicks,
    or no significant held-out improvement, and the job refuses with a clear
    message and exit code 3. The report is written either way.
 5. **Publish** the head as the next version in the encoder repository
@@ -43,10 +43,10 @@ from aiokafka import AIOKafkaProducer
 
 from bertctr.finetune_data import Window, complete, gather, read_window
 from encoder_server.base import IMAGE_ENCODER
-from encoder_server.finetune import FinetuneResult, should_publish, train_head
-from encoder_server.finetune_report import write_report
 from encoder_server.projection import Projection
-from encoder_server.repository import EncoderRepository, VersionInfo
+from encoder_server.serving.repository import EncoderRepository, VersionInfo
+from encoder_server.training.finetune import FinetuneResult, should_publish, train_head
+from encoder_server.training.report import write_report
 from online_ctr.duel import EncoderDuel, serving_learner
 from online_ctr.features import FeatureSpec
 from online_ctr.learner import Learner
@@ -56,7 +56,7 @@ from schemas import topics
 from schemas.events import EncoderVersion
 from schemas.keys import KeySpace
 from schemas.settings import Settings
-from streams.connections import kafka_client_options
+from wiring.connections import kafka_client_options
 
 __all__ = [
     "EXIT_NOT_SERVED",
@@ -243,7 +243,7 @@ async def record_state(
     path.write_text(json.dumps(state))
     from redis.exceptions import RedisError
 
-    from streams.connections import async_redis
+    from wiring.connections import async_redis
 
     client = async_redis(settings)
     try:

@@ -51,13 +51,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bertctr.harness.kafka import is_control
 from encoder_server.base import IMAGE_ENCODER
-from encoder_server.finetune import TrainingSet
+from encoder_server.training.finetune import TrainingSet
 from online_ctr.learner import Embedding, Learner
 from schemas import topics
 from schemas.events import LabelledImpression
 from schemas.settings import Settings
-from streams.connections import kafka_client_options
-from streams.embedding import embedder_from_settings, image_store_from_settings
+from wiring.connections import kafka_client_options
+from wiring.embedding import embedder_from_settings, image_store_from_settings
 
 __all__ = ["Window", "backbone_features", "complete", "gather", "read_window", "replay"]
 
@@ -174,7 +174,7 @@ def backbone_features(
     when served). The pure part of :func:`gather`, shared with
     ``bench/bench_finetune.py``.
     """
-    from encoder_server.image_encoder import ImageEncoder
+    from encoder_server.serving.image_encoder import ImageEncoder
 
     encoder = ImageEncoder(features="multiscale")
     pooled, errors = encoder.pooled([b for _, b in images])
@@ -267,7 +267,7 @@ async def gather(
         images.setdefault(e.image_id, e.image_url)
     features, rows = await _backbone_features(settings, images)
     kept = [e for e in examples if e.image_id in rows]
-    from streams.connections import async_redis
+    from wiring.connections import async_redis
 
     cache = async_redis(settings)
     embedder = embedder_from_settings(settings, cache)

@@ -41,9 +41,9 @@ def catalogue_embeddings(
     features, standardised, directions within items); ``"last"`` is the
     plain last-layer PCA of the first served heads, kept for comparison.
     """
-    from encoder_server.image_encoder import ImageEncoder
     from encoder_server.projection import Projection, fit_pca
-    from encoder_server.text_encoder import TextEncoder
+    from encoder_server.serving.image_encoder import ImageEncoder
+    from encoder_server.serving.text_encoder import TextEncoder
 
     with tempfile.TemporaryDirectory() as tmp:
         sim.render_catalogue(Path(tmp))

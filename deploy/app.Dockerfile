@@ -11,6 +11,7 @@ COPY streams streams
 COPY online_ctr online_ctr
 COPY encoder_server encoder_server
 COPY simulator simulator
+COPY wiring wiring
 RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
  && pip install --no-cache-dir -c requirements.lock .
 ENTRYPOINT []

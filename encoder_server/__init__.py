@@ -1,9 +1,16 @@
-"""Image and title encoders on Triton, and how the stream gets their embeddings.
+"""Image and title encoders: how they are served on Triton, trained on clicks, and called.
 
-Server side: the encoders (``image_encoder``, ``text_encoder``, ``clip``,
-behind the ``base.Encoder`` protocol, with ``projection`` heads), their
-binding to Triton (``serve``, ``launcher``) and a model-repository
-``export``. Client side, used by ``streams``: the ``client`` port and its
-Triton adapter, the Redis ``cache``, the ``image_store`` and the
-``embedder`` that ties them together. ``errors`` draws the exception tree.
+Rooms, each importing only the shared modules at this level (``base``: the
+``Encoder`` protocol and served names; ``images``; ``projection``: the heads;
+``chunked``):
+
+- ``client``: what the stream and the API use to get embeddings: the Triton
+  ``triton_client`` port with its ``batcher`` and ``breaker``, the Redis
+  ``cache``, the ``image_store`` and the ``embedder`` that ties them
+  together. ``errors`` draws its exception tree.
+- ``serving``: the encoders (``image_encoder``, ``text_encoder``, ``clip``),
+  their Triton binding (``serve``), model ``repository``, ``loader`` and
+  ``export`` for a production ``tritonserver``.
+- ``training``: the fine-tuning trainer (``finetune``, ``head_trainer``,
+  ``whitening``, ``gate``, ``result``, ``report``).
 """

@@ -7,7 +7,7 @@ truncated PNG never fails the other 31 images of its batch. Rows that failed
 are zeros and must not be used.
 
 The same :class:`Encoder` is called in-process (benchmarks, tests, fitting a
-projection) and bound to Triton by :mod:`encoder_server.serve`. Model and
+projection) and bound to Triton by :mod:`encoder_server.serving.serve`. Model and
 tensor names, dtypes and shapes live in :mod:`schemas.tensors`, the one spec
 the servers and the client all render; they are re-exported here because
 most of the package (and its tests) imports the model names from this module.
@@ -85,7 +85,7 @@ def served_name(model: str, version: int) -> str:
     running Triton through the repository API (with its config and files, as
     PyTriton does) replaces that model's whole directory, so loading version
     3 of ``image_encoder`` would unload version 2 while clients use it. Each
-    version from an :class:`~encoder_server.repository.EncoderRepository` is
+    version from an :class:`~encoder_server.serving.repository.EncoderRepository` is
     therefore its own model, ``image_encoder.v3`` (Triton allows dots in
     names), whose one Triton version is 3; the plain ``image_encoder`` keeps
     serving the base head. :func:`model_of` undoes it.

@@ -33,7 +33,7 @@ Two heads, on purpose:
 
 A head also names the backbone ``features`` it expects: ``"last"`` (the
 last layer, pooled: every text head, and the image default) or
-``"multiscale"`` (see :mod:`encoder_server.image_encoder`). The head file
+``"multiscale"`` (see :mod:`encoder_server.serving.image_encoder`). The head file
 carries it, so a server built from the file alone extracts the right ones.
 
 A row that is all zeros in the input stays all zeros in the output: encoders
@@ -82,7 +82,7 @@ class Projection:
         The encoder version this head defines (a Triton model version).
     kind:
         How it was made: ``"random"``, ``"pca"``, ``"identity"`` or
-        ``"finetuned"`` (trained on clicks, :mod:`encoder_server.finetune`).
+        ``"finetuned"`` (trained on clicks, :mod:`encoder_server.training.finetune`).
     note:
         Free text for humans (seed, explained variance, source data).
     features:

@@ -1,7 +1,7 @@
 """The registry of online CTR models (River classifiers) and their factory.
 
 Every entry takes ``learn_one(x, y, w=...)`` and ``predict_proba_one(x)``
-and keeps the contract in ``tests/unit/test_model_contract.py``. Measured by
+and keeps the contract in ``tests/unit/online_ctr/test_model_contract.py``. Measured by
 ``bench/bench_model.py`` on the simulator with the default features (50k
 impressions; progressive normalised entropy minus the oracle's, mean of
 seeds 7, 8, 9; events/s of predict + learn on one core, seed 7):

@@ -13,7 +13,7 @@ right after them) and free-form metadata (model name, examples learned,
 encoder versions: what a reader chooses a model by). Snapshots are signed
 and verified before anything is unpickled, since unpickling runs code.
 
-Every adapter keeps this contract (``tests/unit/test_model_store.py`` runs
+Every adapter keeps this contract (``tests/unit/online_ctr/test_store.py`` runs
 it against each):
 
 * :meth:`~ModelStore.save` copies: changing the learner, the offsets or the

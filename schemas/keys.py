@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
+    "HEALTH_TTL_S",
     "LIVE",
     "MODEL_HISTORY_EVERY_S",
     "MODEL_HISTORY_LEN",
@@ -74,6 +75,9 @@ SETTLED: View = "settled"
 VIEWS: tuple[View, ...] = (LIVE, SETTLED)
 _ROOT = {LIVE: "ctr", SETTLED: "settled"}
 #: wall seconds between two points of ``model:history``
+#: how long a health report outlives its worker in Redis
+HEALTH_TTL_S = 3600
+
 MODEL_HISTORY_EVERY_S = 10.0
 #: points ``model:history`` keeps (8 hours at one per 10 s)
 MODEL_HISTORY_LEN = 2880

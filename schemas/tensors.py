@@ -3,12 +3,12 @@
 Each encoder model is declared in three places that must agree exactly, each
 in its own vocabulary:
 
-* the PyTriton binding (:func:`encoder_server.serve.bind_encoder`) wants a
+* the PyTriton binding (:func:`encoder_server.serving.serve.bind_encoder`) wants a
   numpy dtype, :attr:`TensorSpec.dtype`;
 * the ``config.pbtxt`` a stock ``tritonserver`` loads
-  (:func:`encoder_server.export.model_config`) wants ``TYPE_STRING`` /
+  (:func:`encoder_server.serving.export.model_config`) wants ``TYPE_STRING`` /
   ``TYPE_FP32``, :attr:`TensorSpec.config_dtype`;
-* the client's request (:mod:`encoder_server.client`) wants ``"BYTES"`` /
+* the client's request (:mod:`encoder_server.client.triton_client`) wants ``"BYTES"`` /
   ``"FP32"``, :attr:`TensorSpec.triton_dtype`, and a shape with the batch.
 
 Written out three times, a renamed tensor or a changed dtype in one of them

@@ -1,16 +1,16 @@
 """The worker's feeds, tasks and timers: thin loops around the parts that do the work.
 
 Two consumer-group feeds on the worker's share of the partitions
-(:class:`~streams.group_feed.GroupFeed`: a whole poll per call, offsets
+(:class:`~streams.kafka.group_feed.GroupFeed`: a whole poll per call, offsets
 committed after it, explicit rebalances), each marking what it handled for
 the health report:
 
 * ``join``: impressions, clicks and ticks -> labels (:class:`JoinAgent`),
   group ``<app id>-join``;
-* ``counters``: labels -> the settled counters (:mod:`streams.label_counter`),
+* ``counters``: labels -> the settled counters (:mod:`streams.counters.label_batch`),
   group ``<app id>-counters``.
 
-and one task, the learner (:class:`~streams.learner_feed.LearnerFeed`): a bid
+and one task, the learner (:class:`~streams.learner.feed.LearnerFeed`): a bid
 for the learner lease and, while held, every ``labelled`` partition -> the
 one online model. ``BERTCTR_WORKER_ROLE`` picks which run: ``all`` (both),
 ``join`` (the feeds only), ``learner`` (the task only).
@@ -30,14 +30,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas import topics
-from streams.app import StreamApp
-from streams.counters import RedisCounters
-from streams.emitter import Emitter
-from streams.group_feed import GroupFeed
-from streams.health import Progress
-from streams.health_reporter import HealthReporter
-from streams.join_agent import JoinAgent
-from streams.learner_feed import LearnerFeed
+from streams.counters.redis_counters import RedisCounters
+from streams.health.progress import Progress
+from streams.health.reporter import HealthReporter
+from streams.join.agent import JoinAgent
+from streams.kafka.app import StreamApp
+from streams.kafka.emitter import Emitter
+from streams.kafka.group_feed import GroupFeed
+from streams.learner.feed import LearnerFeed
 from streams.telemetry import WorkerTelemetry
 
 __all__ = ["WorkerParts", "attach_agents"]

@@ -16,9 +16,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from schemas.keys import SETTLED, KeySpace, View
-from streams.counters import StatsReader
-from streams.health_reporter import HEALTH_TTL_S
+from schemas.keys import HEALTH_TTL_S, SETTLED, KeySpace, View
+from streams.counters.redis_counters import StatsReader
 
 __all__ = ["read_decisions", "read_health", "read_json", "read_stats"]
 

@@ -14,8 +14,8 @@ very failure the health report exists for, so a scrape then shows frozen
 counters instead of failing.
 
 The hot path stays as it was: the agents already count what they do per
-batch (:class:`~streams.join_agent.JoinCounts`, the
-:class:`~streams.deadletter.DeadLetterTally`), and those are read at scrape
+batch (:class:`~streams.join.agent.JoinCounts`, the
+:class:`~streams.kafka.deadletter.DeadLetterTally`), and those are read at scrape
 time; the only addition is one dictionary update per topic per batch
 (:meth:`WorkerTelemetry.handled`). The learner's metrics are copied on the
 event loop by a timer (:meth:`WorkerTelemetry.observe_model`), never read
@@ -28,7 +28,7 @@ import logging
 import math
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import (
@@ -41,7 +41,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from encoder_server.client import RequestOutcome
+from encoder_server.client.triton_client import RequestOutcome
 from schemas.metric_names import (
     LABEL_KINDS,
     TRITON_FAILURES,
@@ -52,7 +52,9 @@ from schemas.metric_names import (
     WORKER_MODEL,
     MetricName,
 )
-from streams.join_agent import JoinCounts
+
+if TYPE_CHECKING:  # the API reads these families without loading the join
+    from streams.join.agent import JoinCounts
 
 __all__ = [
     "TRITON_BUCKETS",
@@ -111,7 +113,7 @@ def model_families(
 
 
 class TritonMetrics:
-    """A :class:`~encoder_server.client.RequestObserver` that feeds Prometheus.
+    """A :class:`~encoder_server.client.triton_client.RequestObserver` that feeds Prometheus.
 
     Latency of every request sent (retries included), and every failure by
     reason; a request the breaker refused is a failure without a latency.
@@ -144,8 +146,7 @@ class WorkerTelemetry(Collector):
     join
         The join's counts (labels by kind are read from them at scrape time).
     dead_letters
-        Every dead letter of the worker by reason (the health reporter's
-        :meth:`~streams.health_reporter.HealthReporter.dead_letter_counts`).
+        Every dead letter of the worker by reason (the join's and the others').
     """
 
     def __init__(self, join: JoinCounts, dead_letters: Callable[[], Mapping[str, int]]) -> None:

@@ -18,22 +18,22 @@ from schemas import topics
 from schemas.keys import KeySpace
 from schemas.settings import Settings
 from streams.agents import WorkerParts, attach_agents
-from streams.app import StreamApp, create_app
-from streams.connections import async_redis
-from streams.counters import RedisCounters
-from streams.deadletter import DeadLetterTally
-from streams.embedding import embedder_factory
-from streams.emitter import Emitter
-from streams.group_feed import FeedEvent, GroupFeed
-from streams.health import Progress
-from streams.health_reporter import HealthReporter
-from streams.join_agent import JoinAgent
-from streams.join_state import JoinStateLog
-from streams.label_counter import handle_batch
-from streams.learner_agent import LearnerAgent
-from streams.learner_feed import LearnerFeed
-from streams.lease import LearnerLease
+from streams.counters.label_batch import handle_batch
+from streams.counters.redis_counters import RedisCounters
+from streams.health.progress import Progress, default_worker_id
+from streams.health.reporter import HealthReporter, PartitionProgress
+from streams.join.agent import JoinAgent
+from streams.join.state import JoinStateLog
+from streams.kafka.app import StreamApp, create_app
+from streams.kafka.deadletter import DeadLetterTally
+from streams.kafka.emitter import Emitter
+from streams.kafka.group_feed import FeedEvent, GroupFeed
+from streams.learner.agent import LearnerAgent
+from streams.learner.feed import LearnerFeed
+from streams.learner.lease import LearnerLease
 from streams.telemetry import WorkerTelemetry
+from wiring.connections import async_redis
+from wiring.embedding import embedder_factory
 
 __all__ = ["build_worker", "build_worker_app", "prepare_directories", "run_worker"]
 
@@ -72,9 +72,14 @@ def build_worker(settings: Settings) -> WorkerParts:
         tally.add(reason)
         await emitter.dead_message(reason, detail, message)
 
-    health = HealthReporter(stream, redis_client, progress, join, tally)
+    worker_id = settings.worker_id or default_worker_id()
+
+    def dead_letter_counts() -> dict[str, int]:
+        """Every message this worker dead-lettered, by reason: the join's and the others'."""
+        return tally.merged(join.counts.rejected)
+
     telemetry = (
-        WorkerTelemetry(join.counts, health.dead_letter_counts)
+        WorkerTelemetry(join.counts, dead_letter_counts)
         if settings.metrics_port is not None
         else None
     )
@@ -82,7 +87,6 @@ def build_worker(settings: Settings) -> WorkerParts:
     join_feed = counter_feed = None
     if settings.worker_role != "learner":
         join_feed, counter_feed = _group_feeds(settings, join, counters, progress, dead, observe)
-        health.feeds = [join_feed, counter_feed]
     learner = None
     if settings.worker_role != "join":
         embedder = embedder_factory(
@@ -94,9 +98,22 @@ def build_worker(settings: Settings) -> WorkerParts:
                 settings, redis_client, keys, embedder=embedder, dead=dead, guard=guard
             )
 
-        lease = LearnerLease(redis_client, keys, health.worker_id, ttl_s=settings.learner_lease_s)
+        lease = LearnerLease(redis_client, keys, worker_id, ttl_s=settings.learner_lease_s)
         learner = LearnerFeed(settings, lease, make_agent, progress, observe)
-        health.learner = learner
+    feeds: list[PartitionProgress] = [f for f in (join_feed, counter_feed, learner) if f]
+    health = HealthReporter(
+        settings,
+        redis_client,
+        progress,
+        worker_id,
+        feeds,
+        {
+            "learner": learner.describe if learner is not None else lambda: None,
+            "join": join.counts.as_dict,
+            "books": join.book_status,
+        },
+        dead_letter_counts,
+    )
     parts = WorkerParts(
         stream,
         emitter,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs Debian's `chromium` for the live page's browser test
-# (tests/integration/test_dashboard_page.py), only when it is missing.
+# (tests/integration/api/test_dashboard_page.py), only when it is missing.
 # Playwright drives this system binary; it never downloads a browser of its own.
 set -euo pipefail
 CHROMIUM=${BERTCTR_CHROMIUM:-/usr/bin/chromium}

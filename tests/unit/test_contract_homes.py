@@ -13,8 +13,12 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("schemas", "online_ctr", "simulator", "encoder_server", "streams", "bertctr")
-HOMES = {Path("schemas/topics.py"), Path("schemas/keys.py"), Path("tests/unit/test_keys.py")}
+PACKAGES = ("schemas", "online_ctr", "simulator", "encoder_server", "wiring", "streams", "bertctr")
+HOMES = {
+    Path("schemas/topics.py"),
+    Path("schemas/keys.py"),
+    Path("tests/unit/schemas/test_keys.py"),
+}
 
 TOPIC = r"(impressions|clicks|labelled|dead-letter|join-ticks|join-state|encoder-versions)"
 TOPIC_PATTERNS = [

@@ -4,10 +4,13 @@ Bottom to top (the README's Layout section draws the same):
 
 0. ``schemas``: contracts (events, settings, topics, Redis keys, tensors).
 1. ``online_ctr``, ``simulator``: pure code on the contracts.
-2. ``encoder_server``: the encoders, Triton and the embedding adapters.
-3. ``streams``: the Faust workers, wiring the layers below.
-4. ``api``: the HTTP API, reading what the workers write.
-5. ``bertctr``: the CLI, the demo, the harness.
+2. ``encoder_server``: the encoders; rooms ``client``, ``serving`` and
+   ``training`` over its shared root modules, none importing another room.
+3. ``wiring``: builds connections, the embedder, model store and learner from settings.
+4. ``streams``: the workers; rooms ``health`` < ``kafka`` < ``join`` < ``counters``,
+   ``learner``, with the worker's assembly (``worker``, ``agents``) at the root.
+5. ``api``: the HTTP API, reading what the workers write (never Faust).
+6. ``bertctr``: the CLI, the demo, the harness.
 
 Every import counts, also those inside functions or under ``TYPE_CHECKING``:
 a loop hidden there is still a loop for the reader.
@@ -25,9 +28,28 @@ ALLOWED = {
     "online_ctr": {"schemas"},
     "simulator": {"schemas"},
     "encoder_server": {"schemas"},
-    "streams": {"schemas", "online_ctr", "encoder_server"},
-    "api": {"schemas", "online_ctr", "encoder_server", "streams"},
-    "bertctr": {"schemas", "online_ctr", "simulator", "encoder_server", "streams", "api"},
+    "wiring": {"schemas", "online_ctr", "encoder_server"},
+    "streams": {"schemas", "online_ctr", "encoder_server", "wiring"},
+    "api": {"schemas", "online_ctr", "encoder_server", "wiring", "streams"},
+    "bertctr": {"schemas", "online_ctr", "simulator", "encoder_server", "wiring", "streams", "api"},
+}
+#: rooms inside a package: which other rooms of the same package each may import
+#: ("" is the package's own top-level modules)
+ROOMS = {
+    "encoder_server": {
+        "": set(),
+        "client": {""},
+        "serving": {""},
+        "training": {""},
+    },
+    "streams": {
+        "health": set(),
+        "kafka": {"health"},
+        "join": {"health", "kafka"},
+        "counters": {"health", "kafka", "join"},
+        "learner": {"health", "kafka"},
+        "": {"health", "kafka", "join", "counters", "learner"},
+    },
 }
 
 
@@ -71,6 +93,28 @@ def test_packages_import_only_the_layers_below() -> None:
         if (a := m.split(".")[0]) != (b := d.split(".")[0]) and b not in ALLOWED[a]
     )
     assert upward == []
+
+
+def room(module: str) -> tuple[str, str]:
+    """``(package, room)``: ``streams.join.book`` is in room ``join`` of ``streams``."""
+    parts = module.split(".")
+    rooms = ROOMS.get(parts[0], {})
+    return parts[0], parts[1] if len(parts) > 2 and parts[1] in rooms else ""
+
+
+def test_rooms_import_only_the_rooms_below() -> None:
+    found = modules()
+    assert {room(m) for m in found} >= {(p, r) for p, rs in ROOMS.items() for r in rs}
+    crossing = sorted(
+        f"{m} imports {d}"
+        for m, deps in graph().items()
+        for d in deps
+        if (a := room(m))[0] == (b := room(d))[0]
+        and a[0] in ROOMS
+        and a[1] != b[1]
+        and b[1] not in ROOMS[a[0]][a[1]]
+    )
+    assert crossing == []
 
 
 def circles(edges: dict[str, set[str]]) -> list[list[str]]:
@@ -117,3 +161,6 @@ def test_no_module_imports_itself_in_a_circle() -> None:
 def test_the_checks_can_fail() -> None:
     assert circles({"a": {"b"}, "b": {"a"}, "c": set()}) == [["a", "b"]]
     assert "schemas" not in ALLOWED["schemas"] and "bertctr" not in ALLOWED["streams"]
+    assert room("streams.join.book") == ("streams", "join")
+    assert room("streams.worker") == ("streams", "")
+    assert "learner" not in ROOMS["streams"]["kafka"]

@@ -1,0 +1,1 @@
+"""Live and settled CTR counters in Redis, from labels and live counts."""

@@ -1,0 +1,1 @@
+"""Per-partition progress and the health report a worker publishes."""

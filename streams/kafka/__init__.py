@@ -1,0 +1,1 @@
+"""Kafka plumbing: the Faust app, group feeds, decoding, the emitter, dead letters, admin."""

@@ -1,0 +1,108 @@
+"""How a process builds its embedder from :class:`~schemas.settings.Settings`.
+
+``encoder_server`` knows nothing of settings: its client, image stores and
+cache take plain arguments, so they can be used and tested on their own.
+This module is the one place that reads the ``triton_*``, ``breaker_*`` and
+``image_*`` settings and wires those parts together, for the worker and for
+anything else (the demo's judge, benches) that must embed exactly as the
+worker does.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import redis.asyncio as aioredis
+
+from encoder_server.client.breaker import CircuitBreaker
+from encoder_server.client.cache import EmbeddingCache
+from encoder_server.client.embedder import Embedder
+from encoder_server.client.image_store import CompositeImageStore, HttpImageStore, LocalImageStore
+from encoder_server.client.triton_client import RequestObserver, TritonEmbeddingClient
+from schemas.settings import Settings
+
+__all__ = [
+    "embedder_factory",
+    "embedder_from_settings",
+    "image_store_from_settings",
+    "triton_client_from_settings",
+]
+
+log = logging.getLogger(__name__)
+
+
+def triton_client_from_settings(
+    settings: Settings, observer: RequestObserver | None = None
+) -> TritonEmbeddingClient:
+    """The client configured by the ``triton_*`` and ``breaker_*`` settings.
+
+    ``observer`` hears of every request (the process's metrics, see
+    :mod:`streams.telemetry`).
+    """
+    if not settings.triton_url:
+        raise ValueError("BERTCTR_TRITON_URL is not set")
+    return TritonEmbeddingClient(
+        settings.triton_url,
+        timeout_s=settings.triton_timeout_s,
+        retries=settings.triton_retries,
+        backoff_s=settings.triton_backoff_s,
+        max_batch=settings.triton_max_batch,
+        batch_window_s=settings.triton_batch_window_ms / 1000.0,
+        breaker=CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s),
+        observer=observer,
+    )
+
+
+def image_store_from_settings(settings: Settings) -> CompositeImageStore:
+    """The store configured by ``image_dir`` and ``image_url_prefixes``."""
+    local = (
+        LocalImageStore(settings.image_dir, settings.image_max_bytes)
+        if settings.image_dir
+        else None
+    )
+    prefixes = settings.url_prefixes
+    http = (
+        HttpImageStore(prefixes, settings.image_max_bytes, settings.image_fetch_timeout_s)
+        if prefixes
+        else None
+    )
+    log.info(
+        "image store: local %s, %d allowed URL prefixes",
+        settings.image_dir or "(none)",
+        len(prefixes),
+    )
+    return CompositeImageStore(local, http)
+
+
+def embedder_from_settings(
+    settings: Settings,
+    redis_client: aioredis.Redis,
+    observer: RequestObserver | None = None,
+    memo_size: int = 0,
+) -> Embedder:
+    """Triton client, image store and the Redis embedding cache, as configured.
+
+    ``memo_size``: embeddings also kept in this process, in front of Redis
+    (the scoring API; see :class:`~encoder_server.client.embedder.Embedder`).
+    """
+    return Embedder(
+        triton_client_from_settings(settings, observer),
+        image_store_from_settings(settings),
+        EmbeddingCache(redis_client, settings.redis_prefix),
+        memo_size=memo_size,
+    )
+
+
+def embedder_factory(
+    settings: Settings, redis_client: aioredis.Redis, observer: RequestObserver | None = None
+) -> Callable[[], Embedder] | None:
+    """How the learner makes its embedder: only when Triton is configured.
+
+    A factory, not an embedder: gRPC channels belong to the event loop they
+    are made in, so the learner builds it on first use inside the worker's loop.
+    """
+    if not settings.triton_url:
+        log.info("BERTCTR_TRITON_URL unset: learning without image and title embeddings")
+        return None
+    return lambda: embedder_from_settings(settings, redis_client, observer)
