@@ -22,11 +22,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from encoder_server.base import IMAGE_ENCODER
 from online_ctr.duel import EncoderDuel
 from online_ctr.frozen import Predictor, frozen_predictor
 from online_ctr.learner import Learner
 from online_ctr.store import CheckpointError, ModelStore
+from wiring.models import champion_of
 
 __all__ = ["ModelWatcher", "ServedModel"]
 
@@ -111,7 +111,7 @@ class ModelWatcher:
             predict=frozen_predictor(duel.champion),
             snapshot=snapshot.name,
             saved_at=snapshot.created_at,
-            image_model=duel.champion_version or IMAGE_ENCODER,
+            image_model=champion_of(duel).image_model,
             challenger_version=duel.challenger_version,
             metadata=dict(snapshot.metadata),
         )

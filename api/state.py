@@ -19,11 +19,12 @@ from api.scoring import CandidateScorer
 from api.serving import ModelWatcher
 from api.telemetry import ApiMetrics
 from encoder_server.client.embedder import Embedder
-from online_ctr.store import FileModelStore, ModelStore
+from online_ctr.store import ModelStore
 from schemas.keys import KeySpace
 from schemas.settings import Settings
 from wiring.connections import async_redis
 from wiring.embedding import embedder_from_settings
+from wiring.models import model_store
 
 __all__ = ["ApiState", "api_state", "close_state", "open_state"]
 
@@ -48,15 +49,10 @@ class ApiState:
     metrics: ApiMetrics = field(default_factory=ApiMetrics)
 
 
-def model_store_from_settings(settings: Settings) -> ModelStore:
-    """The store the learner agent saves to (``BERTCTR_CHECKPOINT_DIR``)."""
-    return FileModelStore(settings.checkpoint_dir, settings.checkpoint_key.encode())
-
-
 async def open_state(settings: Settings, store: ModelStore | None = None) -> ApiState:
     """Connect to Redis, load the newest model (if any) and start watching for newer ones."""
     client = async_redis(settings)
-    watcher = ModelWatcher(store or model_store_from_settings(settings), settings.api_model_poll_s)
+    watcher = ModelWatcher(store or model_store(settings), settings.api_model_poll_s)
     try:
         await asyncio.to_thread(watcher.refresh)
     except OSError as exc:

@@ -18,17 +18,17 @@ from typing import Any
 
 from encoder_server.base import IMAGE_ENCODER
 from encoder_server.client.embedder import ExampleEmbeddings
-from online_ctr.duel import EncoderDuel
 from online_ctr.learner import Learner
 from online_ctr.metrics import ProgressiveMetrics
-from online_ctr.store import FileModelStore, ModelStore
+from online_ctr.store import ModelStore
 from schemas.events import Impression
 from schemas.keys import KeySpace
 from schemas.settings import Settings
 from simulator import Simulator
 from simulator.ranking import EmbeddingLookup, Vector, ranking_lifts
-from wiring.connections import async_redis, sync_redis
-from wiring.embedding import embedder_from_settings
+from wiring.connections import sync_redis
+from wiring.embedding import embed_once
+from wiring.models import champion_of, model_store
 
 __all__ = [
     "catalogue_lookup",
@@ -68,9 +68,9 @@ def wait_for_champion(store: ModelStore, n_labels: int, timeout_s: float) -> tup
     while time.monotonic() < deadline:
         snapshot = store.latest()
         if snapshot is not None:
-            duel = EncoderDuel.adopt(snapshot.learner, IMAGE_ENCODER)
-            if duel.champion.learned >= n_labels:
-                return duel.champion, duel.champion_version or IMAGE_ENCODER
+            champion = champion_of(snapshot.learner)
+            if champion.learner.learned >= n_labels:
+                return champion.learner, champion.image_model
         time.sleep(0.5)
     raise TimeoutError(f"no snapshot covering {n_labels} examples in {store!r}")
 
@@ -112,13 +112,7 @@ def catalogue_lookup(
 async def _embed_catalogue(
     settings: Settings, impressions: list[Impression], image_model: str
 ) -> list[ExampleEmbeddings]:
-    cache = async_redis(settings)
-    embedder = embedder_from_settings(settings, cache)
-    try:
-        found = await embedder.embed(impressions, image_model=image_model)
-    finally:
-        await embedder.close()
-        await cache.aclose()
+    found = await embed_once(settings, impressions, image_model)
     failed = [f.error for f in found if f.error]
     if failed:
         raise RuntimeError(f"{len(failed)} catalogue entries have no embedding: {failed[:3]}")
@@ -137,7 +131,7 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """The model's metrics and ranking lift beside the oracle's, for ``labels``."""
     model = wait_for_model(settings, len(labels), timeout_s=timeout_s)
-    store = FileModelStore(settings.checkpoint_dir, settings.checkpoint_key.encode())
+    store = model_store(settings)
     learner, image_model = wait_for_champion(store, len(labels), timeout_s=120)
     oracle = ProgressiveMetrics()
     for label in labels:

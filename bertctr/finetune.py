@@ -48,15 +48,13 @@ from encoder_server.serving.repository import EncoderRepository, VersionInfo
 from encoder_server.training.finetune import FinetuneResult, should_publish, train_head
 from encoder_server.training.report import write_report
 from online_ctr.duel import EncoderDuel, serving_learner
-from online_ctr.features import FeatureSpec
 from online_ctr.learner import Learner
-from online_ctr.models import make_model
-from online_ctr.store import FileModelStore
 from schemas import topics
 from schemas.events import EncoderVersion
 from schemas.keys import KeySpace
 from schemas.settings import Settings
 from wiring.connections import kafka_client_options
+from wiring.models import champion_of, fresh_learner, model_store
 
 __all__ = [
     "EXIT_NOT_SERVED",
@@ -137,30 +135,19 @@ class Champion:
     head: Projection | None
 
 
-def _fresh_learner(settings: Settings) -> Learner:
-    """A model as a worker starts one (no snapshot predates the window)."""
-    return Learner(
-        make_model(settings.model, with_content=True),
-        window_s=settings.attribution_window_s,
-        spec=FeatureSpec.from_setting(
-            settings.content_cross_fields, settings.content_cross_max_values
-        ),
-    )
-
-
 def load_champion(
     settings: Settings, repo: EncoderRepository, window: Window, init: Path | None
 ) -> Champion:
     """Which encoder serves now, and the newest snapshot from before ``window``."""
-    store = FileModelStore(settings.checkpoint_dir, settings.checkpoint_key.encode())
+    store = model_store(settings)
     newest = store.latest()
     if newest is None:
         raise RuntimeError(f"no model snapshot in {settings.checkpoint_dir}: has a worker run?")
     duel = EncoderDuel.adopt(newest.learner, IMAGE_ENCODER)
-    model = duel.champion_version or IMAGE_ENCODER
+    model = champion_of(duel).image_model
     before = [i for i in store.list() if window.since is not None and i.created_at <= window.since]
     replay = (
-        serving_learner(store.load(before[-1].name).learner) if before else _fresh_learner(settings)
+        serving_learner(store.load(before[-1].name).learner) if before else fresh_learner(settings)
     )
     log.info(
         "replaying the window through %s",

@@ -57,7 +57,7 @@ from schemas import topics
 from schemas.events import LabelledImpression
 from schemas.settings import Settings
 from wiring.connections import kafka_client_options
-from wiring.embedding import embedder_from_settings, image_store_from_settings
+from wiring.embedding import embed_once, image_store_from_settings
 
 __all__ = ["Window", "backbone_features", "complete", "gather", "read_window", "replay"]
 
@@ -267,15 +267,7 @@ async def gather(
         images.setdefault(e.image_id, e.image_url)
     features, rows = await _backbone_features(settings, images)
     kept = [e for e in examples if e.image_id in rows]
-    from wiring.connections import async_redis
-
-    cache = async_redis(settings)
-    embedder = embedder_from_settings(settings, cache)
-    try:
-        embedded = await embedder.embed(kept, image_model=champion_model)
-    finally:
-        await embedder.close()
-        await cache.aclose()
+    embedded = await embed_once(settings, kept, champion_model)
     data = replay(
         kept,
         [None if emb.error else (emb.image, emb.title) for emb in embedded],

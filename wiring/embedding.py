@@ -11,18 +11,21 @@ worker does.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import redis.asyncio as aioredis
 
 from encoder_server.client.breaker import CircuitBreaker
 from encoder_server.client.cache import EmbeddingCache
-from encoder_server.client.embedder import Embedder
+from encoder_server.client.embedder import Embedder, ExampleEmbeddings
 from encoder_server.client.image_store import CompositeImageStore, HttpImageStore, LocalImageStore
 from encoder_server.client.triton_client import RequestObserver, TritonEmbeddingClient
+from schemas.events import Impression
 from schemas.settings import Settings
+from wiring.connections import async_redis
 
 __all__ = [
+    "embed_once",
     "embedder_factory",
     "embedder_from_settings",
     "image_store_from_settings",
@@ -106,3 +109,20 @@ def embedder_factory(
         log.info("BERTCTR_TRITON_URL unset: learning without image and title embeddings")
         return None
     return lambda: embedder_from_settings(settings, redis_client, observer)
+
+
+async def embed_once(
+    settings: Settings, impressions: Sequence[Impression], image_model: str
+) -> list[ExampleEmbeddings]:
+    """Embed ``impressions`` once with ``image_model``, through the cache, and close everything.
+
+    For one-shot processes (the fine-tuning job, the demo's judge): a Redis
+    client and an embedder are opened for the call and closed after it.
+    """
+    cache = async_redis(settings)
+    embedder = embedder_from_settings(settings, cache)
+    try:
+        return await embedder.embed(list(impressions), image_model=image_model)
+    finally:
+        await embedder.close()
+        await cache.aclose()

@@ -3,10 +3,9 @@
 Predict-then-learn happens in :class:`online_ctr.learner.Learner` (pure); this
 module only feeds it, publishes its metrics to Redis for dashboards and
 ``bertctr stats``, and checkpoints it together with the ``labelled`` offsets
-it covers. Every ``BERTCTR_METRICS_INTERVAL_S`` it overwrites the metrics
-document; at most every :data:`~schemas.keys.MODEL_HISTORY_EVERY_S` wall
-seconds it also appends a compact point to the bounded ``model:history``
-list (same transaction), which the live page plots. A restarted worker
+it covers. The metrics go out through a
+:class:`~streams.learner.metrics_publisher.MetricsPublisher` and checkpoints
+through a :class:`~streams.learner.checkpointer.Checkpointer`. A restarted worker
 loads the newest checkpoint and skips messages at or below the offsets it
 records, so no example is learned twice.
 
@@ -45,53 +44,35 @@ without its embedding. An example whose image is permanently unusable
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from encoder_server.base import IMAGE_ENCODER
 from encoder_server.client.embedder import Embedder, ExampleEmbeddings
 from encoder_server.client.errors import EncoderUnavailable, StoreUnavailable
 from online_ctr.duel import EncoderDuel
-from online_ctr.features import FeatureSpec
 from online_ctr.learner import Learner
-from online_ctr.models import make_model
-from online_ctr.store import FileModelStore, ModelStore, SnapshotInfo
+from online_ctr.store import ModelStore, SnapshotInfo
 from schemas.events import WATERMARK_RECORD, LabelledImpression, WatermarkRecord
-from schemas.keys import MODEL_HISTORY_EVERY_S, MODEL_HISTORY_LEN, KeySpace
+from schemas.keys import KeySpace
 from schemas.settings import Settings
 from streams.kafka.decode import DecodeError, decode, record_kind
-from streams.learner.lease import LeaseLost
+from streams.learner.checkpointer import Checkpointer
+from streams.learner.metrics_publisher import MetricsPublisher
+from streams.learner.pending import Fresh, Mark, Pending
 from streams.learner.promotion import Promotion
+from wiring.models import champion_of, fresh_learner, model_store
 
-__all__ = ["HISTORY_FIELDS", "LearnerAgent", "history_point"]
+__all__ = ["LearnerAgent"]
 
 log = logging.getLogger(__name__)
 
 #: ``dead(reason, detail, message)``: dead-letters a consumed message
 DeadLetterFn = Callable[[str, str, Any], Awaitable[None]]
-Fresh = tuple[str, int, LabelledImpression, Any]
-#: (source, offset, record): a watermark record in its place in the batch
-Mark = tuple[str, int, WatermarkRecord]
-#: what one point of ``model:history`` keeps of the metrics snapshot (plus ``t``)
-HISTORY_FIELDS = ("count", "logloss", "ne", "auc", "calibration")
-
-
-def history_point(snapshot: dict[str, Any], at: float) -> dict[str, Any] | None:
-    """The compact ``model:history`` point of a metrics snapshot; ``None`` before any example.
-
-    >>> history_point({"count": 10, "logloss": 0.2, "ne": 0.9, "auc": 0.7,
-    ...                "calibration": 1.1, "segments": {}}, 100.0)
-    {'t': 100.0, 'count': 10, 'logloss': 0.2, 'ne': 0.9, 'auc': 0.7, 'calibration': 1.1}
-    """
-    if not snapshot.get("count"):
-        return None
-    return {"t": at, **{name: snapshot.get(name) for name in HISTORY_FIELDS}}
 
 
 class LearnerAgent:
@@ -132,31 +113,27 @@ class LearnerAgent:
         self.embedding_failures = 0
         self.client = client
         self.keys = keys
-        self.store: ModelStore = (
-            store
-            if store is not None
-            else FileModelStore(settings.checkpoint_dir, settings.checkpoint_key.encode())
-        )
+        self.store: ModelStore = store if store is not None else model_store(settings)
         #: the model variant of ``self.learner``: ``settings.model`` unless resumed otherwise
         self.model_name = settings.model
         duel_or_learner, self.offsets = self._resume()
         #: the serving model and, while a new encoder version is judged, its challenger
         self.duel = EncoderDuel.adopt(duel_or_learner, IMAGE_ENCODER)
         self.promotion = Promotion(settings)
-        self._dirty = False
-        self._last_checkpoint = time.monotonic()
-        self._last_metrics = 0.0
-        #: wall time of the newest ``model:history`` point written
-        self._last_history = float("-inf")
+        self.metrics = MetricsPublisher(client, keys, settings.metrics_interval_s)
+        self.checkpoints = Checkpointer(
+            self.store, settings.checkpoint_interval_s, guard, self.offsets
+        )
         self._last_event = time.monotonic()
         #: when the learner's watermark last moved (or a label last came)
         self._last_progress = time.monotonic()
-        #: only watermark records moved the offsets since the last checkpoint
-        self._offsets_moved = False
-        #: the offsets of the newest checkpoint (where a restart would resume)
-        self.checkpointed: dict[str, int] = dict(self.offsets)
         #: learning, metrics and checkpoints never overlap (threads + a timer)
         self._lock = asyncio.Lock()
+
+    @property
+    def checkpointed(self) -> dict[str, int]:
+        """The offsets of the newest checkpoint (where a restart would resume)."""
+        return self.checkpoints.checkpointed
 
     @property
     def learner(self) -> Learner:
@@ -193,19 +170,12 @@ class LearnerAgent:
                 )
                 self.model_name = saved_as
             return snapshot.learner, dict(snapshot.offsets)
-        learner = Learner(
-            make_model(self.settings.model, with_content=bool(self.settings.triton_url)),
-            window_s=self.settings.attribution_window_s,
-            # a resumed snapshot keeps its own spec: its weights belong to it
-            spec=FeatureSpec.from_setting(
-                self.settings.content_cross_fields, self.settings.content_cross_max_values
-            ),
-        )
-        return learner, {}
+        # a resumed snapshot keeps its own spec: its weights belong to it
+        return fresh_learner(self.settings, with_content=bool(self.settings.triton_url)), {}
 
     def _learn(
         self,
-        batch: Sequence[Fresh | Mark],
+        batch: Sequence[Pending],
         embeddings: dict[int, ExampleEmbeddings | None],
         challenger: dict[int, ExampleEmbeddings | None],
     ) -> None:
@@ -217,20 +187,17 @@ class LearnerAgent:
         """
         watermark = self.learner.watermark
         for i, item in enumerate(batch):
-            if len(item) == 3:
-                tp, offset, record = item
-                self.offsets[tp] = offset
-                self.duel.advance(tp, record.watermark)
+            self.offsets[item.source] = item.offset
+            if isinstance(item, Mark):
+                self.duel.advance(item.source, item.record.watermark)
                 continue
-            tp, offset, labelled, _ = item
-            self.offsets[tp] = offset
             emb = embeddings.get(i)
             if emb is not None and emb.error:
                 continue
             other = challenger.get(i)
             self.duel.submit(
-                labelled,
-                tp,
+                item.labelled,
+                item.source,
                 emb.image if emb is not None else None,
                 emb.title if emb is not None else None,
                 other.image if other is not None and not other.error else None,
@@ -249,8 +216,8 @@ class LearnerAgent:
         while True:
             try:
                 found = await self.embedder.embed(
-                    [labelled for _, _, labelled, _ in batch],
-                    image_model=self.duel.champion_version or IMAGE_ENCODER,
+                    [item.labelled for item in batch],
+                    image_model=champion_of(self.duel).image_model,
                 )
                 return list(found)
             except (EncoderUnavailable, StoreUnavailable) as exc:
@@ -266,15 +233,15 @@ class LearnerAgent:
     async def _dead_letter_failures(
         self, batch: Sequence[Fresh], embeddings: Sequence[ExampleEmbeddings | None]
     ) -> None:
-        for (_, _, labelled, message), emb in zip(batch, embeddings, strict=True):
+        for item, emb in zip(batch, embeddings, strict=True):
             if emb is not None and emb.error:
                 self.embedding_failures += 1
-                log.warning("no embedding for %s: %s", labelled.label_id, emb.error)
+                log.warning("no embedding for %s: %s", item.labelled.label_id, emb.error)
                 if self.dead is not None:
-                    await self.dead("embedding_failed", emb.error, message)
+                    await self.dead("embedding_failed", emb.error, item.message)
 
     async def handle_batch(self, events: Sequence[Any]) -> None:
-        items: list[Fresh | Mark] = []
+        items: list[Pending] = []
         fresh: list[Fresh] = []
         for event in events:
             message = event.message
@@ -283,18 +250,18 @@ class LearnerAgent:
                 continue  # already inside the checkpoint we resumed from
             try:
                 if record_kind(message.headers) == WATERMARK_RECORD:
-                    items.append((tp, message.offset, decode(WatermarkRecord, message.value)))
+                    items.append(Mark(tp, message.offset, decode(WatermarkRecord, message.value)))
                 else:
                     labelled = decode(LabelledImpression, message.value)
-                    fresh.append((tp, message.offset, labelled, message))
+                    fresh.append(Fresh(tp, message.offset, labelled, message))
                     items.append(fresh[-1])
             except DecodeError:
                 continue  # the counter agent dead-letters bad labelled messages
         found = await self._embed(fresh) if fresh else []
-        label_positions = [i for i, item in enumerate(items) if len(item) == 4]
+        label_positions = [i for i, item in enumerate(items) if isinstance(item, Fresh)]
         embeddings = dict(zip(label_positions, found, strict=True))
         other = await self.promotion.challenger_embeddings(
-            self.duel, self.embedder, [labelled for _, _, labelled, _ in fresh]
+            self.duel, self.embedder, [item.labelled for item in fresh]
         )
         challenger = dict(zip(label_positions, other, strict=True)) if other else {}
         await self._dead_letter_failures(fresh, found)
@@ -304,9 +271,9 @@ class LearnerAgent:
             if items:
                 await asyncio.to_thread(self._learn, items, embeddings, challenger)
                 if fresh:
-                    self._dirty = True
+                    self.checkpoints.learned()
                 else:
-                    self._offsets_moved = True
+                    self.checkpoints.offsets_moved()
             await self.maybe_publish()
 
     async def on_timer(self) -> None:
@@ -326,47 +293,33 @@ class LearnerAgent:
                     stopped_for,
                     n,
                 )
-                self._dirty = True
+                self.checkpoints.learned()
                 self._last_progress = now
             await self.maybe_publish(force=idle)
 
     async def maybe_publish(self, force: bool = False) -> None:
         """Metrics to Redis every ``metrics_interval_s``; checkpoint when due."""
         now = time.monotonic()
-        if force or now - self._last_metrics >= self.settings.metrics_interval_s:
-            self._last_metrics = now
-            snapshot = self.learner.metrics.snapshot()
-            snapshot["model"] = self.settings.model
-            snapshot["offsets"] = dict(self.offsets)
-            snapshot["updated_at"] = time.time()
-            snapshot["embeddings"] = self.embedding_status()
-            snapshot["buffered"] = self.learner.buffered
-            snapshot["unscored"] = self.learner.unscored
-            watermark = self.learner.watermark
-            snapshot["watermark"] = watermark if watermark > float("-inf") else None
-            snapshot["learner"] = dict(self.identity)
-            wall = time.time()
-            point = None
-            if wall - self._last_history >= MODEL_HISTORY_EVERY_S:
-                point = history_point(snapshot, wall)
-            try:
-                async with self.client.pipeline(transaction=True) as pipe:
-                    pipe.set(self.keys.model_metrics, json.dumps(snapshot))
-                    if point is not None:
-                        pipe.rpush(self.keys.model_history, json.dumps(point))
-                        pipe.ltrim(self.keys.model_history, -MODEL_HISTORY_LEN, -1)
-                    await pipe.execute()
-                if point is not None:
-                    self._last_history = wall
-            except (RedisError, OSError) as exc:
-                log.warning("could not publish model metrics: %s", exc)
+        if self.metrics.due(now, force):
+            await self.metrics.publish(self.metrics_snapshot())
             if self._make_embedder is not None:
                 await self.promotion.publish(self.duel, self.embedder, self.client, self.keys)
-        due = now - self._last_checkpoint >= self.settings.checkpoint_interval_s
-        # Watermark records alone checkpoint on the interval only, so a quiet
-        # stream does not write a checkpoint every idle tick.
-        if (self._dirty and (force or due)) or (self._offsets_moved and due):
+        if self.checkpoints.due(now, force):
             await self.checkpoint()
+
+    def metrics_snapshot(self) -> dict[str, Any]:
+        """The metrics document: the model's progressive metrics and where learning stands."""
+        snapshot = self.learner.metrics.snapshot()
+        snapshot["model"] = self.settings.model
+        snapshot["offsets"] = dict(self.offsets)
+        snapshot["updated_at"] = time.time()
+        snapshot["embeddings"] = self.embedding_status()
+        snapshot["buffered"] = self.learner.buffered
+        snapshot["unscored"] = self.learner.unscored
+        watermark = self.learner.watermark
+        snapshot["watermark"] = watermark if watermark > float("-inf") else None
+        snapshot["learner"] = dict(self.identity)
+        return snapshot
 
     async def close(self) -> None:
         """Release the embedder's and the announcement reader's connections."""
@@ -420,14 +373,4 @@ class LearnerAgent:
         Called with the lock held, so every example up to ``offsets`` was
         learned before the snapshot was taken.
         """
-        if self.guard is not None and not await self.guard():
-            raise LeaseLost("the learner lease was lost; this model is not saved")
-        self._last_checkpoint = time.monotonic()
-        self._dirty = self._offsets_moved = False
-        offsets = dict(self.offsets)
-        info = await asyncio.to_thread(
-            self.store.save, self.duel, offsets, self.snapshot_metadata()
-        )
-        self.checkpointed = offsets
-        log.info("checkpoint %s covers %s", info.name, self.offsets)
-        return info
+        return await self.checkpoints.save(self.duel, self.offsets, self.snapshot_metadata())

@@ -28,9 +28,10 @@ from online_ctr.store import FileModelStore, MemoryModelStore, SnapshotInfo
 from schemas import Impression, LabelledImpression
 from schemas.keys import KeySpace
 from schemas.settings import Settings
-from streams.learner import agent as learner_agent_module
-from streams.learner.agent import HISTORY_FIELDS, LearnerAgent, history_point
+from streams.learner import metrics_publisher as metrics_publisher_module
+from streams.learner.agent import LearnerAgent
 from streams.learner.lease import LeaseLost
+from streams.learner.metrics_publisher import HISTORY_FIELDS, history_point
 
 T0 = 1_767_225_600.0
 KEY = "agent-test-key"
@@ -266,7 +267,7 @@ async def test_metrics_history_is_throttled_and_bounded(
     """One ``model:history`` point per MODEL_HISTORY_EVERY_S of wall time, the newest N kept."""
     wall = [1_000.0]
     monkeypatch.setattr(time, "time", lambda: wall[0])
-    monkeypatch.setattr(learner_agent_module, "MODEL_HISTORY_LEN", 5)
+    monkeypatch.setattr(metrics_publisher_module, "MODEL_HISTORY_LEN", 5)
     learner_agent = agent(tmp_path, MemoryModelStore())
     await learner_agent.handle_batch(events(range(40)))  # publishes the first point
     assert learner_agent.learner.metrics.snapshot()["count"] > 0
