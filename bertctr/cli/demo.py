@@ -1,0 +1,135 @@
+"""``bertctr demo``: the whole system on simulated traffic, and its summary."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from typing import TYPE_CHECKING, Any
+
+from bertctr.cli.common import Subparsers
+from bertctr.demo_config import DemoConfig
+from schemas.settings import Settings
+
+if TYPE_CHECKING:
+    from bertctr.harness.workers import WorkerFleet
+
+__all__ = ["add_commands", "cmd_demo", "format_summary", "serve_until_stopped"]
+
+
+def _embeddings_line(e: dict[str, Any]) -> str:
+    if not e.get("enabled"):
+        return "off (learned without image and title embeddings)"
+    versions = ", ".join(f"{k} v{v}" for k, v in sorted((e.get("versions") or {}).items()))
+    computed = sum((e.get("computed") or {}).values())
+    return f"{versions}; {computed} computed by Triton, {e.get('failures', 0)} failed"
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    def f(v: Any, fmt: str = ".4f") -> str:
+        return "-" if v is None else format(v, fmt)
+
+    return "\n".join(
+        [
+            f"bertctr demo (seed {s['seed']}): {s['published']} messages, "
+            f"{s['events_per_s']} events/s through the stack",
+            f"  impressions {s['impressions']}, clicks {s['clicks']} "
+            f"({s['late_clicks']} late), labelled {s['labelled']}, "
+            f"dead-lettered {s['dead_lettered']}",
+            f"  model {s['model']}: logloss {f(s['logloss'])}  NE {f(s['ne'])}  "
+            f"AUC {f(s['auc'])}  calibration {f(s['calibration'], '.3f')}",
+            f"  oracle:        logloss {f(s['oracle_logloss'])}  NE {f(s['oracle_ne'])}  "
+            f"AUC {f(s['oracle_auc'])}",
+            f"  ranking CTR lift over a random variant: model {s['ranking_ctr_lift']:+.1%}, "
+            f"oracle {s['oracle_ranking_ctr_lift']:+.1%}",
+            f"  embeddings: {_embeddings_line(s.get('embeddings') or {})}",
+            *_encoder_lines(s.get("encoder")),
+            f"  live counters: BERTCTR_REDIS_PREFIX={s['redis_prefix']} bertctr stats",
+        ]
+    )
+
+
+def _encoder_lines(encoder: dict[str, Any] | None) -> list[str]:
+    """The fine-tuning cycle and what the stream decided (nothing without encoders)."""
+    if not encoder:
+        return []
+    return [
+        f"  encoder loop: fine-tuning {encoder.get('finetune_outcome', 'not run')} "
+        f"({encoder.get('finetune_seconds', '-')} s); champion {encoder.get('champion')} "
+        f"(v{encoder.get('champion_version')}), promotions {encoder.get('promotions', 0)}, "
+        f"retirements {encoder.get('retirements', 0)}, "
+        f"judging {encoder.get('challenger') or 'nothing'}"
+    ]
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from bertctr.demo import run_demo
+
+    cfg = DemoConfig(
+        events=args.events, seed=args.seed, speed=args.speed, encoders=not args.no_encoders
+    )
+
+    def progress(line: str) -> None:
+        print(f"[demo] {line}", file=sys.stderr, flush=True)
+
+    def report(summary: dict[str, Any], fleet: WorkerFleet | None = None) -> None:
+        print(format_summary(summary), flush=True)
+        if fleet is None:
+            print("see it live: bertctr demo --serve (or make serve) keeps the API and its page up")
+        if args.json:
+            print(json.dumps(summary, sort_keys=True), flush=True)
+        if fleet is not None:
+            serve_until_stopped(fleet, settings)
+
+    if args.serve:
+        run_demo(settings, cfg, progress, then=report)
+    else:
+        report(run_demo(settings, cfg, progress))
+    return 0
+
+
+def serve_until_stopped(fleet: WorkerFleet, settings: Settings) -> None:
+    """``bertctr api`` on the demo's data, with its URL printed, until SIGINT/SIGTERM."""
+    from bertctr.harness.api import ApiServer
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    port = settings.api_port
+    with ApiServer(fleet.env(), fleet.directory / "api.log", port=port) as api:
+        print(f"live page: {api.url}/  (API docs: {api.url}/docs); Ctrl-C stops it", flush=True)
+        stop.wait()
+
+
+def _add_demo(sub: Subparsers) -> None:
+    demo = sub.add_parser("demo", help="the whole system on simulated traffic")
+    demo.add_argument(
+        "--events", type=int, default=DemoConfig.events, help="impressions to simulate"
+    )
+    demo.add_argument("--seed", type=int, default=DemoConfig.seed)
+    demo.add_argument(
+        "--speed",
+        type=float,
+        default=DemoConfig.speed,
+        help="simulated seconds per wall second (0 = flat out)",
+    )
+    demo.add_argument(
+        "--no-encoders",
+        action="store_true",
+        help="learn without image and title embeddings (no Triton): the baseline",
+    )
+    demo.add_argument("--json", action="store_true", help="last stdout line: JSON summary")
+    demo.add_argument(
+        "--serve",
+        action="store_true",
+        help="then keep everything running and serve the API and the live page "
+        "(BERTCTR_API_PORT) until Ctrl-C",
+    )
+    demo.set_defaults(func=cmd_demo)
+
+
+def add_commands(sub: Subparsers) -> None:
+    """Add this module's commands to the ``bertctr`` parser."""
+    _add_demo(sub)
