@@ -292,15 +292,10 @@ class JoinBook:
 
         ``behind`` names the inputs with unread messages (see :meth:`on_tick`).
         """
-        effects = Effects(outcome="accepted")
-        if self._refuse_time(impression, wall, effects):
+        effects, state = self._arrive(impression, wall, behind, IMPRESSION_INPUT)
+        if effects.outcome == "rejected":
             return effects
-        self.clock.hold(wall, behind)
-        # The clock moves first, so a label decided by this event carries a
-        # finite watermark even on a freshly restored book.
-        self.clock.observe(impression.ts, wall, IMPRESSION_INPUT)
         iid = impression.impression_id
-        state = self._states.get(iid)
         if state is None:
             state = JoinState(
                 partition=self.partition,
@@ -333,13 +328,10 @@ class JoinBook:
 
     def on_click(self, click: Click, wall: float, behind: Collection[str] = ()) -> Effects:
         """Handle one valid click; may expire others as the clock moves."""
-        effects = Effects(outcome="accepted")
-        if self._refuse_time(click, wall, effects):
+        effects, state = self._arrive(click, wall, behind, CLICK_INPUT)
+        if effects.outcome == "rejected":
             return effects
-        self.clock.hold(wall, behind)
-        self.clock.observe(click.ts, wall, CLICK_INPUT)
         iid = click.impression_id
-        state = self._states.get(iid)
         if state is None:
             state = JoinState(
                 partition=self.partition,
@@ -373,6 +365,23 @@ class JoinBook:
                 self._put(iid, state, effects)
         effects.extend(self.expire(wall))
         return effects
+
+    def _arrive(
+        self, event: Impression | Click, wall: float, behind: Collection[str], source: str
+    ) -> tuple[Effects, JoinState | None]:
+        """How every event opens: refused if its time cannot be trusted, else the clock moves.
+
+        The clock moves before the event is handled, so a label decided by
+        this event carries a finite watermark even on a freshly restored book.
+        Returns the effects so far (outcome ``rejected`` or ``accepted``) and
+        the impression's state, if the book holds one.
+        """
+        effects = Effects(outcome="accepted")
+        if self._refuse_time(event, wall, effects):
+            return effects, None
+        self.clock.hold(wall, behind)
+        self.clock.observe(event.ts, wall, source)
+        return effects, self._states.get(event.impression_id)
 
     def _refuse_time(self, event: Impression | Click, wall: float, effects: Effects) -> bool:
         """Refuse an event whose time the join cannot trust or no longer covers."""
