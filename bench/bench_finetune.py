@@ -85,7 +85,12 @@ from bertctr.finetune_data import backbone_features, complete, replay
 from bertctr.judge import catalogue_embeddings, lookup_from, true_attributes
 from encoder_server.projection import Projection, fit_pca
 from encoder_server.serving.image_encoder import ImageEncoder
-from encoder_server.training.finetune import FinetuneResult, should_publish, train_head
+from encoder_server.training.finetune import (
+    FinetuneResult,
+    HeadTrainingConfig,
+    should_publish,
+    train_head,
+)
 from online_ctr.duel import CALIBRATION, EncoderDuel
 from online_ctr.features import FeatureSpec
 from online_ctr.learner import Learner
@@ -375,7 +380,7 @@ def finetune_job(
     champion = world.lookup(PCA)
     data = replay(kept, [champion(e) for e in kept], features, rows, worker_learner())
     t2 = time.perf_counter()
-    result = train_head(data, None, seed, init=world.head)
+    result = train_head(data, HeadTrainingConfig(seed=seed), init=world.head)
     t3 = time.perf_counter()
     published, reason = should_publish(result, min_clicks)
     peak = memory.peak()

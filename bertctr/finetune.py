@@ -45,7 +45,12 @@ from bertctr.finetune_data import Window, complete, gather, read_window
 from encoder_server.base import IMAGE_ENCODER
 from encoder_server.projection import Projection
 from encoder_server.serving.repository import EncoderRepository, VersionInfo
-from encoder_server.training.finetune import FinetuneResult, should_publish, train_head
+from encoder_server.training.finetune import (
+    FinetuneResult,
+    HeadTrainingConfig,
+    should_publish,
+    train_head,
+)
 from encoder_server.training.report import write_report
 from online_ctr.duel import EncoderDuel, serving_learner
 from online_ctr.learner import Learner
@@ -265,8 +270,7 @@ async def run_once(settings: Settings, cfg: JobConfig) -> tuple[int, str]:
     result = await asyncio.to_thread(
         train_head,
         data,
-        cfg.dim,
-        cfg.seed,
+        HeadTrainingConfig(dim=cfg.dim, seed=cfg.seed),
         init=champion.head,
         progress=cfg.progress,
     )

@@ -80,15 +80,21 @@ import resource
 import sys
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 import torch
 
 from encoder_server.projection import Projection
 from encoder_server.training.click_metrics import Metrics, auc, log_loss
+from encoder_server.training.config import HeadTrainingConfig
 from encoder_server.training.gate import should_publish
-from encoder_server.training.head_trainer import EpochLoss, HeadParameters, HeadTrainer, SplitStats
+from encoder_server.training.head_trainer import (
+    EpochLoss,
+    FittedHead,
+    HeadParameters,
+    HeadTrainer,
+    SplitStats,
+)
 from encoder_server.training.result import FinetuneResult
 from encoder_server.training.training_set import TrainingSet
 
@@ -96,6 +102,7 @@ __all__ = [
     "EpochLoss",
     "FinetuneResult",
     "HeadParameters",
+    "HeadTrainingConfig",
     "Metrics",
     "SplitStats",
     "TrainingSet",
@@ -110,21 +117,10 @@ log = logging.getLogger(__name__)
 
 def train_head(
     data: TrainingSet,
-    dim: int | None = None,
-    seed: int = 0,
+    config: HeadTrainingConfig | None = None,
     *,
-    epochs: int = 30,
-    lr: float = 0.02,
-    weight_decay: float = 1.0,
-    holdout: float = 0.2,
-    validation: float = 0.1,
-    batch_size: int = 512,
-    patience: int = 5,
-    subspace: int = 256,
     init: Projection | None = None,
-    freeze_projection: bool = False,
     version: int | None = None,
-    threads: int | None = 1,
     progress: bool = False,
 ) -> FinetuneResult:
     """Train a projection head on click log loss over the online model's offsets.
@@ -133,130 +129,77 @@ def train_head(
     ----------
     data:
         The examples (see :class:`TrainingSet`).
-    dim:
-        Embedding width; ``None``: ``init``'s, else 8.
-    seed:
-        Seeds the random initial ``W``, the principal subspace's random
-        start and the minibatch order.
-    epochs, patience:
-        At most ``epochs`` passes; stop after ``patience`` epochs without a
-        lower validation loss and keep the best epoch's parameters.
-    lr:
-        Adam step size (``W``'s is scaled, see :mod:`encoder_server.training.head_trainer`).
-    weight_decay:
-        Precision of the Gaussian prior pulling the per-group coefficients
-        ``a[g]`` and biases ``b[g]`` to zero: ``weight_decay * (|a[g]|^2 +
-        b[g]^2)`` is added to the training split's *summed* log loss, so it
-        holds a small group to the shared effect and fades for a big one.
-    holdout, validation:
-        Shares of the examples, the latest by ``ts``, held out for the final
-        metrics and for early stopping (see the module docstring).
-    batch_size:
-        Examples per Adam step.
-    subspace:
-        Train within the top ``subspace`` principal directions of the
-        standardised features, whitened (see :mod:`encoder_server.training.whitening`).
+    config:
+        The training parameters (see :class:`HeadTrainingConfig`); ``None``:
+        its defaults.
     init:
         Head to start from (the one serving now, e.g. a PCA head), mapped
         into the training coordinates (exactly when it lies in the
-        subspace, as a PCA head of up to ``subspace`` components does);
-        ``None``: a random Gaussian map.
-    freeze_projection:
-        Keep ``init`` (or the random map) fixed and train only the per-group
-        coefficients: what the online model can get out of the current head,
-        the baseline that shows what fine-tuning adds.
+        subspace, as a PCA head of up to ``config.subspace`` components
+        does); ``None``: a random Gaussian map.
     version:
         The new head's version; ``None``: ``init.version + 1``, else 1.
-    threads:
-        torch threads during training (restored after); ``None`` leaves
-        torch's setting alone at the cost of bit-exact reproducibility.
     progress:
         Show a tqdm bar over epochs.
 
     Raises
     ------
     ValueError
-        On inconsistent shapes, a split with no examples, or a training
-        split with no clicks.
+        On inconsistent shapes or parameters, a split with no examples, or
+        a training split with no clicks.
     """
     started = time.perf_counter()
-    if init is not None:
-        dim = init.d_out if dim is None else dim
-        if init.d_out != dim or init.d_in != data.d_in:
-            raise ValueError(
-                f"init maps {init.d_in}->{init.d_out}, the training needs {data.d_in}->{dim}"
-            )
-        if init.features != data.feature_kind:
-            raise ValueError(f"init projects {init.features!r}, data are {data.feature_kind!r}")
-    dim = 8 if dim is None else dim
-    if min(dim, epochs, batch_size, patience, subspace) < 1 or lr <= 0 or weight_decay < 0:
-        raise ValueError("dim, epochs, batch_size, patience, subspace and lr must be positive")
-    if not (0 < holdout < 1 and 0 < validation < 1 and holdout + validation < 1):
-        raise ValueError("holdout and validation must be shares in (0, 1) summing below 1")
-    rng = np.random.default_rng(seed)
-    with _torch_threads(threads):
-        fitted = HeadTrainer(data, dim, rng, holdout, validation, weight_decay, subspace).fit(
-            epochs=epochs,
-            lr=lr,
-            batch_size=batch_size,
-            patience=patience,
-            init=init,
-            freeze=freeze_projection,
-            progress=progress,
-        )
-    settings: dict[str, Any] = {
-        "dim": dim,
-        "seed": seed,
-        "epochs": epochs,
-        "lr": lr,
-        "weight_decay": weight_decay,
-        "holdout": holdout,
-        "validation": validation,
-        "batch_size": batch_size,
-        "patience": patience,
-        "subspace": fitted.subspace,
-        "subspace_variance": round(fitted.subspace_variance, 6),
-        "init": None if init is None else f"{init.kind} v{init.version}",
-        "freeze_projection": freeze_projection,
-        "threads": threads,
-        "feature_kind": data.feature_kind,
-    }
-    version = version if version is not None else (init.version + 1 if init is not None else 1)
-    train = fitted.splits["train"]
+    config = HeadTrainingConfig() if config is None else config
+    dim = config.resolve_dim(data, init)
+    with _torch_threads(config.threads):
+        fitted = HeadTrainer(data, dim, config).fit(init, progress=progress)
+    settings = config.settings(
+        dim=dim,
+        init=init,
+        subspace=fitted.subspace,
+        subspace_variance=fitted.subspace_variance,
+        feature_kind=data.feature_kind,
+    )
+    if version is None:
+        version = init.version + 1 if init is not None else 1
     projection = _fold(
         fitted.head,
         version=version,
         features=data.feature_kind,
-        note=(
-            f"click-finetuned {data.d_in}->{dim} on {train.examples} examples, "
-            f"{train.clicks} clicks, {fitted.head.segment_ids.shape[0]} segments, "
-            f"ts {train.ts_start:g}..{train.ts_end:g}, best epoch {fitted.best_epoch}, "
-            f"from {settings['init'] or f'random seed={seed}'}"
-            + (", projection frozen" if freeze_projection else "")
-            + f"; held-out log loss {fitted.after.log_loss:.5f} vs {fitted.before.log_loss:.5f}"
-            " offset only"
-        ),
+        note=_note(data, dim, fitted, config, settings["init"] or f"random seed={config.seed}"),
     )
-    result = FinetuneResult(
+    result = FinetuneResult.of(
+        fitted,
         projection=projection,
-        head=fitted.head,
-        curve=fitted.curve,
-        best_epoch=fitted.best_epoch,
-        splits=fitted.splits,
-        before=fitted.before,
-        recalibrated=fitted.recalibrated,
-        after=fitted.after,
-        reference=fitted.reference,
-        improvement=fitted.improvement,
-        improvement_se=fitted.improvement_se,
         seconds=time.perf_counter() - started,
         peak_rss_bytes=_peak_rss_bytes(),
         settings=settings,
     )
+    _log_result(result, data.d_in, dim)
+    return result
+
+
+def _note(
+    data: TrainingSet, dim: int, fitted: FittedHead, config: HeadTrainingConfig, origin: str
+) -> str:
+    """The new head's ``note``: what it was trained on, from what, and how it did."""
+    train = fitted.splits["train"]
+    return (
+        f"click-finetuned {data.d_in}->{dim} on {train.examples} examples, "
+        f"{train.clicks} clicks, {fitted.head.segment_ids.shape[0]} segments, "
+        f"ts {train.ts_start:g}..{train.ts_end:g}, best epoch {fitted.best_epoch}, "
+        f"from {origin}"
+        + (", projection frozen" if config.freeze_projection else "")
+        + f"; held-out log loss {fitted.after.log_loss:.5f} vs {fitted.before.log_loss:.5f}"
+        " offset only"
+    )
+
+
+def _log_result(result: FinetuneResult, d_in: int, dim: int) -> None:
     log.info(
         "fine-tuned head %d->%d in %.1f s (peak RSS %.0f MiB): held-out log loss "
         "%.5f offset only, %.5f recalibrated, %.5f with the head (gain %.5f +- %.5f)",
-        data.d_in,
+        d_in,
         dim,
         result.seconds,
         result.peak_rss_bytes / 2**20,
@@ -266,7 +209,6 @@ def train_head(
         result.improvement,
         result.improvement_se,
     )
-    return result
 
 
 @contextlib.contextmanager

@@ -41,6 +41,7 @@ import torch
 
 from encoder_server.projection import Projection
 from encoder_server.training.click_metrics import Metrics, auc, log_loss, per_example_loss
+from encoder_server.training.config import HeadTrainingConfig
 from encoder_server.training.training_set import TrainingSet
 from encoder_server.training.whitening import ROWS, Standardise, feature_stats, principal_subspace
 
@@ -189,8 +190,39 @@ class _Split:
         )
 
 
-@dataclass
+@dataclass(frozen=True)
 class FittedHead:
+    """What :meth:`HeadTrainer.fit` kept and how it did on the held-out split.
+
+    :class:`~encoder_server.training.result.FinetuneResult` extends it with
+    the published head and the run's cost, so these attributes are the
+    result's too.
+
+    Attributes
+    ----------
+    head:
+        The trained parameters before folding (see :class:`HeadParameters`).
+    curve:
+        Log loss per epoch, epoch 0 first.
+    best_epoch:
+        The epoch whose parameters were kept (lowest validation loss).
+    splits:
+        ``"train"``, ``"validation"``, ``"holdout"``: what each held.
+    before, recalibrated, after:
+        Held-out metrics of the offset alone, of the offset with per-group
+        biases fitted on the training split, and of the full model.
+    reference:
+        ``"before"`` or ``"recalibrated"``, whichever has the lower held-out
+        log loss: the bar the head is measured against.
+    improvement, improvement_se:
+        Held-out mean of the paired per-example log-loss difference,
+        reference minus after (nats; > 0: the head helps), and its standard
+        error.
+    subspace, subspace_variance:
+        The principal directions trained in, and the share of the
+        standardised features' variance they hold.
+    """
+
     head: HeadParameters
     curve: tuple[EpochLoss, ...]
     best_epoch: int
@@ -206,20 +238,18 @@ class FittedHead:
 
 
 class HeadTrainer:
-    """The training loop's state: splits, coordinates, parameters, optimiser."""
+    """The training loop's state: splits, coordinates, parameters, optimiser.
 
-    def __init__(
-        self,
-        data: TrainingSet,
-        dim: int,
-        rng: np.random.Generator,
-        holdout: float,
-        validation: float,
-        weight_decay: float,
-        subspace: int,
-    ) -> None:
-        self.data, self.dim, self.rng, self.prior = data, dim, rng, weight_decay
-        parts = self._time_splits(holdout, validation)
+    ``dim`` is the embedding width, already resolved and checked
+    (:meth:`HeadTrainingConfig.resolve_dim`); every random draw comes from
+    ``numpy.random.default_rng(config.seed)``.
+    """
+
+    def __init__(self, data: TrainingSet, dim: int, config: HeadTrainingConfig) -> None:
+        self.data, self.dim, self.config = data, dim, config
+        self.rng = np.random.default_rng(config.seed)
+        self.prior = config.weight_decay
+        parts = self._time_splits(config.holdout, config.validation)
         if not data.clicks[parts["train"]].any():
             raise ValueError("the training split has no clicks")
         # groups: the training split's distinct segments, then one slot for unseen ones
@@ -248,10 +278,10 @@ class HeadTrainer:
             weights[parts["train"]],
             groups[parts["train"]].astype(np.int64),
             self.n_groups + 1,
-            weight_decay,
+            self.prior,
         )
         self.bias0[self.n_groups] = 0.0  # no training example: nothing to recalibrate
-        self._coordinates(np.unique(rows[parts["train"]]), subspace)
+        self._coordinates(np.unique(rows[parts["train"]]), config.subspace)
 
     def _time_splits(self, holdout: float, validation: float) -> dict[str, I64]:
         """Example indices of the oldest (train), then validation, then latest (holdout)."""
@@ -413,20 +443,16 @@ class HeadTrainer:
             weight_sum += float(w.sum())
         return total / max(weight_sum, _TINY)
 
-    def fit(
-        self,
-        *,
-        epochs: int,
-        lr: float,
-        batch_size: int,
-        patience: int,
-        init: Projection | None,
-        freeze: bool,
-        progress: bool,
-    ) -> FittedHead:
-        """Train with early stopping on validation loss; keep the best epoch's parameters."""
+    def fit(self, init: Projection | None, *, progress: bool = False) -> FittedHead:
+        """Train with early stopping on validation loss; keep the best epoch's parameters.
+
+        ``init``: the head to start from (``None``: a random map); ``progress``:
+        show a tqdm bar over epochs.
+        """
+        epochs, patience = self.config.epochs, self.config.patience
+        freeze = self.config.freeze_projection
         params = self._parameters(init, freeze)
-        optimiser = self._optimiser(params, lr, freeze)
+        optimiser = self._optimiser(params, self.config.lr, freeze)
 
         def losses(epoch: int, train: float) -> EpochLoss:
             return EpochLoss(
@@ -438,7 +464,7 @@ class HeadTrainer:
         bar = _progress_bar(epochs) if progress else None
         try:
             for epoch in range(1, epochs + 1):
-                entry = losses(epoch, self._epoch(params, optimiser, batch_size))
+                entry = losses(epoch, self._epoch(params, optimiser, self.config.batch_size))
                 curve.append(entry)
                 log.debug("epoch %d: %s", epoch, entry)
                 if bar is not None:

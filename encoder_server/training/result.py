@@ -4,69 +4,73 @@ Its own module because three readers share it without needing the
 training code: the publish gate (:mod:`encoder_server.training.gate`), the
 report writer (:mod:`encoder_server.training.report`) and the job's JSON
 output (:meth:`FinetuneResult.to_dict`).
+
+What the trainer measured (curve, splits, held-out metrics) is declared once,
+in :class:`~encoder_server.training.head_trainer.FittedHead`; a result *is* a
+fitted head plus what :func:`train_head` adds around the training: the
+servable projection, the wall time and memory, the settings.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from encoder_server.projection import Projection
 from encoder_server.training.click_metrics import Metrics
-from encoder_server.training.head_trainer import EpochLoss, HeadParameters, SplitStats
+from encoder_server.training.head_trainer import FittedHead
 
 __all__ = ["FinetuneResult"]
 
 
 @dataclass(frozen=True)
-class FinetuneResult:
+class FinetuneResult(FittedHead):
     """What :func:`train_head` learnt and how it did on later traffic.
+
+    The attributes of :class:`~encoder_server.training.head_trainer.FittedHead`
+    (``head``, ``curve``, ``best_epoch``, ``splits``, ``before``,
+    ``recalibrated``, ``after``, ``reference``, ``improvement``,
+    ``improvement_se``, ``subspace``, ``subspace_variance``), and:
 
     Attributes
     ----------
     projection:
         The new head, ready to save and serve.
-    head:
-        The trained parameters before folding (see :class:`HeadParameters`).
-    curve:
-        Log loss per epoch, epoch 0 first.
-    best_epoch:
-        The epoch whose parameters were kept (lowest validation loss).
-    splits:
-        ``"train"``, ``"validation"``, ``"holdout"``: what each held.
-    before, recalibrated, after:
-        Held-out metrics of the offset alone, of the offset with per-group
-        biases fitted on the training split, and of the full model.
-    reference:
-        ``"before"`` or ``"recalibrated"``, whichever has the lower held-out
-        log loss: the bar the head is measured against.
-    improvement, improvement_se:
-        Held-out mean of the paired per-example log-loss difference,
-        reference minus after (nats; > 0: the head helps), and its standard
-        error.
     seconds, peak_rss_bytes:
         Wall time of :func:`train_head` and the process's peak resident
         memory when it returned (``getrusage``: a high-water mark of the
         whole process, so it includes whatever the caller held before).
     settings:
-        The arguments the head was trained with.
+        The parameters the head was trained with
+        (:meth:`~encoder_server.training.config.HeadTrainingConfig.settings`).
     """
 
     projection: Projection
-    head: HeadParameters
-    curve: tuple[EpochLoss, ...]
-    best_epoch: int
-    splits: dict[str, SplitStats]
-    before: Metrics
-    recalibrated: Metrics
-    after: Metrics
-    reference: str
-    improvement: float
-    improvement_se: float
     seconds: float
     peak_rss_bytes: int
     settings: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls,
+        fitted: FittedHead,
+        *,
+        projection: Projection,
+        seconds: float,
+        peak_rss_bytes: int,
+        settings: dict[str, Any],
+    ) -> FinetuneResult:
+        """``fitted``, with what the run added around it."""
+        measured = {f.name: getattr(fitted, f.name) for f in dataclasses.fields(FittedHead)}
+        return cls(
+            **measured,
+            projection=projection,
+            seconds=seconds,
+            peak_rss_bytes=peak_rss_bytes,
+            settings=settings,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Everything but the arrays, JSON-ready (NaN becomes ``None``)."""

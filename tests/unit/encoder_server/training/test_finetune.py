@@ -22,6 +22,7 @@ from PIL import Image
 from encoder_server.projection import Projection, fit_pca
 from encoder_server.training.finetune import (
     FinetuneResult,
+    HeadTrainingConfig,
     TrainingSet,
     auc,
     log_loss,
@@ -90,7 +91,7 @@ def test_clicks_teach_the_head_what_pca_misses(
     data: TrainingSet, pca: Projection, tuned: FinetuneResult
 ) -> None:
     # what the online model can get out of the PCA head: coefficients only
-    frozen = train_head(data, init=pca, freeze_projection=True)
+    frozen = train_head(data, HeadTrainingConfig(freeze_projection=True), init=pca)
     truth = planted()[1]
     hold = np.argsort(data.ts, kind="stable")[-tuned.splits["holdout"].examples :]
     oracle = log_loss(truth[hold], data.clicks[hold])
@@ -127,18 +128,18 @@ def test_clicks_teach_the_head_what_pca_misses(
 
 
 def test_same_seed_same_head(data: TrainingSet) -> None:
-    a = train_head(data, seed=3, epochs=3)
-    b = train_head(data, seed=3, epochs=3)
+    a = train_head(data, HeadTrainingConfig(seed=3, epochs=3))
+    b = train_head(data, HeadTrainingConfig(seed=3, epochs=3))
     assert np.array_equal(a.projection.components, b.projection.components)
     assert np.array_equal(a.projection.mean, b.projection.mean)
     assert a.curve == b.curve
-    c = train_head(data, seed=4, epochs=3)
+    c = train_head(data, HeadTrainingConfig(seed=4, epochs=3))
     assert not np.array_equal(a.projection.components, c.projection.components)
 
 
 def test_progress_bar_and_threads_left_as_found(data: TrainingSet) -> None:
     threads = torch.get_num_threads()
-    result = train_head(data, epochs=1, progress=True)
+    result = train_head(data, HeadTrainingConfig(epochs=1), progress=True)
     assert len(result.curve) == 2
     assert torch.get_num_threads() == threads
 
@@ -182,7 +183,7 @@ def test_published_head_is_the_trained_embedding(tuned: FinetuneResult, tmp_path
 
 def test_starting_from_a_head_starts_from_its_embedding(data: TrainingSet, pca: Projection) -> None:
     # one epoch with a zero step size leaves W where init put it
-    start = train_head(data, init=pca, epochs=1, lr=1e-12)
+    start = train_head(data, HeadTrainingConfig(epochs=1, lr=1e-12), init=pca)
     x = data.features[:100]
     np.testing.assert_allclose(start.projection.apply(x), pca.apply(x), atol=1e-4)
 
@@ -229,7 +230,7 @@ def test_bad_input_is_refused(data: TrainingSet, pca: Projection) -> None:
             ts=np.zeros(3),
         )
     with pytest.raises(ValueError, match="init maps"):
-        train_head(data, dim=4, init=pca)
+        train_head(data, HeadTrainingConfig(dim=4), init=pca)
     with pytest.raises(ValueError, match="no clicks"):
         train_head(
             TrainingSet(
@@ -241,3 +242,85 @@ def test_bad_input_is_refused(data: TrainingSet, pca: Projection) -> None:
                 ts=data.ts,
             )
         )
+
+
+#: the keys of the job's JSON (``report.json``; the bench reads ``holdout``), in
+#: order, pinned: readers outside this package parse them
+REPORT_KEYS: dict[str, tuple[str, ...]] = {
+    "projection": ("kind", "version", "features", "d_in", "d_out", "note"),
+    "settings": (
+        "dim",
+        "seed",
+        "epochs",
+        "lr",
+        "weight_decay",
+        "holdout",
+        "validation",
+        "batch_size",
+        "patience",
+        "subspace",
+        "subspace_variance",
+        "init",
+        "freeze_projection",
+        "threads",
+        "feature_kind",
+    ),
+    "segments": (),
+    "splits": ("train", "validation", "holdout"),
+    "holdout": ("before", "recalibrated", "after", "reference", "improvement", "improvement_se"),
+    "best_epoch": (),
+    "curve": (),
+    "seconds": (),
+    "peak_rss_bytes": (),
+}
+
+
+def test_result_json_keys_are_pinned(tuned: FinetuneResult) -> None:
+    out = tuned.to_dict()
+    assert list(out) == list(REPORT_KEYS)
+    for key, inner in REPORT_KEYS.items():
+        if inner:
+            assert tuple(out[key]) == inner, key
+    for split in out["splits"].values():
+        assert list(split) == ["examples", "clicks", "images", "ts_start", "ts_end"]
+    for name in ("before", "recalibrated", "after"):
+        assert list(out["holdout"][name]) == ["log_loss", "auc"]
+    assert [list(e) for e in out["curve"]] == [["epoch", "train", "validation", "holdout"]] * len(
+        tuned.curve
+    )
+    json.dumps(out, allow_nan=False)  # JSON-ready as it is
+
+
+def test_settings_echo_the_config(tuned: FinetuneResult, pca: Projection) -> None:
+    assert tuned.settings == {
+        "dim": 8,
+        "seed": 0,
+        "epochs": 30,
+        "lr": 0.02,
+        "weight_decay": 1.0,
+        "holdout": 0.2,
+        "validation": 0.1,
+        "batch_size": 512,
+        "patience": 5,
+        "subspace": D,  # narrower than asked for: the features are
+        "subspace_variance": round(tuned.subspace_variance, 6),
+        "init": f"pca v{pca.version}",
+        "freeze_projection": False,
+        "threads": 1,
+        "feature_kind": "multiscale",
+    }
+    assert tuned.subspace == D
+
+
+def test_bad_config_is_refused(data: TrainingSet) -> None:
+    for config in (
+        HeadTrainingConfig(epochs=0),
+        HeadTrainingConfig(lr=0.0),
+        HeadTrainingConfig(weight_decay=-1.0),
+    ):
+        with pytest.raises(ValueError, match="must be positive"):
+            train_head(data, config)
+    with pytest.raises(ValueError, match="shares"):
+        train_head(data, HeadTrainingConfig(holdout=0.5, validation=0.5))
+    assert HeadTrainingConfig(dim=3).resolve_dim(data, None) == 3
+    assert HeadTrainingConfig().resolve_dim(data, None) == 8
