@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.events import EpochSeconds, Identifier, JsonInt, Segment
+from schemas.events import EpochSeconds, Identifier, ImageUrl, Position, Segment, Title
 
 __all__ = [
     "MAX_CANDIDATES",
@@ -35,12 +35,10 @@ class Candidate(BaseModel):
 
     item_id: Identifier
     image_id: Identifier
-    image_url: str | None = Field(
-        default=None, max_length=2048, description="As Impression.image_url."
-    )
+    image_url: ImageUrl | None = Field(default=None, description="As Impression.image_url.")
     variant: Identifier = "default"
-    title: str = Field(default="", max_length=2048)
-    position: JsonInt = Field(default=0, ge=0, le=10_000)
+    title: Title = ""
+    position: Position = 0
 
 
 class ScoreRequest(BaseModel):

@@ -29,12 +29,15 @@ __all__ = [
     "DeadLetter",
     "EncoderVersion",
     "EpochSeconds",
+    "ImageUrl",
     "Impression",
     "JsonInt",
     "JsonNumber",
     "LabelledImpression",
+    "Position",
     "Probability",
     "Segment",
+    "Title",
     "WatermarkRecord",
 ]
 
@@ -84,6 +87,11 @@ Identifier = Annotated[str, Field(min_length=1, max_length=256)]
 #: may not contain its separators.
 _NO_SEPARATORS = r"^[^,=]*$"
 SegmentValue = Annotated[str, Field(min_length=1, max_length=256, pattern=_NO_SEPARATORS)]
+#: Where an image's bytes are, or a title: bounded like every string that is stored.
+ImageUrl = Annotated[str, Field(max_length=2048)]
+Title = Annotated[str, Field(max_length=2048)]
+#: The slot an image is shown in (0 is the first).
+Position = Annotated[int, Field(ge=0, le=10_000), BeforeValidator(_no_bool_or_str)]
 
 
 def _has_separator(text: str) -> bool:
@@ -179,15 +187,14 @@ class Impression(_Event):
 
     item_id: Identifier
     image_id: Identifier
-    image_url: str | None = Field(
+    image_url: ImageUrl | None = Field(
         default=None,
-        max_length=2048,
         description="Where the image's bytes are (http/https, under an allow-listed "
         "prefix); without it the image store looks ``image_id`` up locally.",
     )
     variant: Identifier = "default"
-    title: str = Field(default="", max_length=2048)
-    position: JsonInt = Field(ge=0, le=10_000)
+    title: Title = ""
+    position: Position
     segment: Segment
     user_id: Identifier | None = None
     propensity: Probability | None = Field(
