@@ -2,6 +2,8 @@
 
 One concept per module:
 
+* :mod:`~online_ctr.protocol` — what a CTR model is: :class:`~online_ctr.protocol.CtrModel`,
+  :class:`~online_ctr.protocol.LinearCtrModel`;
 * :mod:`~online_ctr.features` — an impression (and, later, its embeddings) to a sparse dict;
 * :mod:`~online_ctr.ftrl`, :mod:`~online_ctr.bayes` — the River classifiers we wrote;
 * :mod:`~online_ctr.models` — the registry of model variants and ``make_model``;

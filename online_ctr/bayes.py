@@ -35,11 +35,12 @@ from river import base
 from river.base.typing import ClfTarget, FeatureName
 
 from online_ctr.ftrl import sigmoid
+from online_ctr.protocol import CtrModel
 
 __all__ = ["BayesianLogisticRegression"]
 
 
-class BayesianLogisticRegression(base.Classifier):
+class BayesianLogisticRegression(base.Classifier, CtrModel):
     """Logistic regression with an independent Gaussian posterior per weight.
 
     Parameters

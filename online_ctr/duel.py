@@ -51,10 +51,12 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from online_ctr.features import is_image_feature
 from online_ctr.learner import Embedding, Learner
+from online_ctr.protocol import LinearCtrModel
 from online_ctr.sequential import SequentialComparison, logloss_advantage
 from online_ctr.weight_map import EmbeddingPairs, carry_weights
 from schemas.events import LabelledImpression
@@ -90,18 +92,16 @@ def _warm_challenger(
     finally:
         champion.journal = journal
     model = challenger.model
-    carried: dict[str, float] = {}
-    if pairs is not None and hasattr(model, "set_weights") and hasattr(model, "weights"):
-        carried = carry_weights(model.weights, pairs)
-    forgotten = _reset_image_weights(model, carried)
-    if forgotten is None:  # a model that cannot forget selectively learns the new embedding on top
-        log.warning("%s cannot forget image features", type(model).__name__)
-    else:
+    if isinstance(model, LinearCtrModel):
+        carried = carry_weights(model.weights, pairs) if pairs is not None else {}
+        forgotten = _reset_image_weights(model, carried)
         log.info(
             "challenger starts from the champion: %d image weights carried over, %d forgotten",
             len(carried),
             forgotten,
         )
+    else:  # a model that cannot forget selectively learns the new embedding on top
+        log.warning("%s cannot forget image features", type(model).__name__)
     challenger.swap_buffered_images(recent)
     return challenger
 
@@ -121,23 +121,18 @@ def _restart_image_steps(champion: Learner) -> None:
     while.
     """
     model = champion.model
-    if hasattr(model, "set_weights") and hasattr(model, "weights"):
+    if isinstance(model, LinearCtrModel):
         _reset_image_weights(model, {f: w for f, w in model.weights.items() if is_image_feature(f)})
 
 
-def _reset_image_weights(model: Any, weights: dict[str, float]) -> int | None:
+def _reset_image_weights(model: LinearCtrModel, weights: Mapping[Any, float]) -> int:
     """Image features become exactly ``weights`` at a new feature's step size; the rest forgotten.
 
     The one mechanism behind both arms' start. Returns how many image features
-    were forgotten, or None for a model that cannot forget selectively.
+    were forgotten.
     """
-    forget = getattr(model, "forget", None)
-    if forget is None:
-        return None
-    forgotten = int(forget(lambda f: is_image_feature(f) and f not in weights))
-    set_weights = getattr(model, "set_weights", None)
-    if set_weights is not None:
-        set_weights(weights)
+    forgotten = model.forget(lambda f: is_image_feature(f) and f not in weights)
+    model.set_weights(weights)
     return forgotten
 
 

@@ -19,8 +19,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from online_ctr.ftrl import FTRLProximalClassifier, sigmoid
+from online_ctr.ftrl import sigmoid
 from online_ctr.learner import Learner
+from online_ctr.protocol import LinearCtrModel
 
 __all__ = ["Predictor", "frozen_predictor"]
 
@@ -29,9 +30,14 @@ Predictor = Callable[[dict[str, float]], float]
 
 
 def frozen_predictor(learner: Learner) -> Predictor:
-    """``learner.predict_features``, with an FTRL model's weights derived once."""
+    """``learner.predict_features``, with a linear model's weights derived once.
+
+    A :class:`~online_ctr.protocol.LinearCtrModel` promises that its weights
+    and intercept predict exactly what it does; any other model is served
+    through its own ``predict_proba_one``.
+    """
     model = learner.model
-    if not isinstance(model, FTRLProximalClassifier):
+    if not isinstance(model, LinearCtrModel):
         return learner.predict_features
     weights: dict[Any, float] = dict(model.weights)
     intercept = model.intercept

@@ -37,6 +37,8 @@ from typing import Any
 from river import base
 from river.base.typing import ClfTarget, FeatureName
 
+from online_ctr.protocol import LinearCtrModel
+
 __all__ = ["FTRLProximalClassifier", "sigmoid"]
 
 #: logits are clipped here, so one huge feature value cannot overflow exp()
@@ -49,7 +51,7 @@ def sigmoid(logit: float) -> float:
     return 1.0 / (1.0 + math.exp(-t))
 
 
-class FTRLProximalClassifier(base.Classifier):
+class FTRLProximalClassifier(base.Classifier, LinearCtrModel):
     """Binary logistic regression with per-coordinate FTRL-Proximal updates.
 
     Parameters

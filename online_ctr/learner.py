@@ -56,6 +56,7 @@ from typing import Any
 from online_ctr.features import DEFAULT_SPEC, AudienceFields, FeatureSpec, featurize
 from online_ctr.fnw import FNW
 from online_ctr.metrics import ProgressiveMetrics
+from online_ctr.protocol import CtrModel
 from schemas.events import Impression, LabelledImpression
 
 __all__ = ["Embedding", "Learner"]
@@ -70,8 +71,8 @@ class Learner:
     Parameters
     ----------
     model
-        A River binary classifier taking ``learn_one(x, y, w=...)``
-        (see :func:`online_ctr.models.make_model`).
+        The click model (:class:`~online_ctr.protocol.CtrModel`; see
+        :func:`online_ctr.models.make_model`).
     fnw
         Weight examples by fake-negative weighting; off by default, see
         :mod:`online_ctr.fnw` for the measurement behind that.
@@ -96,7 +97,7 @@ class Learner:
 
     def __init__(
         self,
-        model: Any,
+        model: CtrModel,
         fnw: bool = False,
         window_s: float = 1800.0,
         dedup_horizon_s: float | None = None,

@@ -43,19 +43,19 @@ True
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from river import linear_model, optim
 
 from online_ctr.bayes import BayesianLogisticRegression
 from online_ctr.features import VARIANT_ID
 from online_ctr.ftrl import FTRLProximalClassifier
+from online_ctr.protocol import CtrModel
 
 __all__ = ["CONTENT_VARIANT_ID_L1", "DEFAULT_MODEL", "MODELS", "ModelFactory", "make_model"]
 
 #: a factory takes a seed (for stochastic models; the registered ones are
 #: deterministic) and whether the features carry image content (embeddings)
-ModelFactory = Callable[[int, bool], Any]
+ModelFactory = Callable[[int, bool], CtrModel]
 
 DEFAULT_MODEL = "ftrl"
 #: log-odds of a 3% CTR: River's intercept starts here instead of at p = 0.5
@@ -66,18 +66,18 @@ _PRIOR_LOGIT = -3.5
 CONTENT_VARIANT_ID_L1 = 5.0
 
 
-def _ftrl(seed: int, with_content: bool) -> Any:
+def _ftrl(seed: int, with_content: bool) -> CtrModel:
     overrides = {VARIANT_ID: CONTENT_VARIANT_ID_L1} if with_content else None
     return FTRLProximalClassifier(
         alpha=0.07, beta=1.0, l1=0.5, l2=1.0, prior_ctr=0.03, l1_overrides=overrides
     )
 
 
-def _bayes(seed: int, with_content: bool) -> Any:
+def _bayes(seed: int, with_content: bool) -> CtrModel:
     return BayesianLogisticRegression(prior_var=0.03, bias_var=1.0, prior_ctr=0.03)
 
 
-def _river_ftrl(seed: int, with_content: bool) -> Any:
+def _river_ftrl(seed: int, with_content: bool) -> CtrModel:
     return linear_model.LogisticRegression(
         optimizer=optim.FTRLProximal(alpha=0.1, beta=1.0, l1=1.0, l2=1.0),
         intercept_init=_PRIOR_LOGIT,
@@ -85,7 +85,7 @@ def _river_ftrl(seed: int, with_content: bool) -> Any:
     )
 
 
-def _river_adagrad(seed: int, with_content: bool) -> Any:
+def _river_adagrad(seed: int, with_content: bool) -> CtrModel:
     return linear_model.LogisticRegression(
         optimizer=optim.AdaGrad(lr=0.02),
         l2=1e-6,
@@ -103,7 +103,7 @@ MODELS: dict[str, ModelFactory] = {
 MODELS["default"] = MODELS[DEFAULT_MODEL]
 
 
-def make_model(name: str = "default", seed: int = 0, *, with_content: bool = False) -> Any:
+def make_model(name: str = "default", seed: int = 0, *, with_content: bool = False) -> CtrModel:
     """A fresh, untrained model by registered name.
 
     Parameters

@@ -30,6 +30,7 @@ from bertctr.harness.encoders import EncoderServer, start_encoder_server
 from bertctr.harness.kafka import consume, publish
 from bertctr.harness.workers import REPLAY
 from online_ctr.features import VARIANT_ID
+from online_ctr.ftrl import FTRLProximalClassifier
 from online_ctr.models import CONTENT_VARIANT_ID_L1
 from online_ctr.store import FileModelStore
 from schemas.settings import Settings
@@ -165,4 +166,5 @@ async def test_learns_with_embeddings_and_survives_a_triton_outage(
     settings = Settings.from_env(worker_env.env())
     store = FileModelStore(settings.checkpoint_dir, settings.checkpoint_key.encode())
     learner = wait_for_snapshot(store, good1 + good2, timeout_s=60)
+    assert isinstance(learner.model, FTRLProximalClassifier)
     assert learner.model.l1_overrides == {VARIANT_ID: CONTENT_VARIANT_ID_L1}

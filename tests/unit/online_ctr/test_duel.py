@@ -9,13 +9,19 @@ import pytest
 
 from online_ctr.duel import EncoderDuel, _restart_image_steps, serving_learner
 from online_ctr.features import is_image_feature
-from online_ctr.ftrl import sigmoid
+from online_ctr.ftrl import FTRLProximalClassifier, sigmoid
 from online_ctr.learner import Learner
 from online_ctr.models import make_model
 from schemas import Impression, LabelledImpression
 
 T0 = 1_767_225_600.0
 WINDOW = 10.0
+
+
+def ftrl(arm: Learner | None) -> FTRLProximalClassifier:
+    """The model of a duel's arm, which these tests build as FTRL."""
+    assert arm is not None and isinstance(arm.model, FTRLProximalClassifier)
+    return arm.model
 
 
 def example(i: int, rng: np.random.Generator) -> tuple[LabelledImpression, list[float]]:
@@ -122,7 +128,7 @@ def test_the_challenger_starts_from_the_champion_without_its_image_weights() -> 
     run(duel, 3000, champion_sees_look=True, challenger_sees_look=True)
     duel.challenge("3", calibration=0)
     assert duel.challenger is not None
-    champion_w, challenger_w = duel.champion.model.weights, duel.challenger.model.weights
+    champion_w, challenger_w = ftrl(duel.champion).weights, ftrl(duel.challenger).weights
     assert any(is_image_feature(f) for f in champion_w)
     assert not any(is_image_feature(f) for f in challenger_w)
     assert {f: w for f, w in champion_w.items() if not is_image_feature(f)} == challenger_w
@@ -175,7 +181,9 @@ def test_a_map_of_the_champions_embedding_starts_with_the_champions_image_weight
         assert duel.comparison is not None and duel.challenger is not None
         assert duel.comparison.n > 4000
         if calibration:
-            champion_w = {f: w for f, w in duel.champion.model.weights.items() if f[:4] == "img_"}
+            champion_w = {
+                f: w for f, w in ftrl(duel.champion).weights.items() if str(f)[:4] == "img_"
+            }
             assert champion_w, "the champion learned image weights"
         spreads[name] = (abs(duel.comparison.mean or 0.0), duel.comparison.std or 0.0)
     tax, spread = spreads["identical"]
@@ -189,7 +197,7 @@ def test_the_champion_learns_its_image_weights_at_the_challengers_pace_unchanged
     """Both arms restart their image step sizes, and the champion predicts as before."""
     duel = EncoderDuel(learner(), version="2")
     run(duel, 3000, champion_sees_look=True, challenger_sees_look=True)
-    model = duel.champion.model
+    model = ftrl(duel.champion)
     before = dict(model.weights)
     image = [f for f in model._n if is_image_feature(f)]
     assert image and all(model._n[f] > 0 for f in image)

@@ -52,8 +52,10 @@ def test_overrides_survive_pickling_and_old_pickles_load() -> None:
 
 
 def test_make_model_turns_it_on_only_with_content() -> None:
-    assert make_model().l1_overrides == {}
-    assert make_model(with_content=True).l1_overrides == {VARIANT_ID: CONTENT_VARIANT_ID_L1}
+    plain, content = make_model(), make_model(with_content=True)
+    assert isinstance(plain, FTRLProximalClassifier) and isinstance(content, FTRLProximalClassifier)
+    assert plain.l1_overrides == {}
+    assert content.l1_overrides == {VARIANT_ID: CONTENT_VARIANT_ID_L1}
     with pytest.raises(ValueError, match="l1_overrides"):
         FTRLProximalClassifier(l1_overrides={VARIANT_ID: -1.0})
 

@@ -3,7 +3,10 @@
 Run against every entry of ``online_ctr.models.MODELS``, each also as built
 for features with image content (``with_content=True``, which makes variant
 ids residuals): a model added to the registry is tested without touching
-this file.
+this file. Every model must be a :class:`~online_ctr.protocol.CtrModel`; a
+model that claims :class:`~online_ctr.protocol.LinearCtrModel` (subclasses
+it) must keep that contract too, and no model may match it without claiming
+it (the duel and the serving view branch on it).
 """
 
 from __future__ import annotations
@@ -11,12 +14,14 @@ from __future__ import annotations
 import copy
 import pickle
 import random
-from typing import Any
 
 import pytest
+from river import base
 from river.checks import check_estimator
 
+from online_ctr.ftrl import sigmoid
 from online_ctr.models import MODELS, make_model
+from online_ctr.protocol import CtrModel, LinearCtrModel
 
 Stream = list[tuple[dict[str, float], bool]]
 
@@ -40,31 +45,85 @@ def stream(n: int, seed: int) -> Stream:
     return out
 
 
-def build(name: str, seed: int = 0) -> Any:
+def build(name: str, seed: int = 0) -> CtrModel:
     """``name`` as registered, or ``name+content``: built with ``with_content=True``."""
     base, _, content = name.partition("+")
     return make_model(base, seed=seed, with_content=content == "content")
 
 
-def trained(name: str, n: int = 300, seed: int = 0) -> Any:
+def trained(name: str, n: int = 300, seed: int = 0) -> CtrModel:
     model = build(name)
     for x, y in stream(n, seed):
         model.learn_one(x, y)
     return model
 
 
-def p1(model: Any, x: dict[str, float]) -> float:
+def p1(model: CtrModel, x: dict[str, float]) -> float:
     return float(model.predict_proba_one(x)[True])
 
 
-@pytest.fixture(params=sorted(MODELS) + [f"{m}+content" for m in sorted(MODELS)])
+NAMES = sorted(MODELS) + [f"{m}+content" for m in sorted(MODELS)]
+
+
+def claims(model: CtrModel, protocol: type) -> bool:
+    """Whether ``model``'s class says it keeps ``protocol`` (subclasses it, as River's bases)."""
+    return protocol in type(model).__mro__
+
+
+#: the registered models that claim the linear contract
+LINEAR = [n for n in NAMES if claims(build(n), LinearCtrModel)]
+
+
+@pytest.fixture(params=NAMES)
 def name(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+def test_is_a_ctr_model(name: str) -> None:
+    assert isinstance(build(name), CtrModel)
+
+
+def test_matches_the_linear_protocol_only_if_it_claims_it(name: str) -> None:
+    model = trained(name)
+    assert isinstance(model, LinearCtrModel) == claims(model, LinearCtrModel)
+
+
+def test_the_default_model_is_linear() -> None:
+    assert "default" in LINEAR and "default+content" in LINEAR
+
+
+@pytest.mark.parametrize("linear", LINEAR)
+def test_linear_weights_predict_what_the_model_does(linear: str) -> None:
+    """The closed form the serving view (:mod:`online_ctr.frozen`) relies on."""
+    model = trained(linear, n=2000)
+    assert isinstance(model, LinearCtrModel)
+    weights = dict(model.weights)
+    assert weights, "a trained model has weights"
+    for x, _ in [*stream(50, 11), ({"unseen": 1.0}, False), ({}, False)]:
+        logit = model.intercept + sum(weights.get(f, 0.0) * v for f, v in x.items())
+        assert p1(model, x) == pytest.approx(sigmoid(logit), rel=1e-12, abs=1e-15)
+
+
+@pytest.mark.parametrize("linear", LINEAR)
+def test_linear_weights_can_be_set_and_forgotten(linear: str) -> None:
+    """What the encoder duel (:mod:`online_ctr.duel`) does to image weights."""
+    model = trained(linear, n=2000)
+    assert isinstance(model, LinearCtrModel)
+    model.set_weights({"f1": 0.25, "brand_new": -0.5, "f2": 0.0})
+    weights = model.weights
+    assert weights["f1"] == pytest.approx(0.25, rel=1e-12)
+    assert weights["brand_new"] == pytest.approx(-0.5, rel=1e-12)
+    assert "f2" not in weights
+    kept = {f: w for f, w in weights.items() if not str(f).startswith("f")}
+    assert model.forget(lambda f: str(f).startswith("f")) > 0
+    assert dict(model.weights) == pytest.approx(kept)
+
+
 def test_river_conventions(name: str) -> None:
     """River's own estimator checks: clone, repr, pickling, shuffled/emerging features..."""
-    check_estimator(build(name))
+    model = build(name)
+    assert isinstance(model, base.Estimator)
+    check_estimator(model)
 
 
 def test_probabilities_in_unit_interval(name: str) -> None:
