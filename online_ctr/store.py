@@ -56,11 +56,12 @@ from __future__ import annotations
 import builtins
 import copy
 import fnmatch
+import functools
 import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -206,6 +207,28 @@ def _snapshot(name: str, header: CheckpointHeader, learner: Any) -> Snapshot:
     return Snapshot(name, header.created_at, header.offsets, header.metadata, learner)
 
 
+#: reads one stored snapshot whole: ``(header, learner)``, or raises :class:`CheckpointError`
+_Reader = Callable[[], tuple[CheckpointHeader, Any]]
+
+
+def _newest_that_verifies(newest_first: Iterable[tuple[str, _Reader]]) -> Snapshot | None:
+    """The fallback rule of :meth:`ModelStore.latest`, for every adapter.
+
+    Reads the snapshots newest first and returns the first that verifies; one
+    that does not is skipped with a warning, so one bad write costs the
+    progress since the snapshot before it. Anything else a reader raises
+    (a file pruned while read) passes through to the adapter.
+    """
+    for name, read in newest_first:
+        try:
+            header, learner = read()
+        except CheckpointError as exc:
+            log.warning("snapshot %s unusable, trying an older one: %s", name, exc)
+            continue
+        return _snapshot(name, header, learner)
+    return None
+
+
 def _listed(name: str, header: CheckpointHeader) -> SnapshotInfo:
     return SnapshotInfo(name, header.created_at, header.offsets, header.metadata)
 
@@ -291,17 +314,14 @@ class FileModelStore:
     def latest(self) -> Snapshot | None:
         """See :meth:`ModelStore.latest`."""
         for _ in range(_RELIST_ATTEMPTS):
-            for path in reversed(list_checkpoints(self.directory)):
-                try:
-                    header, learner = read_checkpoint(path, self._secret)
-                except FileNotFoundError:
-                    break  # a save pruned it, so newer ones exist: list again
-                except CheckpointError as exc:
-                    log.warning("snapshot %s unusable, trying an older one: %s", path, exc)
-                    continue
-                return _snapshot(path.name, header, learner)
-            else:
-                return None
+            newest_first = reversed(list_checkpoints(self.directory))
+            try:
+                return _newest_that_verifies(
+                    (path.name, functools.partial(read_checkpoint, path, self._secret))
+                    for path in newest_first
+                )
+            except FileNotFoundError:
+                continue  # a save pruned one, so newer ones exist: list again
         log.warning("snapshots in %s kept vanishing while read; none loaded", self.directory)
         return None
 
@@ -389,14 +409,10 @@ class MemoryModelStore:
         """See :meth:`ModelStore.latest`."""
         with self._lock:
             blobs = builtins.list(self._blobs.items())
-        for name, data in reversed(blobs):
-            try:
-                header, learner = decode_checkpoint(data, self._secret, source=name)
-            except CheckpointError as exc:
-                log.warning("snapshot %s unusable, trying an older one: %s", name, exc)
-                continue
-            return _snapshot(name, header, learner)
-        return None
+        return _newest_that_verifies(
+            (name, functools.partial(decode_checkpoint, data, self._secret, source=name))
+            for name, data in reversed(blobs)
+        )
 
     def newest(self) -> str | None:
         """See :meth:`ModelStore.newest`."""
