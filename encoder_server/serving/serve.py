@@ -19,18 +19,11 @@ Why the inference function runs in this process: PyTriton starts
 proxy; requests come back here over shared memory, so the model is loaded
 once, by the same code the tests call in-process.
 
-The libpython fix, and why it needs no re-exec. The Python-backend stub
-(a grandchild: this process -> ``tritonserver`` -> stub) links
-``libpython3.11.so``. With a pyenv interpreter the system library is found
-first and the stub dies at model load with ``'_thread.RLock' object has no
-attribute '_recursion_count'``. The stub must find *this* interpreter's
-library, in ``sysconfig.get_config_var("LIBDIR")``. ``LD_LIBRARY_PATH`` is
-read by the dynamic loader only when a process starts, but the process that
-needs it is the stub, not this one: PyTriton spawns ``tritonserver`` with a
-copy of ``os.environ`` taken at start time, so amending ``os.environ`` here
-before :func:`serve` starts Triton is enough (measured: the model loads; without
-it the error above). :func:`libpython_env` does that; re-executing this
-process would only redo work.
+This module is the model side: how an encoder becomes a Triton model
+(:func:`bind_encoder`, :func:`bind_live`, and :func:`serve`, which binds the
+encoders and runs the server). The process side (environment, listening
+config, signals, readiness line, liveness) is
+:mod:`encoder_server.serving.process`; its names are re-exported here.
 """
 
 from __future__ import annotations
@@ -38,22 +31,25 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import json
 import logging
-import os
-import signal
-import sysconfig
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
-from types import FrameType
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from encoder_server.base import Encoder
+from encoder_server.serving.process import (
+    ServerAddresses,
+    announce,
+    libpython_env,
+    stop_on_signals,
+    triton_config,
+    use_own_libpython,
+    watch,
+)
 from schemas.tensors import encoder_io
 
 __all__ = [
@@ -84,23 +80,6 @@ DEFAULT_QUEUE_DELAY_US = 2000
 
 #: what PyTriton calls: the requests of one dynamic batch in, one output dict per request out
 InferFn = Callable[[list[Any]], list[dict[str, npt.NDArray[Any]]]]
-
-
-def libpython_env(env: Mapping[str, str]) -> dict[str, str] | None:
-    """``env`` with this interpreter's ``LIBDIR`` first on ``LD_LIBRARY_PATH``.
-
-    Returns ``None`` when it is already there (or the interpreter has no
-    ``LIBDIR``), so callers can tell whether anything changed.
-    """
-    libdir = sysconfig.get_config_var("LIBDIR")
-    if not libdir:
-        return None
-    current = env.get("LD_LIBRARY_PATH", "")
-    if libdir in current.split(os.pathsep):
-        return None
-    amended = dict(env)
-    amended["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (libdir, current) if p)
-    return amended
 
 
 def head_fingerprint(encoder: Encoder) -> str:
@@ -286,10 +265,10 @@ def bind_live(
 def _forget(triton: Any, model: Any) -> None:
     """Undo a failed live load, best effort, every step on its own.
 
-    ``Triton.is_alive`` (which :func:`watch` checks) is false while any
-    registered model has no live handler, so a model left registered after a
-    failed load would stop the whole server. Triton may also hold a half-set-up
-    model under the name, which is unloaded.
+    ``Triton.is_alive`` (which :func:`~encoder_server.serving.process.watch`
+    checks) is false while any registered model has no live handler, so a
+    model left registered after a failed load would stop the whole server.
+    Triton may also hold a half-set-up model under the name, which is unloaded.
     """
     from pytriton.client import ModelClient
 
@@ -319,130 +298,6 @@ class VersionSource(Protocol):
         Must not raise for a bad version: one failed load never stops the server.
         """
         ...
-
-
-@dataclass(frozen=True)
-class ServerAddresses:
-    """Where a running server listens, and what it serves (the readiness line)."""
-
-    grpc_url: str
-    http_url: str
-    metrics_url: str
-    models: dict[str, int]
-    startup_s: float
-
-    def to_json(self) -> str:
-        return json.dumps({"ready": True, **asdict(self)}, sort_keys=True)
-
-
-def use_own_libpython() -> None:
-    """Point the Python-backend stub at this interpreter's libpython (see :func:`libpython_env`)."""
-    amended = libpython_env(os.environ)
-    if amended is not None:
-        os.environ["LD_LIBRARY_PATH"] = amended["LD_LIBRARY_PATH"]
-        log.info("LD_LIBRARY_PATH=%s (for the Python-backend stub)", amended["LD_LIBRARY_PATH"])
-
-
-@contextlib.contextmanager
-def stop_on_signals(stopping: threading.Event) -> Iterator[None]:
-    """Set ``stopping`` on SIGTERM/SIGINT while inside; restore the old handlers after.
-
-    Only the main thread may install handlers; elsewhere only ``stopping`` stops.
-    """
-    previous: dict[signal.Signals, Any] = {}
-    if threading.current_thread() is threading.main_thread():
-
-        def on_signal(signum: int, _frame: FrameType | None) -> None:
-            log.info("signal %d: stopping Triton", signum)
-            stopping.set()
-
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            previous[sig] = signal.signal(sig, on_signal)
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def announce(
-    encoders: Sequence[Encoder],
-    host: str,
-    ports: tuple[int, int, int],
-    started: float,
-    served: Mapping[str, int] | None = None,
-) -> ServerAddresses:
-    """Where the server listens and what it serves, logged once every model is loaded.
-
-    ``served``: repository versions already loaded, by served name.
-    """
-    grpc_port, http_port, metrics_port = ports
-    ready = ServerAddresses(
-        grpc_url=f"{host}:{grpc_port}",
-        http_url=f"{host}:{http_port}",
-        metrics_url=f"http://{host}:{metrics_port}/metrics",
-        models={e.name: e.version for e in encoders} | dict(served or {}),
-        startup_s=round(time.perf_counter() - started, 2),
-    )
-    log.info(
-        "serving %s on grpc %s, http %s, metrics %s (started in %.1fs)",
-        ", ".join(
-            [f"{e.name} v{e.version} (dim {e.dim})" for e in encoders]
-            + [f"{name} v{version}" for name, version in (served or {}).items()]
-        ),
-        ready.grpc_url,
-        ready.http_url,
-        ready.metrics_url,
-        ready.startup_s,
-    )
-    return ready
-
-
-def watch(
-    triton: Any,
-    stopping: threading.Event,
-    tick: Callable[[], object] | None = None,
-    tick_s: float = 2.0,
-) -> None:
-    """Block until ``stopping`` is set; fail if Triton or a model dies first.
-
-    ``tick`` (polling the version repository) runs every ``tick_s`` seconds
-    in this thread, between liveness checks: it may take seconds (a model
-    load) while Triton keeps answering from its own threads.
-    """
-    next_tick = time.monotonic() + tick_s
-    while not stopping.wait(min(1.0, tick_s)):
-        if not triton.is_alive():
-            raise RuntimeError("Triton or one of its models stopped unexpectedly")
-        if tick is not None and time.monotonic() >= next_tick:
-            tick()
-            next_tick = time.monotonic() + tick_s
-
-
-def triton_config(host: str, ports: tuple[int, int, int], live_loads: bool) -> Any:
-    """PyTriton's ``TritonConfig``: where to listen, and readiness for ``live_loads``.
-
-    With models loaded live (``live_loads``), ``/v2/health/ready`` must not
-    depend on any one model: Triton's default strict readiness is false while
-    a model loads, and for ever after a load failed (the failed state stays;
-    unloading the model does not clear it: measured with PyTriton 0.7's
-    tritonserver 2.51). A probe would then pull a healthy server, and every
-    later load would time out, as PyTriton waits for a ready server before
-    each. Clients ask ``/v2/models/<name>/ready`` for a model instead.
-    """
-    from pytriton.triton import TritonConfig
-
-    grpc_port, http_port, metrics_port = ports
-    return TritonConfig(
-        grpc_address=host,
-        grpc_port=grpc_port,
-        http_address=host,
-        http_port=http_port,
-        metrics_address=host,
-        metrics_port=metrics_port,
-        exit_on_error=True,
-        strict_readiness=False if live_loads else None,
-    )
 
 
 def serve(
