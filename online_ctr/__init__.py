@@ -11,6 +11,8 @@ One concept per module:
 * :mod:`~online_ctr.metrics` — progressive validation: log loss, NE, AUC, calibration;
 * :mod:`~online_ctr.sequential` — promote or retire a challenger: an always-valid paired test;
 * :mod:`~online_ctr.learner` — predict, record, learn; reorder buffer; dedup;
+* :mod:`~online_ctr.abtest` — visual A/B tests, one concept per ``ab_*`` module: arm
+  posteriors, chance to win and risk, SRM, the decision rule, Thompson allocation;
 * :mod:`~online_ctr.checkpoint` — signed, atomic checkpoints with their offsets;
 * :mod:`~online_ctr.store` — the model store port: where readers outside the learner
   find the current model (file and in-memory adapters).
