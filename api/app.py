@@ -10,8 +10,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 
+from api.problems import bounded_errors
 from api.routes import ab, ctr, dashboard, health, metrics, score, series
 from api.state import close_state, open_state
 from api.telemetry import RequestTimer
@@ -39,12 +43,29 @@ def create_app(settings: Settings, store: ModelStore | None = None) -> FastAPI:
         finally:
             await close_state(app.state.bertctr)
 
-    app = FastAPI(title=TITLE, version=VERSION, description=DESCRIPTION, lifespan=lifespan)
+    # /docs is served from vendored files (api/routes/dashboard.py); ReDoc would need a CDN
+    app = FastAPI(
+        title=TITLE,
+        version=VERSION,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
     for module in (ctr, score, ab, health, series, dashboard, metrics):
         app.include_router(module.router)
     app.add_middleware(RequestTimer)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     _document_limits(app, settings)
     return app
+
+
+async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422, with each error's echo of the input bounded (never the whole request)."""
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse(
+        status_code=422, content={"detail": jsonable_encoder(bounded_errors(exc.errors()))}
+    )
 
 
 def _document_limits(app: FastAPI, settings: Settings) -> None:

@@ -66,9 +66,18 @@ class ApiMetrics(Collector):
 
 
 def route_template(scope: Scope) -> str:
-    """The path template of the route that handled the request (``unmatched`` for none)."""
+    """The path template of the route that handled the request (``unmatched`` for none).
+
+    FastAPI's own routes (``/openapi.json``, ``/docs``) are plain Starlette
+    routes that set no ``route`` in the scope; one that matched with no path
+    parameters is named by its path, which is then its template.
+    """
     path = getattr(scope.get("route"), "path", None)
-    return path if isinstance(path, str) and path else UNMATCHED
+    if isinstance(path, str) and path:
+        return path
+    if scope.get("endpoint") is not None and scope.get("path_params") == {}:
+        return str(scope["path"])
+    return UNMATCHED
 
 
 def _metrics(scope: Scope) -> ApiMetrics | None:

@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 __all__ = [
+    "IDENTIFIER_PATTERN",
     "MAX_SEGMENT_FIELDS",
     "MAX_TS",
     "RECORD_HEADER",
@@ -81,8 +82,11 @@ EpochSeconds = Annotated[
 ]
 
 #: Identifiers are opaque, non-empty strings of bounded length; they end up in
-#: Redis keys and Kafka keys, so unbounded ones would be a memory hazard.
-Identifier = Annotated[str, Field(min_length=1, max_length=256)]
+#: Redis keys and Kafka keys, so unbounded ones would be a memory hazard. At
+#: least one character is not whitespace, and none is a control character
+#: (they would be invisible on a dashboard, and break log lines).
+IDENTIFIER_PATTERN = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+Identifier = Annotated[str, Field(min_length=1, max_length=256, pattern=IDENTIFIER_PATTERN)]
 #: Segment values end up in the canonical segment key ``k=v,k=v``, so they
 #: may not contain its separators.
 _NO_SEPARATORS = r"^[^,=]*$"

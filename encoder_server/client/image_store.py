@@ -85,11 +85,15 @@ class LocalImageStore:
             except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
                 continue
             except OSError as exc:
-                raise StoreUnavailable(f"cannot read {path}: {exc}") from exc
+                # the path stays in this process's log; callers (and API clients) get no path
+                log.warning("cannot read %s: %s", path, exc)
+                raise StoreUnavailable(
+                    f"cannot read image {image_id!r}: {exc.strerror or type(exc).__name__}"
+                ) from exc
             if len(data) > self.max_bytes:  # grew since fstat
                 raise ImageRejected(f"image {image_id!r} is over {self.max_bytes} bytes")
             return data
-        raise ImageNotFound(f"no image file for {image_id!r} in {self.directory}")
+        raise ImageNotFound(f"no image file for {image_id!r} in the local image store")
 
 
 def _check_image_id(image_id: str) -> None:

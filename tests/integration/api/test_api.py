@@ -223,6 +223,8 @@ def test_bad_requests_get_clear_4xx(scenario: Scenario) -> None:
         ({**ok, "candidates": candidates(1001)}, 422, "candidates"),
         ({**ok, "candidates": candidates(MAX_CANDIDATES + 1)}, 422, "at most 50"),
         ({**ok, "ts": 1.7e12}, 422, "ts"),
+        ({**ok, "candidates": [{**candidates(1)[0], "item_id": "   "}]}, 422, "item_id"),
+        ({**ok, "candidates": [{**candidates(1)[0], "image_id": "a\x00b"}]}, 422, "image_id"),
     ]
     for body, expected, mention in cases:
         status, problem = scenario.api.request("POST", "/score", body)
@@ -230,6 +232,26 @@ def test_bad_requests_get_clear_4xx(scenario: Scenario) -> None:
         assert mention in json.dumps(problem), problem
     status, _ = scenario.api.request("POST", "/score", b"not json")
     assert status == 422
+
+
+def test_error_bodies_are_small_and_docs_and_openapi_are_served_and_counted(
+    scenario: Scenario,
+) -> None:
+    """A 10 MB invalid request gets a few-KB 422; /docs needs no CDN; its routes are named."""
+    huge = [{**c, "title": "t" * 10_000, "item_id": " "} for c in candidates(MAX_CANDIDATES)]
+    status, problem = scenario.api.request(
+        "POST", "/score", {"segment": SEGMENTS[0], "candidates": huge}
+    )
+    assert status == 422
+    assert len(json.dumps(problem)) < 50_000, len(json.dumps(problem))
+    assert "item_id" in json.dumps(problem)
+    status, page = scenario.api.request("GET", "/docs")
+    assert status == 200 and "/static/vendor/swagger-ui/swagger-ui-bundle.js" in page
+    assert "cdn." not in page
+    assert scenario.api.get("/openapi.json")["info"]["title"] == "bertctr"
+    status, metrics = scenario.api.request("GET", "/metrics")
+    assert status == 200
+    assert 'route="/openapi.json"' in metrics and 'route="/docs"' in metrics
 
 
 def test_readiness_reports_redis_and_model(scenario: Scenario) -> None:

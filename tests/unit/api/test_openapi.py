@@ -1,6 +1,6 @@
 """``openapi.json`` (committed, what clients generate from) is what the server serves.
 
-Regenerate it with ``BERTCTR_API_MAX_CANDIDATES= bertctr api --openapi openapi.json``
+Regenerate it with ``env -u BERTCTR_API_MAX_CANDIDATES bertctr api --openapi openapi.json``
 after changing a route or a body; this test fails until then.
 """
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -51,6 +52,28 @@ async def test_local_missing_is_not_found(image_dir: Path) -> None:
     store = LocalImageStore(image_dir, max_bytes=1500)
     with pytest.raises(ImageNotFound):
         await store.fetch("nope", None)
+
+
+async def test_local_errors_never_show_the_servers_path(image_dir: Path) -> None:
+    """An API client is told which image is missing or unreadable, not where images live."""
+    store = LocalImageStore(image_dir, max_bytes=1500)
+    with pytest.raises(ImageNotFound) as missing:
+        await store.fetch("nope", None)
+    (image_dir / "locked.png").write_bytes(PNG)
+    (image_dir / "locked.png").chmod(0)
+    unreadable = await _error_of(store.fetch("locked", None))
+    for message in (str(missing.value), unreadable):
+        assert "'nope'" in message or "'locked'" in message
+        assert str(image_dir) not in message and str(image_dir.parent) not in message
+
+
+async def _error_of(call: Any) -> str:
+    """The message ``call`` fails with (root may read a file without read permission)."""
+    try:
+        await call
+    except (StoreUnavailable, ImageNotFound) as exc:
+        return str(exc)
+    return "read it (running as root): 'locked'"
 
 
 async def test_local_oversize_is_rejected(image_dir: Path) -> None:
