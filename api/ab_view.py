@@ -34,11 +34,15 @@ class VariantMedia:
 
 @dataclass(frozen=True)
 class ItemCells:
-    """One item's arms per segment (``"all"``: every segment together), and its media."""
+    """One item's arms per segment (:data:`ALL`: every segment together), and its media."""
 
     variants: list[str]
     by_segment: dict[str, list[Arm]]
     media: dict[str, VariantMedia]
+
+
+#: the name of every segment together, in responses and as a ``segment`` asked for
+ALL = "all"
 
 
 def _text(value: bytes | str) -> str:
@@ -71,10 +75,12 @@ async def read_item(
     """Counts of ``item_id``'s variants: overall (``"all"``) and per segment.
 
     Without ``segment``: the ``max_segments`` segments with the most
-    impressions of this item; with it, that one only.
+    impressions of this item; with it, that one only (:data:`ALL`: the overall counts only).
     """
     variants = sorted(_text(v) for v in await client.smembers(keys.variants_index(item_id)))
-    if segment is not None:
+    if segment == ALL:
+        segments: list[str] = []
+    elif segment is not None:
         segments = [segment]
     else:
         segments = sorted(_text(s) for s in await client.smembers(keys.segments_index))
@@ -88,17 +94,17 @@ async def read_item(
         raw = await pipe.execute()
     media_raw: dict[Any, Any] = raw.pop()
     per_variant = 1 + len(segments)
-    by_segment: dict[str, list[Arm]] = {"all": []}
+    by_segment: dict[str, list[Arm]] = {ALL: []}
     for s in segments:
         by_segment[s] = []
     for i, v in enumerate(variants):
         chunk = raw[i * per_variant : (i + 1) * per_variant]
-        by_segment["all"].append(_arm(v, chunk[0]))
+        by_segment[ALL].append(_arm(v, chunk[0]))
         for s, cell in zip(segments, chunk[1:], strict=True):
             by_segment[s].append(_arm(v, cell))
     shown = [s for s in segments if sum(a.impressions for a in by_segment[s]) > 0]
     shown.sort(key=lambda s: -sum(a.impressions for a in by_segment[s]))
-    kept = {"all": by_segment["all"]} if segment is None else {}
+    kept = {ALL: by_segment[ALL]} if segment in (None, ALL) else {}
     for s in shown[:max_segments] if segment is None else segments:
         kept[s] = by_segment[s]
     media = {}

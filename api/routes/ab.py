@@ -20,7 +20,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.ab_view import ItemCells, read_item, segment_of_key
+from api.ab_view import ALL, ItemCells, read_item, segment_of_key
 from api.contracts import Candidate, ModelInfo, Problem, ScoreRequest
 from api.scoring import ModelUnavailable
 from api.state import ApiState, api_state
@@ -189,7 +189,7 @@ async def ab(
     cells = await read_item(state.redis, state.keys, item_id, view, segment, max_segments)
     verdicts = []
     for seg, arms in cells.by_segment.items():
-        predicted = await _predicted(state, item_id, cells, seg) if seg != "all" else {}
+        predicted = await _predicted(state, item_id, cells, seg) if seg != ALL else {}
         verdicts.append(_verdict(arms, seg, allocation == "adaptive", predicted))
     model = state.watcher.current
     info = None

@@ -356,6 +356,11 @@ def test_ab_view_of_learned_traffic(scenario: Scenario) -> None:
     assert 0 < arms["v1"]["predicted_ctr"] < 1
     assert arms["v1"]["predicted_ctr"] > arms["v0"]["predicted_ctr"]
     assert by_segment["all"]["arms"][0]["predicted_ctr"] is None
+    # "all", the name the body gives the aggregate, may be asked for by name (was a 500)
+    status, only_all = scenario.api.request("GET", "/ab/item-1?segment=all")
+    assert status == 200, only_all
+    assert [s["segment"] for s in only_all["segments"]] == ["all"]
+    assert only_all["segments"][0]["arms"] == by_segment["all"]["arms"]
 
     picks = [
         scenario.api.request("POST", "/ab/item-1/allocate", {"segment": SEGMENTS[1]})[1]
