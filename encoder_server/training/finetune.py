@@ -63,6 +63,7 @@ publishes noise. The held-out numbers are compared against two references:
 
 How it is fitted, and why in a whitened principal subspace of the features,
 is in :mod:`encoder_server.training.head_trainer` and :mod:`encoder_server.training.whitening`;
+what it leaves (parameters, curve, held-out metrics) in :mod:`encoder_server.training.fitted`;
 the examples' contract is :class:`~encoder_server.training.training_set.TrainingSet`;
 the metrics are :mod:`encoder_server.training.click_metrics`; whether a result earns
 a new version is :func:`~encoder_server.training.gate.should_publish`. This
@@ -87,14 +88,9 @@ import torch
 from encoder_server.projection import Projection
 from encoder_server.training.click_metrics import Metrics, auc, log_loss
 from encoder_server.training.config import HeadTrainingConfig
+from encoder_server.training.fitted import EpochLoss, FittedHead, HeadParameters, SplitStats
 from encoder_server.training.gate import should_publish
-from encoder_server.training.head_trainer import (
-    EpochLoss,
-    FittedHead,
-    HeadParameters,
-    HeadTrainer,
-    SplitStats,
-)
+from encoder_server.training.head_trainer import HeadTrainer
 from encoder_server.training.result import FinetuneResult
 from encoder_server.training.training_set import TrainingSet
 

@@ -5,7 +5,8 @@ this module is how it is fitted. :class:`HeadTrainer` holds the splits as
 tensors and every image's whitened coordinates
 (:mod:`encoder_server.training.whitening`), trains ``W``, ``beta`` and the
 scaffolding coefficients, keeps the best validation epoch and measures the
-kept parameters on the held-out split against both references.
+kept parameters on the held-out split against both references, as a
+:class:`~encoder_server.training.fitted.FittedHead`.
 
 Determinism: the initial ``W`` (when random), the principal subspace's
 random start and the minibatch order come from
@@ -42,14 +43,29 @@ import torch
 from encoder_server.projection import Projection
 from encoder_server.training.click_metrics import Metrics, auc, log_loss, per_example_loss
 from encoder_server.training.config import HeadTrainingConfig
+from encoder_server.training.fitted import (
+    TINY,
+    EpochLoss,
+    FittedHead,
+    HeadParameters,
+    SplitStats,
+    embed_coordinates,
+)
 from encoder_server.training.training_set import TrainingSet
 from encoder_server.training.whitening import ROWS, Standardise, feature_stats, principal_subspace
 
-__all__ = ["EpochLoss", "FittedHead", "HeadParameters", "HeadTrainer", "SplitStats"]
+# the fitted values are re-exported: this module was their home, and callers import them from here
+__all__ = [
+    "EpochLoss",
+    "FittedHead",
+    "HeadParameters",
+    "HeadTrainer",
+    "SplitStats",
+    "embed_coordinates",
+]
 
 log = logging.getLogger(__name__)
 
-F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
@@ -57,95 +73,6 @@ I64 = npt.NDArray[np.int64]
 _CHUNK = 65_536
 #: at most this many training images estimate the principal subspace
 _PCA_ROWS = 20_000
-#: norms below this are "no embedding" (an all-zero feature row)
-_TINY = 1e-24
-
-
-@dataclass(frozen=True)
-class SplitStats:
-    """What one time split holds: examples, clicks, distinct images, time range."""
-
-    examples: int
-    clicks: int
-    images: int
-    ts_start: float
-    ts_end: float
-
-
-@dataclass(frozen=True)
-class EpochLoss:
-    """Log loss after one epoch (epoch 0: before training).
-
-    ``train`` is the mean over the epoch's minibatches as they were trained
-    (the cheap, standard reading; at epoch 0 a full pass), ``validation``
-    and ``holdout`` a full pass at the end of the epoch. None includes the
-    weight-decay penalty.
-    """
-
-    epoch: int
-    train: float
-    validation: float
-    holdout: float
-
-
-@dataclass(frozen=True)
-class HeadParameters:
-    """The trained model in its training-time form (for inspection and checks).
-
-    ``embed`` is the function training optimised, step for step; the
-    published :class:`~encoder_server.projection.Projection` folds it into
-    ``(x - mean') @ C.T`` and must agree with it (the unit tests check).
-
-    Attributes
-    ----------
-    mean, scale:
-        Standardisation of the features, from the training split's images.
-    basis:
-        ``[D, K]``: the top ``K`` principal directions of the standardised
-        features, each divided by its standard deviation (whitening), so
-        the training coordinates ``standardise(x) @ basis`` have identity
-        covariance.
-    weight, shift:
-        ``[dim, K]`` and ``[dim]``: the trained map in those coordinates.
-    shared, segment_ids, segment_coef, segment_bias:
-        The scaffolding coefficients ``a0``, the segment value of each row
-        of ``a[g]`` and ``b[g]``, and those rows (not published).
-    """
-
-    mean: F64
-    scale: F64
-    basis: F64
-    weight: F32
-    shift: F32
-    shared: F32
-    segment_ids: npt.NDArray[np.integer[Any]]
-    segment_coef: F32
-    segment_bias: F32
-
-    def embed(self, features: npt.NDArray[np.floating[Any]]) -> F32:
-        """``normalise(W . whiten(standardise(x)) + beta)``; all-zero rows give zero rows."""
-        x = np.ascontiguousarray(features, dtype=np.float32)
-        standardise = Standardise(self.mean, self.scale, self.basis)
-        with torch.no_grad():
-            out = embed_coordinates(
-                standardise.coordinates(torch.from_numpy(x)),
-                torch.from_numpy(x.any(axis=1)),
-                torch.from_numpy(self.weight),
-                torch.from_numpy(self.shift),
-            )
-        return out.numpy()
-
-
-def embed_coordinates(
-    coords: torch.Tensor, nonzero: torch.Tensor, weight: torch.Tensor, shift: torch.Tensor
-) -> torch.Tensor:
-    """``normalise(W . p + beta)`` of coordinates ``p``; rows of failed images give zeros.
-
-    Zero rows stay zero as in :meth:`Projection.apply`: a failed image must
-    not become a plausible vector, in training any more than when served.
-    """
-    y = (coords @ weight.T + shift) * nonzero.unsqueeze(1)
-    return y * torch.rsqrt((y * y).sum(dim=1, keepdim=True).clamp_min(_TINY))
 
 
 def _fit_biases(
@@ -188,53 +115,6 @@ class _Split:
             ts_start=float(ts.min()),
             ts_end=float(ts.max()),
         )
-
-
-@dataclass(frozen=True)
-class FittedHead:
-    """What :meth:`HeadTrainer.fit` kept and how it did on the held-out split.
-
-    :class:`~encoder_server.training.result.FinetuneResult` extends it with
-    the published head and the run's cost, so these attributes are the
-    result's too.
-
-    Attributes
-    ----------
-    head:
-        The trained parameters before folding (see :class:`HeadParameters`).
-    curve:
-        Log loss per epoch, epoch 0 first.
-    best_epoch:
-        The epoch whose parameters were kept (lowest validation loss).
-    splits:
-        ``"train"``, ``"validation"``, ``"holdout"``: what each held.
-    before, recalibrated, after:
-        Held-out metrics of the offset alone, of the offset with per-group
-        biases fitted on the training split, and of the full model.
-    reference:
-        ``"before"`` or ``"recalibrated"``, whichever has the lower held-out
-        log loss: the bar the head is measured against.
-    improvement, improvement_se:
-        Held-out mean of the paired per-example log-loss difference,
-        reference minus after (nats; > 0: the head helps), and its standard
-        error.
-    subspace, subspace_variance:
-        The principal directions trained in, and the share of the
-        standardised features' variance they hold.
-    """
-
-    head: HeadParameters
-    curve: tuple[EpochLoss, ...]
-    best_epoch: int
-    splits: dict[str, SplitStats]
-    before: Metrics
-    recalibrated: Metrics
-    after: Metrics
-    reference: str
-    improvement: float
-    improvement_se: float
-    subspace: int
-    subspace_variance: float
 
 
 class HeadTrainer:
@@ -414,7 +294,7 @@ class HeadTrainer:
         per = torch.nn.functional.binary_cross_entropy_with_logits(
             self._evaluate(name, params), split.clicks, reduction="none"
         )
-        return float((per * split.weights).sum() / split.weights.sum().clamp_min(_TINY))
+        return float((per * split.weights).sum() / split.weights.sum().clamp_min(TINY))
 
     # ------------------------------------------------------------------ training
 
@@ -432,7 +312,7 @@ class HeadTrainer:
             per = torch.nn.functional.binary_cross_entropy_with_logits(
                 self._logits(train, params, batch), train.clicks[batch], reduction="none"
             )
-            data_loss = (per * w).sum() / w.sum().clamp_min(_TINY)
+            data_loss = (per * w).sum() / w.sum().clamp_min(TINY)
             penalty = penalty_scale * (
                 params["coef"].square().sum() + params["bias"].square().sum()
             )
@@ -441,7 +321,7 @@ class HeadTrainer:
             optimiser.step()
             total += float(data_loss.detach()) * float(w.sum())
             weight_sum += float(w.sum())
-        return total / max(weight_sum, _TINY)
+        return total / max(weight_sum, TINY)
 
     def fit(self, init: Projection | None, *, progress: bool = False) -> FittedHead:
         """Train with early stopping on validation loss; keep the best epoch's parameters.
@@ -502,7 +382,7 @@ class HeadTrainer:
         )
         diff = per_example_loss(scorers[reference], y) - per_example_loss(after_logits, y)
         mean = float(np.average(diff, weights=w))
-        se = float(np.sqrt(np.sum(np.square(w * (diff - mean)))) / max(float(w.sum()), _TINY))
+        se = float(np.sqrt(np.sum(np.square(w * (diff - mean)))) / max(float(w.sum()), TINY))
         head = HeadParameters(
             mean=self.mean,
             scale=self.scale,

@@ -23,7 +23,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from encoder_server.training.head_trainer import EpochLoss
+from encoder_server.training.fitted import EpochLoss
 from encoder_server.training.result import FinetuneResult
 
 __all__ = ["draw_loss_curve", "write_report"]

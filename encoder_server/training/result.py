@@ -6,7 +6,7 @@ report writer (:mod:`encoder_server.training.report`) and the job's JSON
 output (:meth:`FinetuneResult.to_dict`).
 
 What the trainer measured (curve, splits, held-out metrics) is declared once,
-in :class:`~encoder_server.training.head_trainer.FittedHead`; a result *is* a
+in :class:`~encoder_server.training.fitted.FittedHead`; a result *is* a
 fitted head plus what :func:`train_head` adds around the training: the
 servable projection, the wall time and memory, the settings.
 """
@@ -20,7 +20,7 @@ from typing import Any
 
 from encoder_server.projection import Projection
 from encoder_server.training.click_metrics import Metrics
-from encoder_server.training.head_trainer import FittedHead
+from encoder_server.training.fitted import FittedHead
 
 __all__ = ["FinetuneResult"]
 
@@ -29,7 +29,7 @@ __all__ = ["FinetuneResult"]
 class FinetuneResult(FittedHead):
     """What :func:`train_head` learnt and how it did on later traffic.
 
-    The attributes of :class:`~encoder_server.training.head_trainer.FittedHead`
+    The attributes of :class:`~encoder_server.training.fitted.FittedHead`
     (``head``, ``curve``, ``best_epoch``, ``splits``, ``before``,
     ``recalibrated``, ``after``, ``reference``, ``improvement``,
     ``improvement_se``, ``subspace``, ``subspace_variance``), and:
