@@ -17,23 +17,22 @@ began, and examples are kept by ``labelled_at`` inside the window: a job
 never waits for traffic that has not come, and two jobs over the same
 window read the same examples.
 
-Two traps, both measured on the demo before they were closed:
+Two traps, both met on the demo before they were closed
+(``docs/measurements.md``):
 
 * **Open windows.** The join labels a clicked impression when the click
   comes and an unclicked one only when its attribution window closes, so the
-  newest part of any window is all positives (the held-out split of a first
-  demo run had a CTR of 17% against 3% before it). Only impressions whose
+  newest part of any window is all positives. Only impressions whose
   window had closed by the newest label read are kept (:func:`complete`);
   a late correction turns its impression into a click instead of adding one.
 * **Offsets the model has already learned.** A snapshot taken after the
   window has learned its examples, so its logits are in-sample and the
   held-out "before" flatters it (or, if the snapshot is older than the
-  traffic, it knows nothing: the first demo run's offsets had an AUC of
-  0.5). The offsets are therefore *progressive*: the window is replayed,
-  predict-then-learn, through a copy of the newest snapshot written before
-  the window began (a fresh model like the workers' when there is none), so
-  each example's offset is what the model predicted before it had seen that
-  example, as in the stream.
+  traffic, it knows nothing). The offsets are therefore *progressive*: the
+  window is replayed, predict-then-learn, through a copy of the newest
+  snapshot written before the window began (a fresh model like the workers'
+  when there is none), so each example's offset is what the model
+  predicted before it had seen that example, as in the stream.
 """
 
 from __future__ import annotations

@@ -12,27 +12,27 @@ or *retire* (it is dropped; the champion never noticed).
 
 The challenger starts warm: a copy of the champion that keeps what it
 learned about everything but the image embedding (segments, positions, ids,
-titles). Started cold it would lose every comparison for thousands of
+titles); started cold it would lose every comparison for thousands of
 examples for reasons that have nothing to do with the encoder. Its image
 weights (which mean something else under the new head) are *carried over*:
 for the first ``calibration`` examples after the announcement only the
 champion learns, while both versions' embeddings of the same images are
 collected; then the challenger is copied with the champion's image weights
 mapped through the least-squares map between the two embeddings
-(:mod:`online_ctr.weight_map`), both arms' image weights restart at a new
-feature's step size (so the challenger can move its carried weights, and
-the champion is not the slower learner of the two), and the comparison
-starts. Without that map
-the challenger would relearn its image weights from zero and pay for it in
-the comparison (on the demo's duels, as much as a better head could gain).
+(:mod:`online_ctr.weight_map`, which says what relearning them from zero
+would cost), both arms' image weights restart at a new feature's step size
+(so the challenger can move its carried weights, and the champion is not
+the slower learner of the two), and the comparison starts.
 ``calibration=0`` starts the challenger at once with its image weights
-forgotten instead. Examples the champion was holding
-in its reorder buffer at that moment (embedded with the old version) go to
-the challenger with the new version's embedding of their image, which the
-calibration saw for its last ``calibration`` examples, and without one
-otherwise: both arms still score and learn all of them, so the count of
-examples learned never depends on whether a comparison ran, and those
-without an image only handicap the challenger.
+forgotten instead. Only a :class:`~online_ctr.protocol.LinearCtrModel` can
+carry or forget weights; any other model learns the new embedding on top.
+Examples the champion was holding in its reorder buffer at that moment
+(embedded with the old version) go to the challenger with the new version's
+embedding of their image, which the calibration saw for its last
+``calibration`` examples, and without one otherwise: both arms still score
+and learn all of them, so the count of examples learned never depends on
+whether a comparison ran, and those without an image only handicap the
+challenger.
 
 Pickled whole into the model snapshot, so a restarted worker resumes the
 comparison where it was. Readers that only want the serving model call
@@ -110,11 +110,11 @@ def _restart_image_steps(champion: Learner) -> None:
     """Give the champion's image weights a new feature's step size, as the challenger's have.
 
     Carried weights restart their step sizes so that the challenger can move
-    them (:meth:`~online_ctr.ftrl.FTRLProximalClassifier.set_weights`). Left
+    them (:meth:`~online_ctr.protocol.LinearCtrModel.set_weights`). Left
     alone, the champion would then be the slower learner of the two on the
     image features, and on a stream where images matter a lot a version
-    *identical* to the champion's won its duel for that reason alone (seed 9
-    of ``bench_finetune --visual-taste 3``). Restarting both keeps the
+    *identical* to the champion's could win its duel for that reason alone
+    (it did: ``docs/measurements.md``). Restarting both keeps the
     comparison about the encoder: same weights, same step sizes, so an
     identical version predicts exactly like the champion. The champion's
     predictions do not change; its image weights just learn faster for a
@@ -218,13 +218,11 @@ class EncoderDuel:
         """Start judging encoder ``version`` against the champion's (replaces a running one).
 
         ``clip`` (nats) is tighter than :class:`SequentialComparison`'s generic
-        default: measured on the demo's duels (seeds 7-9, 360,000 pairs), no
-        paired difference between two encoder versions' CTR models exceeded
-        0.72 nats, their standard deviation was 0.012-0.035, and at a 5-nat clip
-        the interval at 30,000 pairs was +-0.0025 nats, set by the range, not
-        the data; at 1 nat it is about +-0.0007. ``calibration``: examples
-        that fit the weight map before the challenger starts (0: start now,
-        image weights forgotten).
+        default: paired differences between two encoder versions' CTR models
+        stay well inside 1 nat, and at the generic 5-nat clip the interval's
+        width is set by the range, not the data (``docs/measurements.md``).
+        ``calibration``: examples that fit the weight map before the
+        challenger starts (0: start now, image weights forgotten).
         """
         if calibration < 0:
             raise ValueError("calibration must be >= 0")

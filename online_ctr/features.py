@@ -40,8 +40,8 @@ value a weight per item learned from a handful of clicks, so once it passes
 the bound it is never crossed again. The learner counts the values
 (:class:`AudienceFields`, bounded memory) and keeps them in its checkpoint.
 ``device`` and ``geo`` are context: one-hot, and ``device`` also crossed
-with the hour; crossing them with content as well cost 0.0015-0.003 of
-normalised entropy on the simulator (see :class:`FeatureSpec`). An explicit
+with the hour; crossing them with content as well made the model worse on
+the simulator (``docs/measurements.md``). An explicit
 list (``BERTCTR_CONTENT_CROSS_FIELDS=device=ids,taste``, see
 :meth:`FeatureSpec.from_setting`) crosses exactly the fields named.
 
@@ -124,20 +124,9 @@ class FeatureSpec:
     A cross costs one weight per (segment value, item or variant or token),
     each learned from its own few clicks, so crossing a field that carries no
     preference only adds noise. By default every content cross is
-    :data:`AUTO` (the module docstring says which fields that takes).
-    Measured with ``bertctr.judge`` on the simulator (segments device, geo
-    and taste; 20k impressions, seeds 7, 8, 9; progressive NE and ranking
-    lift, mean of the seeds, without embeddings / with the hidden visual
-    attributes as the image embedding):
-
-    ============================================ =============== ===============
-    crosses with ids, tokens, image              NE none / image lift none / image
-    ============================================ =============== ===============
-    ``device=ids,taste`` (the spec before auto)  0.9845 / 0.9808 0.243 / 0.403
-    :data:`AUTO` (here: taste with all three)    0.9841 / 0.9806 0.243 / 0.406
-    ``device,taste`` with all three              0.9860 / 0.9821 0.240 / 0.384
-    every field with all three                   0.9869 / 0.9830 0.224 / 0.377
-    ============================================ =============== ===============
+    :data:`AUTO` (the module docstring says which fields that takes), which
+    ``bertctr.judge`` found as good as the best list of names on the
+    simulator (``docs/measurements.md``).
 
     Parameters
     ----------
@@ -155,11 +144,8 @@ class FeatureSpec:
         The cardinality bound of :data:`AUTO` (kept here, so a checkpoint
         keeps the rule its weights were learned under).
 
-    The title embedding crosses were measured with the served encoders
-    (``bench/bench_embeddings.py``, PCA heads of 16 image and 8 title
-    dimensions, 50k impressions, seeds 7 and 8): crossing the title
-    embedding at all added noise (the title tokens are crossed already), so
-    title embeddings enter uncrossed.
+    Title embeddings enter uncrossed: the title tokens are crossed already,
+    and crossing the embedding too only added noise (``docs/measurements.md``).
     """
 
     id_cross_fields: Crossed = AUTO

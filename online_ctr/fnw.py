@@ -16,12 +16,10 @@ When to switch it on: only when most positives have a fake negative before
 them (a join that emits negatives at once, or a window much shorter than
 click delays). Our join waits ``attribution_window_s`` (30 min) and then
 emits ~97% of positives with no negative before them; weighting those by
-``1 + p`` drives predictions towards the odds ``p / (1 - p)``. Measured on
-the simulator (``bench/bench_model.py``, 50k impressions, seeds 7, 8, 9):
-calibration 1.040 / 1.019 / 1.029 with FNW against 1.000 / 0.984 / 0.997
-without, log loss equal or slightly worse. So
-:class:`~online_ctr.learner.Learner` leaves it off by default, and a late
-correction is learned with weight 1.
+``1 + p`` drives predictions towards the odds ``p / (1 - p)``: on the
+simulator FNW over-predicted and did not improve the log loss
+(``docs/measurements.md``). So :class:`~online_ctr.learner.Learner` leaves
+it off by default, and a late correction is learned with weight 1.
 
 >>> FNW().weight(0.2, True), round(FNW().weight(0.2, False), 2)
 (1.2, 0.96)

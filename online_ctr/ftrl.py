@@ -14,9 +14,9 @@ weight whose ``|z|`` falls back below ``l1`` keeps its stale value instead of
 becoming 0, and the intercept is plain SGD with a fixed rate. Here weights
 are computed from ``(z, n)`` whenever they are used, exactly as in the paper,
 and the intercept is FTRL too (unregularised), started at the log-odds of
-``prior_ctr`` so the first predictions are not 0.5. On the simulator (50k
-impressions, 3 seeds) this gets a slightly lower log loss than River's
-version at ~4x the speed (see ``bench/bench_model.py``).
+``prior_ctr`` so the first predictions are not 0.5. On the simulator this
+learns slightly better than River's version, and faster
+(``bench/bench_model.py``; figures in ``docs/measurements.md``).
 
 >>> model = FTRLProximalClassifier()
 >>> for _ in range(200):
@@ -77,9 +77,7 @@ class FTRLProximalClassifier(base.Classifier, LinearCtrModel):
         show; at the default L1 each variant-id weight chases the noise of
         its own ~10 clicks and outvotes the embeddings when variants are
         ranked. An L1 of 5 keeps it at exactly 0 until the evidence for it
-        outweighs that, which on the simulator raised the ranking lift from
-        76% to 82% of the oracle's at equal NE (see
-        :func:`online_ctr.models.make_model`).
+        outweighs that (see :func:`online_ctr.models.make_model`).
 
     Notes
     -----

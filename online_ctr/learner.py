@@ -25,8 +25,8 @@ that labelled partition, which carries exactly one join partition's labels
 in the order they were decided) has passed that point, so each partition's
 examples are learned in impression-time order. Partitions do not wait for
 one another: a backlog read unevenly would otherwise hold a window of every
-fast partition in memory for as long as the slowest lags (measured: the
-checkpoint grew from 36 to 54 MB in two minutes of such a backlog).
+fast partition in memory, and in the checkpoint, for as long as the slowest
+lags (``docs/measurements.md``).
 On a quiet stream no new label says that time has passed, so the join also
 sends its watermark on its own (:meth:`Learner.advance`): the buffer then
 empties in order as windows close, whatever the traffic. Nothing is learned

@@ -1,38 +1,24 @@
 """The registry of online CTR models (River classifiers) and their factory.
 
-Every entry takes ``learn_one(x, y, w=...)`` and ``predict_proba_one(x)``
-and keeps the contract in ``tests/unit/online_ctr/test_model_contract.py``. Measured by
-``bench/bench_model.py`` on the simulator with the default features (50k
-impressions; progressive normalised entropy minus the oracle's, mean of
-seeds 7, 8, 9; events/s of predict + learn on one core, seed 7):
-
-================= ===================================== ======== ========
-name              model                                 NE gap   events/s
-================= ===================================== ======== ========
-``ftrl``          :class:`FTRLProximalClassifier`       0.026    42k
-``bayes``         :class:`BayesianLogisticRegression`   0.026    77k
-``river-ftrl``    River LogisticRegression + FTRL       0.027    11k
-``river-adagrad`` River LogisticRegression + AdaGrad    0.046    9k
-================= ===================================== ======== ========
+Every entry is a :class:`~online_ctr.protocol.CtrModel` and keeps the
+contract in ``tests/unit/online_ctr/test_model_contract.py``: ``ftrl``
+(:class:`FTRLProximalClassifier`), ``bayes``
+(:class:`BayesianLogisticRegression`), and River's ``LogisticRegression``
+with FTRL (``river-ftrl``) or AdaGrad (``river-adagrad``).
 
 ``default`` is ``ftrl``: as good as ``bayes`` on log loss, the method
 production CTR systems converged on, and its L1 keeps the model sparse.
+``bench/bench_model.py`` compares them (figures in ``docs/measurements.md``).
 
 ``with_content=True`` (the features carry image embeddings) makes the
 variant ids residuals: ``ftrl`` then gives every variant-id feature
 (:data:`~online_ctr.features.VARIANT_ID` in its name) an L1 of 5 instead of
 0.5, so a variant's own weight stays 0 until its clicks say more than its
-image does. Measured with the demo's stream and head (50k impressions at 5
-impressions/s, multi-scale image + title embeddings): ranking lift 76% ->
-82% of the oracle's on seed 7 and 78% -> 85% on seed 9, NE unchanged
-(0.9692 -> 0.9693, 0.9653 -> 0.9649). Without embeddings the ids are the
-only thing that tells variants apart, and the same L1 cuts the lift from 65%
-to 46% (seed 7), so it is off there.
-River's ``FMClassifier`` (factorisation machine, 8 factors, AdaGrad) was
-measured on the same stream (seed 7) at ~750 events/s with an NE gap of
-0.055: 50x slower and worse with 1,500 clicks to learn from, so it is not
-registered. Plain SGD with one fixed rate is not either: one rate
-cannot suit both the intercept (seen every time) and a cross seen twice.
+image does. Without embeddings the ids are the only thing that tells
+variants apart, so it is off there. River's ``FMClassifier`` is not
+registered (far slower, and worse with the few clicks a stream has); nor is
+plain SGD with one fixed rate: one rate cannot suit both the intercept (seen
+every time) and a cross seen twice.
 
 >>> model = make_model("default")
 >>> model.learn_one({"seg.device=mobile": 1.0}, True)

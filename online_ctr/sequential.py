@@ -10,8 +10,8 @@ gives one paired difference
 :mod:`~online_ctr.metrics`, so the sign cannot be got wrong at the call site).
 Pairing removes the example-to-example variance that both arms share (a
 click costs both models several nats): each arm's log loss has a standard
-deviation of about one nat, while d between two CTR models that differ only
-in their encoder had 0.012-0.035 (the demo's duels, seeds 7-9).
+deviation of about one nat, while ``d`` between two CTR models that differ
+only in their encoder varies far less (``docs/measurements.md``).
 
 Why an always-valid rule
 ------------------------
@@ -46,9 +46,8 @@ by betting", JRSSB, Theorem 2), on the differences clipped to
   times wider. Empirical Bernstein pays mostly for the variance it
   estimates. Not only: the bets are capped (``lambda_i <= 1/2`` on the
   [0, 1] scale), so the radius keeps a term ``~ 4 clip log(2/alpha) / n``
-  nats that no small variance removes. At ``clip`` = 5 and a standard
-  deviation of 0.03 that term alone is +-0.0025 nats at n = 30,000, which
-  is why the stream clips at 1 nat (``BERTCTR_PROMOTION_CLIP``, see
+  nats that no small variance removes, which is why the stream clips
+  tighter (``BERTCTR_PROMOTION_CLIP``, see
   :meth:`online_ctr.duel.EncoderDuel.challenge`).
 * **O(1) state.** Everything is a running sum, so the comparison is a
   handful of floats in a checkpoint and :meth:`SequentialComparison.update_many`
@@ -292,10 +291,9 @@ class SequentialComparison:
         not repay.
     max_examples
         Budget after which an undecided comparison retires the challenger.
-        At a standard
-        deviation of 0.5 nats the half-width at 200,000 examples is ~0.005
-        nats, so an advantage of 0.01 nats is found well inside the default
-        (after 10,000 to 65,000 examples in simulation).
+        At a standard deviation of 0.5 nats the half-width at 200,000
+        examples is ~0.005 nats, so an advantage of 0.01 nats is found well
+        inside the default (simulated in ``docs/measurements.md``).
     min_examples
         No decision before this many examples. Validity does not need it
         (the bound holds from ``n = 1``); it keeps the first minutes, when

@@ -3,11 +3,9 @@
 A challenger that learns a new encoder version's image embedding from zero
 pays a learning tax: for thousands of examples it knows less about images
 than the champion, whose weights had the whole stream to settle. On the
-demo's duels that tax was 0.0002-0.0004 nats per example over 30,000 pairs
-even for a version *identical* to the champion's, about as much as the
-hidden true image attributes gain over the PCA head at all. So no better
-head could win within the stream, and the comparison measured who had
-learnt longer rather than which embedding carries more.
+demo's duels that tax was as large as anything a better head could gain
+(``docs/measurements.md``), so the comparison measured who had learnt
+longer rather than which embedding carries more.
 
 A new head is mostly a linear map of the old one's space (both are linear
 maps of the same backbone features; a fine-tuned head starts from the

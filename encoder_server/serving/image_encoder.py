@@ -15,9 +15,8 @@ Preprocessing, and why:
   what moves clicks, and a crop would cut it off;
 * pixels are normalised as ``(x - 127) / 128``, the TensorFlow Lite
   convention these weights were converted from, not the torchvision ImageNet
-  mean/std the package README shows. Measured on scikit-learn's sample
-  ``flower.jpg``: with ``(x - 127) / 128`` the top-1 class is 985 "daisy"
-  (p=0.15); with the ImageNet mean/std it is 599 "honeycomb" (p=0.04);
+  mean/std the package README shows, with which the weights misread a plain
+  test photograph (``docs/measurements.md``);
 * ``input_size`` is configurable because a smaller input is the cheapest CPU
   speed-up there is (cost grows with pixels). The network's "same" padding is
   static, computed for one input size at construction, so the model is built
@@ -32,23 +31,19 @@ says which it projects):
   blocks and of the last convolution, concatenated (3120-d). The last layer
   was trained to name objects, so it keeps little of what moves clicks
   between variants of one product: brightness, colour cast, clutter, a text
-  banner. Early layers keep exactly those. Measured with
-  ``bench/bench_embeddings.py`` (50k impressions, 8-d heads fitted
-  standardised and within items): the ranking lift rose from 70-84% of the
-  oracle's with last-layer PCA-16 to 80-86% on seeds 7-12, level with the
-  simulator's hidden true attributes (81-85%). It costs nothing extra: the
-  pooled means are taken in the same forward pass.
+  banner. Early layers keep exactly those: with them the ranking lift rose
+  to the level of the simulator's hidden true attributes
+  (``bench/bench_embeddings.py``, figures in ``docs/measurements.md``). It
+  costs nothing extra: the pooled means are taken in the same forward pass.
 
 The default head is the fixed random projection 1280->64 of the last layer,
 version 1; a PCA head fitted on the catalogue (:meth:`ImageEncoder.pooled` +
 :func:`~encoder_server.projection.fit_pca`) is a new version.
 
-Batching, measured on the 2-core dev CPU (torch 2.13, 2 threads, rendered
-224px catalogue PNGs, decode included, best of 3): one image per call costs
-11-15 ms; a request of 32 costs 10.4 ms/image when run in chunks of 4 but
-15-19 ms/image as one chunk of 32, whose activations no longer fit in cache.
-Hence ``max_batch=4`` by default; a GPU or a bigger CPU wants it larger. At
-``input_size=160`` a request of 32 costs 3.8 ms/image.
+Batching: on a small CPU a request runs cheaper per image in chunks of 4
+than as one chunk of 32, whose activations no longer fit in cache
+(``docs/measurements.md``). Hence ``max_batch=4`` by default; a GPU or a
+bigger CPU wants it larger.
 
 The encoder never changes torch's global thread count: the process that hosts
 it (Triton's Python backend, a benchmark) decides that once.

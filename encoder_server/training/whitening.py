@@ -99,14 +99,13 @@ def principal_subspace(
     When ``K`` is well below ``D``, the directions come from randomised
     subspace iteration (Halko, Martinsson & Tropp 2011: a Gaussian start
     drawn from ``rng``, four power steps, then an exact eigensolve in the
-    ``K + 16``-dimensional subspace found). Measured at D = 3120, K = 256
-    on the 2-core dev CPU: 0.5 s and ~30 MiB, against 4.2 s and ~230 MiB of
-    workspace for a full ``eigh``, with the same top eigenvalues to 1e-15
-    and 99.96% of the exact subspace's variance; the directions it gets less
-    exactly are the near-equal ones at the noise floor, where any basis of
-    their span trains alike. The covariance is accumulated in place in
-    float32 for the same reason: a float64 one, and the float64 copy of
-    each chunk's product that adding into it makes, cost ~150 MiB more.
+    ``K + 16``-dimensional subspace found): several times faster and
+    smaller than a full ``eigh``, with the same top eigenvalues
+    (``docs/measurements.md``); the directions it gets less exactly are the
+    near-equal ones at the noise floor, where any basis of their span trains
+    alike. The covariance is accumulated in place in float32 for the same
+    reason: a float64 one, and the float64 copy of each chunk's product that
+    adding into it makes, cost much more memory.
     """
     d = features.shape[1]
     cov = torch.zeros((d, d))
