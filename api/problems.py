@@ -19,7 +19,7 @@ MAX_ECHO = 80
 def bounded_input(value: Any) -> Any:
     """``value`` as an error may echo it: short scalars whole, the rest cut or described.
 
-    >>> bounded_input("x" * 100)[-12:]
+    >>> bounded_input("x" * 100)[-13:]
     '… (100 chars)'
     >>> bounded_input(list(range(5000)))
     '<array of 5000 items>'

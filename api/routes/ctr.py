@@ -5,13 +5,17 @@ the item, variant and segment asked for, plus ``selected``: the counts of
 the narrowest scope asked for, in the chosen ``window`` (all time, the
 last hour or the last minute of event time), so a dashboard tile needs one
 number, not a walk through the document.
+
+A ``segment`` that names only some fields (``geo=BR``) rolls up every
+counted segment that has them. An item (or an item's variant) never counted
+is a 404: it is a typo far more often than a dashboard early to ask.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, Field
 
 from api.state import ApiState, api_state
@@ -41,6 +45,17 @@ class Selected(Counts):
         description="total, item, variant, segment, item-variant-segment or variant-across-items."
     )
     window: Window
+    segments_matched: int | None = Field(
+        default=None,
+        description="How many counted segments a partial segment (e.g. geo=BR) rolled up; "
+        "null when no segment or a whole segment key was asked for.",
+    )
+
+
+class NotFound(BaseModel):
+    """What was not found."""
+
+    detail: str
 
 
 class CtrResponse(BaseModel):
@@ -103,7 +118,70 @@ def _in_window(counts: dict[str, Any], window: Window) -> dict[str, Any]:
     }
 
 
-@router.get("/ctr", response_model=CtrResponse)
+def _fields(key: str) -> dict[str, str] | None:
+    """``{"geo": "BR"}`` for ``geo=BR``; None if ``key`` is not ``k=v`` pairs."""
+    try:
+        pairs = [part.split("=", 1) for part in key.split(",")]
+        fields = {k: v for k, v in pairs}
+    except ValueError:
+        return None
+    return fields if all(fields) and all(fields.values()) else None
+
+
+def matching_segments(known: list[str], asked: str) -> list[str] | None:
+    """The counted segments that ``asked`` names whole or rolls up; None if it is a whole key.
+
+    >>> matching_segments(["device=m,geo=BR", "device=d,geo=BR", "device=m,geo=DE"], "geo=BR")
+    ['device=m,geo=BR', 'device=d,geo=BR']
+    >>> matching_segments(["device=m,geo=BR"], "device=m,geo=BR") is None
+    True
+    """
+    if asked in known:
+        return None
+    fields = _fields(asked)
+    if fields is None:
+        return []
+    out = []
+    for key in known:
+        have = _fields(key) or {}
+        if all(have.get(k) == v for k, v in fields.items()):
+            out.append(key)
+    return out
+
+
+def _rolled_up(cells: list[dict[str, Any]]) -> dict[str, Any]:
+    """Counts of several segments added up, in every window."""
+    out: dict[str, Any] = {}
+    for window in ("", "last_hour", "last_minute"):
+        parts = [c.get(window, {}) if window else c for c in cells]
+        imp = sum(int(p.get("impressions", 0)) for p in parts)
+        clk = sum(int(p.get("clicks", 0)) for p in parts)
+        summary = {"impressions": imp, "clicks": clk, "ctr": clk / imp if imp else None}
+        if window:
+            out[window] = summary
+        else:
+            out.update(summary)
+    return out
+
+
+def _roll_up(stats: dict[str, Any], asked: str, matched: list[str]) -> None:
+    """Replace ``matched`` segments by one ``asked`` entry, at every level of ``stats``."""
+    segments = stats["segments"]
+    stats["segments"] = {asked: _rolled_up([segments[m] for m in matched if m in segments])}
+    for entry in stats["items"].values():
+        for cell in entry.get("variants", {}).values():
+            if "segments" in cell:
+                per = cell["segments"]
+                cell["segments"] = {asked: _rolled_up([per[m] for m in matched if m in per])}
+
+
+@router.get(
+    "/ctr",
+    response_model=CtrResponse,
+    responses={
+        404: {"model": NotFound, "description": "The item or its variant was never counted."}
+    },
+)
 async def ctr(
     state: Annotated[ApiState, Depends(api_state)],
     item: _Name = None,
@@ -114,18 +192,49 @@ async def ctr(
 ) -> dict[str, Any]:
     """Live CTR by item, visual variant and audience segment.
 
-    ``segment`` is the canonical segment key (``device=mobile,geo=DE``).
-    ``variant`` without ``item`` sums that variant name over items. Unknown
-    names give zero counts, not 404: a dashboard asking before the first
-    impression is not an error.
+    ``segment`` is the canonical segment key (``device=mobile,geo=DE``), or
+    some of its fields (``geo=DE``) to add up every segment that has them.
+    ``variant`` without ``item`` sums that variant name over items. An
+    unknown item, or an unknown variant of a known item, is a 404; an
+    unknown segment gives zero counts.
     """
-    stats = await read_stats(state.redis, state.keys, item, segment, view)
+    known = sorted(
+        s.decode() if isinstance(s, bytes) else str(s)
+        for s in await state.redis.smembers(state.keys.segments_index)
+    )
+    matched = matching_segments(known, segment) if segment is not None else None
+    exact = segment if matched is None else None
+    stats = await read_stats(state.redis, state.keys, item, exact, view)
+    if item is not None and item not in stats["items"]:
+        raise HTTPException(status_code=404, detail=f"item {item!r} was never counted")
+    if variant is not None and item is None and matched is not None:
+        raise HTTPException(
+            status_code=422,
+            detail="a partial segment is rolled up per item: name the item, or the whole segment",
+        )
     if variant is not None and item is None and segment is not None:
         # the per-segment cells of every item are read only when an item is named
-        stats = await read_stats(state.redis, state.keys, None, segment, view)
+        stats = await read_stats(state.redis, state.keys, None, exact, view)
     if variant is not None:
+        if item is not None and variant not in stats["items"][item].get("variants", {}):
+            raise HTTPException(
+                status_code=404, detail=f"variant {variant!r} of item {item!r} was never counted"
+            )
         for entry in stats["items"].values():
             entry["variants"] = {v: c for v, c in entry.get("variants", {}).items() if v == variant}
+    if matched is not None and segment is not None:
+        _roll_up(stats, segment, matched)
+    if item is not None or variant is not None:
+        # a question about an item is not a question about every segment's totals
+        stats["segments"] = {k: v for k, v in stats["segments"].items() if k == segment}
+    model = stats.get("model")
+    if isinstance(model, dict) and segment is None and (item is not None or variant is not None):
+        model["segments"] = {}
     scope, counts = _pick(stats, item, variant, segment)
-    stats["selected"] = {"scope": scope, "window": window, **_in_window(counts, window)}
+    stats["selected"] = {
+        "scope": scope,
+        "window": window,
+        **_in_window(counts, window),
+        "segments_matched": len(matched) if matched is not None else None,
+    }
     return stats

@@ -163,6 +163,32 @@ def test_ctr_gives_the_numbers_of_bertctr_stats(scenario: Scenario) -> None:
     assert across["clicks"] == sum(c["clicks"] for c in v1)
 
 
+def test_ctr_filters_narrow_the_answer_and_unknown_items_are_404(scenario: Scenario) -> None:
+    everything = scenario.api.get("/ctr")
+    status, missing = scenario.api.request("GET", "/ctr?item=nope")
+    assert status == 404 and "nope" in missing["detail"]
+    status, missing = scenario.api.request("GET", "/ctr?item=item-1&variant=nope")
+    assert status == 404 and "nope" in missing["detail"]
+    one_item = scenario.api.get("/ctr?item=item-1")
+    assert list(one_item["items"]) == ["item-1"] and one_item["segments"] == {}
+    assert len(json.dumps(one_item)) < len(json.dumps(everything))
+    # a partial segment rolls up every segment that has its fields
+    seg = "device=desktop,geo=FR,taste=t1"
+    whole = scenario.api.get(f"/ctr?segment={seg}")["selected"]
+    partial = scenario.api.get("/ctr?segment=geo=FR")["selected"]
+    assert partial["segments_matched"] == 1 and whole["segments_matched"] is None
+    assert (partial["impressions"], partial["clicks"]) == (whole["impressions"], whole["clicks"])
+    by_device = scenario.api.get("/ctr?segment=device=desktop")["selected"]
+    assert by_device["impressions"] == whole["impressions"] > 0
+    both = [everything["segments"][s]["impressions"] for s in everything["segments"]]
+    taste = scenario.api.get("/ctr?segment=taste=t1")["selected"]["impressions"]
+    assert 0 < taste < sum(both)
+    cell = scenario.api.get("/ctr?item=item-1&variant=v1&segment=geo=FR")["selected"]
+    exact = scenario.api.get(f"/ctr?item=item-1&variant=v1&segment={seg}")["selected"]
+    assert cell["impressions"] == exact["impressions"] > 0
+    assert scenario.api.get("/ctr?segment=geo=BR")["selected"]["impressions"] == 0
+
+
 def candidates(n: int) -> list[dict[str, Any]]:
     return [
         {
