@@ -1,0 +1,129 @@
+"""One seed's world: the stream, the catalogue's pixels, and every embedding version by name.
+
+The champion's embeddings are the demo's (:func:`bertctr.judge.catalogue_embeddings`:
+an 8-d PCA head on the multi-scale features, fitted within items, and 8-d PCA
+title embeddings); the other versions are the controls and the positive
+challenger the duel is tested on, and, once the job has run, the fine-tuned
+head's (:meth:`World.add_head`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bertctr.judge import catalogue_embeddings, lookup_from, true_attributes
+from encoder_server.projection import Projection, fit_pca
+from encoder_server.serving.image_encoder import ImageEncoder
+from finetune_bench.photos import photo_catalogue
+from simulator import SimConfig, Simulator
+from simulator.labelled import OfflineExample, labelled_stream
+from simulator.ranking import EmbeddingLookup, Vector
+
+__all__ = [
+    "CONTROLS",
+    "FINETUNED",
+    "PCA",
+    "POSITIVE",
+    "World",
+    "build_world",
+    "vector",
+]
+
+PCA = "pca"
+FINETUNED = "finetuned"
+#: the challengers that must never be promoted
+CONTROLS = ("shuffled", "zero", "identical")
+#: a challenger that should be: the PCA head's first half, then the hidden true
+#: attributes (all within the crossed dimensions), so the duel itself is tested
+#: on a version known to carry more than the champion's
+POSITIVE = "attributes"
+
+
+def vector(row: Iterable[float]) -> Vector:
+    return tuple(float(v) for v in row)
+
+
+@dataclass
+class World:
+    """One seed: the stream, the catalogue's pixels and features, the champion's embeddings."""
+
+    sim: Simulator
+    stream: list[OfflineExample]
+    pngs: dict[str, bytes]
+    encoder: ImageEncoder  # the PCA head's, whose backbone every version shares
+    head: Projection
+    images: dict[str, dict[str, Vector]]  # by version name: image id -> embedding
+    titles: dict[str, Vector]
+
+    def lookup(self, version: str) -> EmbeddingLookup:
+        return lookup_from(self.images[version], self.titles)
+
+    def add_head(self, version: str, head: Projection) -> None:
+        """The catalogue embedded as Triton would serve ``head`` (same backbone, new head)."""
+        served = self.encoder.with_head(head).encode(list(self.pngs.values()))
+        if any(served.errors):
+            raise RuntimeError(f"catalogue images failed to embed: {served.errors}")
+        self.images[version] = dict(zip(self.pngs, map(vector, served.embeddings), strict=True))
+
+
+def build_world(seed: int, events: int, args: argparse.Namespace) -> World:
+    config = SimConfig(
+        seed=seed, impressions_per_s=args.impressions_per_s, visual_taste=args.visual_taste
+    )
+    sim = Simulator(config)
+    # the demo's embeddings, exactly (and the titles); the head is refitted here,
+    # the same way, to start training from it and to encode the other versions
+    demo_images, titles = catalogue_embeddings(sim, args.image_dim, args.text_dim)
+    ids = [e.image_id for e in sim.catalogue]
+    pngs = photo_catalogue(sim, seed) if args.photos else _rendered(sim, ids)
+    base = ImageEncoder(features="multiscale")
+    pooled, errors = base.pooled([pngs[i] for i in ids])
+    if any(errors):
+        raise RuntimeError(f"catalogue images failed to embed: {errors}")
+    head = fit_pca(
+        pooled,
+        args.image_dim,
+        groups=[e.item_id for e in sim.catalogue],
+        feature_kind="multiscale",
+    )
+    pca = dict(zip(ids, map(vector, head.apply(pooled)), strict=True))
+    if args.photos:  # the champion is the PCA head of the photographs, fitted the demo's way
+        demo_images = pca
+    gap = max(abs(a - b) for i in ids for a, b in zip(pca[i], demo_images[i], strict=True))
+    if gap > 1e-4:
+        raise RuntimeError(f"the refitted PCA head is not the demo's (differs by {gap:.2g})")
+    images = _versions(sim, ids, demo_images, seed, args.image_dim)
+    stream = labelled_stream(sim, events)
+    return World(sim, stream, pngs, base.with_head(head), head, images, titles)
+
+
+def _rendered(sim: Simulator, ids: list[str]) -> dict[str, bytes]:
+    """The catalogue as the simulator draws it, PNG bytes by image id."""
+    with tempfile.TemporaryDirectory() as tmp:
+        sim.render_catalogue(Path(tmp))
+        return {i: (Path(tmp) / f"{i}.png").read_bytes() for i in ids}
+
+
+def _versions(
+    sim: Simulator, ids: list[str], champion: dict[str, Vector], seed: int, dim: int
+) -> dict[str, dict[str, Vector]]:
+    """The champion's embeddings and the challengers' made from them, by version name."""
+    truth = true_attributes(sim)
+    half = dim // 2
+    attributes = {i: champion[i][:half] + truth[i][: dim - half] for i in ids}
+    rng = np.random.default_rng(seed)
+    shuffled = dict(zip(ids, (champion[ids[k]] for k in rng.permutation(len(ids))), strict=True))
+    zero = (0.0,) * dim
+    return {
+        PCA: champion,
+        "identical": champion,
+        "shuffled": shuffled,
+        "zero": {i: zero for i in ids},
+        POSITIVE: attributes,
+    }
