@@ -55,7 +55,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from online_ctr.features import is_image_feature
-from online_ctr.learner import Embedding, Learner
+from online_ctr.learner import Content, Embedding, Learner
 from online_ctr.protocol import LinearCtrModel
 from online_ctr.sequential import SequentialComparison, logloss_advantage
 from online_ctr.weight_map import EmbeddingPairs, carry_weights
@@ -273,22 +273,28 @@ class EncoderDuel:
         self,
         labelled: LabelledImpression,
         source: str = "",
-        image_embedding: Embedding = None,
-        title_embedding: Embedding = None,
-        challenger_image: Embedding = None,
-        challenger_title: Embedding = None,
+        champion: Content | None = None,
+        challenger: Content | None = None,
     ) -> int:
-        """Buffer one example in both arms (each with its own embeddings); learn what is due."""
-        n = self.champion.submit(labelled, source, image_embedding, title_embedding)
+        """Buffer one example in both arms (each with its own embeddings); learn what is due.
+
+        ``champion`` and ``challenger`` are the example's embeddings by each
+        arm's encoder version (``None``: learned without them).
+        """
+        image, title = (champion.image, champion.title) if champion is not None else (None, None)
+        other_image, other_title = (
+            (challenger.image, challenger.title) if challenger is not None else (None, None)
+        )
+        n = self.champion.submit(labelled, source, image, title)
         if self.calibrating and self.pairs is not None:
-            self.pairs.add(image_embedding, challenger_image)
-            self.recent[labelled.label_id] = challenger_image
+            self.pairs.add(image, other_image)
+            self.recent[labelled.label_id] = other_image
             if len(self.recent) > self.calibration:
                 del self.recent[next(iter(self.recent))]
             if self.pairs.n + self.pairs.skipped >= self.calibration:
                 self._start_challenger()
         elif self.challenger is not None:
-            self.challenger.submit(labelled, source, challenger_image, challenger_title)
+            self.challenger.submit(labelled, source, other_image, other_title)
             self._compare()
         return n
 

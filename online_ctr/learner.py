@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from online_ctr.features import DEFAULT_SPEC, AudienceFields, FeatureSpec, featurize
 from online_ctr.fnw import FNW
@@ -59,9 +59,25 @@ from online_ctr.metrics import ProgressiveMetrics
 from online_ctr.protocol import CtrModel
 from schemas.events import Impression, LabelledImpression
 
-__all__ = ["Embedding", "Learner"]
+__all__ = ["Content", "Embedding", "Learner"]
 
 Embedding = Sequence[float] | None
+
+
+class Content(Protocol):
+    """An example's image and title embeddings as one arm learns them (either may be missing).
+
+    The embedder's results have this shape; so does a plain
+    ``types.SimpleNamespace(image=..., title=...)`` in tests.
+    """
+
+    @property
+    def image(self) -> Embedding: ...
+
+    @property
+    def title(self) -> Embedding: ...
+
+
 _Pending = tuple[float, int, LabelledImpression, Embedding, Embedding]
 
 

@@ -198,10 +198,8 @@ class LearnerAgent:
             self.duel.submit(
                 item.labelled,
                 item.source,
-                emb.image if emb is not None else None,
-                emb.title if emb is not None else None,
-                other.image if other is not None and not other.error else None,
-                other.title if other is not None and not other.error else None,
+                champion=emb,
+                challenger=other if other is not None and not other.error else None,
             )
         if self.learner.watermark > watermark:
             self._last_progress = time.monotonic()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -47,6 +48,11 @@ def example(i: int, rng: np.random.Generator) -> tuple[LabelledImpression, list[
     return labelled, [float(v) for v in look]
 
 
+def content(image: list[float]) -> SimpleNamespace:
+    """An example's embeddings as the embedder gives them: an image, no title."""
+    return SimpleNamespace(image=image, title=None)
+
+
 def run(
     duel: EncoderDuel, n: int, champion_sees_look: bool, challenger_sees_look: bool, seed: int = 1
 ) -> None:
@@ -58,10 +64,8 @@ def run(
         duel.submit(
             labelled,
             "labelled:0",
-            look if champion_sees_look else blind,
-            None,
-            look if challenger_sees_look else blind,
-            None,
+            content(look if champion_sees_look else blind),
+            content(look if challenger_sees_look else blind),
         )
     duel.advance("labelled:0", T0 + n + 2 * WINDOW)
 
@@ -114,7 +118,7 @@ def test_both_arms_learn_every_example_once_and_the_count_never_depends_on_a_due
             scored_before = duel.champion.metrics.snapshot()["count"]
             duel.challenge("3", min_examples=10**6, max_examples=10**7, calibration=0)
         plain.submit(labelled, "p0", look)
-        duel.submit(labelled, "p0", look, None, look, None)
+        duel.submit(labelled, "p0", content(look), content(look))
     plain.advance("p0", T0 + 4000)
     duel.advance("p0", T0 + 4000)
     assert duel.challenger is not None and duel.comparison is not None
@@ -177,7 +181,7 @@ def test_a_map_of_the_champions_embedding_starts_with_the_champions_image_weight
         for i in range(3000, 9000):
             labelled, look = example(i, rng)
             mine = (turn @ np.array(look)).tolist() if rotate else look
-            duel.submit(labelled, "labelled:0", look, None, mine, None)
+            duel.submit(labelled, "labelled:0", content(look), content(mine))
         assert duel.comparison is not None and duel.challenger is not None
         assert duel.comparison.n > 4000
         if calibration:
