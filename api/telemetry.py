@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.fleet import FleetView, families
 from schemas.metric_names import API_REQUEST_SECONDS
-from streams.telemetry import Metric, TritonMetrics
+from streams.telemetry import Metric, TritonMetrics, process_metrics
 
 __all__ = ["UNMATCHED", "ApiMetrics", "RequestTimer", "route_template"]
 
@@ -41,6 +41,7 @@ class ApiMetrics(Collector):
         )
         #: the observer given to the API's embedding client
         self.triton = TritonMetrics(self.registry)
+        process_metrics(self.registry, "api")
         self._view: FleetView | None = None
         self.registry.register(self)
 

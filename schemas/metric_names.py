@@ -30,6 +30,7 @@ from typing import Literal
 __all__ = [
     "API_METRICS",
     "API_REQUEST_SECONDS",
+    "BUILD_INFO",
     "CONSUMER_LAG",
     "DEAD_LETTERS",
     "ENCODER_DECISIONS",
@@ -42,6 +43,7 @@ __all__ = [
     "MODEL_FIGURES",
     "MODEL_UNSCORED",
     "MODEL_UPDATED",
+    "PROCESS",
     "REDIS_UP",
     "TRITON_FAILURES",
     "TRITON_REQUEST_SECONDS",
@@ -195,6 +197,25 @@ TRITON_FAILURES = MetricName(
     "breaker_open when the circuit breaker refused to send).",
 )
 
+# --- every process (bertctr api, bertctr worker) ------------------------------------
+
+BUILD_INFO = MetricName(
+    "bertctr_build_info",
+    "gauge",
+    ("version", "python", "role"),
+    "Always 1; the labels say which bertctr version and Python run this process, and its "
+    "role (api, or the worker's BERTCTR_WORKER_ROLE).",
+)
+#: the standard process metrics (prometheus_client's ProcessCollector, on Linux)
+PROCESS: tuple[MetricName, ...] = (
+    MetricName("process_cpu_seconds_total", "counter", (), "CPU seconds this process used."),
+    MetricName("process_resident_memory_bytes", "gauge", (), "Resident memory in bytes."),
+    MetricName("process_virtual_memory_bytes", "gauge", (), "Virtual memory in bytes."),
+    MetricName("process_start_time_seconds", "gauge", (), "Start time, epoch seconds."),
+    MetricName("process_open_fds", "gauge", (), "Open file descriptors."),
+    MetricName("process_max_fds", "gauge", (), "Maximum open file descriptors."),
+)
+
 # --- the API's own -----------------------------------------------------------------
 
 API_REQUEST_SECONDS = MetricName(
@@ -250,6 +271,8 @@ API_METRICS: tuple[MetricName, ...] = (
     TRITON_REQUEST_SECONDS,
     TRITON_FAILURES,
     API_REQUEST_SECONDS,
+    BUILD_INFO,
+    *PROCESS,
 )
 WORKER_METRICS: tuple[MetricName, ...] = (
     WORKER_MESSAGES,
@@ -258,4 +281,6 @@ WORKER_METRICS: tuple[MetricName, ...] = (
     *WORKER_MODEL.values(),
     TRITON_REQUEST_SECONDS,
     TRITON_FAILURES,
+    BUILD_INFO,
+    *PROCESS,
 )

@@ -24,8 +24,10 @@ from the scrape thread while the model learns.
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import math
+import platform
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -34,7 +36,9 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
+    ProcessCollector,
     generate_latest,
     start_http_server,
 )
@@ -43,6 +47,7 @@ from prometheus_client.registry import Collector
 
 from encoder_server.client.triton_client import RequestOutcome
 from schemas.metric_names import (
+    BUILD_INFO,
     LABEL_KINDS,
     TRITON_FAILURES,
     TRITON_REQUEST_SECONDS,
@@ -64,6 +69,7 @@ __all__ = [
     "counter_family",
     "gauge_family",
     "model_families",
+    "process_metrics",
 ]
 
 log = logging.getLogger(__name__)
@@ -73,6 +79,20 @@ TRITON_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 
 
 #: what collectors here yield
 Metric = GaugeMetricFamily | CounterMetricFamily
+
+
+def process_metrics(registry: CollectorRegistry, role: str) -> None:
+    """Register ``bertctr_build_info`` and the standard ``process_*`` metrics on ``registry``."""
+    info = Gauge(BUILD_INFO.name, BUILD_INFO.help, BUILD_INFO.labels, registry=registry)
+    info.labels(_version(), platform.python_version(), role).set(1)
+    ProcessCollector(registry=registry)
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("bertctr")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout, not installed
+        return "unknown"
 
 
 def gauge_family(
@@ -149,11 +169,17 @@ class WorkerTelemetry(Collector):
         Every dead letter of the worker by reason (the join's and the others').
     """
 
-    def __init__(self, join: JoinCounts, dead_letters: Callable[[], Mapping[str, int]]) -> None:
+    def __init__(
+        self,
+        join: JoinCounts,
+        dead_letters: Callable[[], Mapping[str, int]],
+        role: str = "all",
+    ) -> None:
         self.join = join
         self.dead_letters = dead_letters
         self.registry = CollectorRegistry()
         self.triton = TritonMetrics(self.registry)
+        process_metrics(self.registry, role)
         #: (agent, topic) -> messages handled
         self.messages: dict[tuple[str, str], int] = {}
         #: the learner's last metrics snapshot (copied on the event loop)

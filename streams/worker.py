@@ -79,7 +79,7 @@ def build_worker(settings: Settings) -> WorkerParts:
         return tally.merged(join.counts.rejected)
 
     telemetry = (
-        WorkerTelemetry(join.counts, dead_letter_counts)
+        WorkerTelemetry(join.counts, dead_letter_counts, settings.worker_role)
         if settings.metrics_port is not None
         else None
     )

@@ -8,6 +8,7 @@ Prometheus server reads.
 
 from __future__ import annotations
 
+import time
 import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
@@ -26,7 +27,7 @@ from encoder_server.client.breaker import CircuitBreaker
 from encoder_server.client.errors import EncoderUnavailable
 from encoder_server.client.triton_client import BREAKER_OPEN, RequestOutcome, TritonEmbeddingClient
 from schemas.events import Impression, LabelledImpression
-from schemas.metric_names import API_METRICS, WORKER_METRICS, MetricName
+from schemas.metric_names import API_METRICS, BUILD_INFO, PROCESS, WORKER_METRICS, MetricName
 from streams.join.agent import JoinCounts
 from streams.kafka.deadletter import DeadLetterTally
 from streams.telemetry import WorkerTelemetry
@@ -233,7 +234,18 @@ def test_without_redis_only_the_apis_own_metrics_and_redis_up_0() -> None:
         "bertctr_api_request_seconds",
         "bertctr_triton_request_seconds",
         "bertctr_triton_failures",
+        BUILD_INFO.family,
+        *(m.family for m in PROCESS),
     }
+
+
+def test_build_info_and_process_metrics_say_what_runs() -> None:
+    got = samples(ApiMetrics().render(FleetView(None))[0].decode())
+    (info,) = [labels for name, labels in got if name == "bertctr_build_info"]
+    assert dict(info)["role"] == "api" and dict(info)["python"].startswith("3.11")
+    assert got[("bertctr_build_info", info)] == 1
+    assert got[("process_resident_memory_bytes", ())] > 10_000_000
+    assert 0 < got[("process_start_time_seconds", ())] <= time.time()
 
 
 def test_undefined_model_figures_have_no_sample() -> None:
