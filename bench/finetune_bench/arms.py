@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from encoder_server.client.embedder import ExampleEmbeddings
 from finetune_bench.tally import Tally
 from finetune_bench.worker import DEFAULTS
 from finetune_bench.world import PCA, World
@@ -84,12 +85,13 @@ def duel(
     lookups = {v: world.lookup(v) for v in (PCA, challenger)}
     for k, e in enumerate(rest, 1):
         before = d.champion
-        image, title = lookups[d.champion_version or PCA](e.impression)
-        if d.challenger_version is not None:
-            c_image, c_title = lookups[d.challenger_version](e.impression)
-        else:
-            c_image = c_title = None
-        d.submit(e.labelled(), "", image, title, c_image, c_title)
+        mine = ExampleEmbeddings(*lookups[d.champion_version or PCA](e.impression))
+        theirs = (
+            ExampleEmbeddings(*lookups[d.challenger_version](e.impression))
+            if d.challenger_version is not None
+            else None
+        )
+        d.submit(e.labelled(), "", mine, theirs)
         settle(before, k)
     before = d.champion
     d.advance("", math.inf)
