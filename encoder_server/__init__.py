@@ -9,8 +9,9 @@ Rooms, each importing only the shared modules at this level (``base``: the
   ``cache``, the ``image_store`` and the ``embedder`` that ties them
   together. ``errors`` draws its exception tree.
 - ``serving``: the encoders (``image_encoder``, ``text_encoder``, ``clip``),
-  their Triton binding (``serve``), model ``repository``, ``loader`` and
-  ``export`` for a production ``tritonserver``.
-- ``training``: the fine-tuning trainer (``finetune``, ``head_trainer``,
-  ``whitening``, ``gate``, ``result``, ``report``).
+  their Triton binding (``serve``) and server process (``process``), model
+  ``repository``, ``loader`` and ``export`` for a production ``tritonserver``.
+- ``training``: the fine-tuning trainer (``finetune``: the job's entry;
+  ``config``: its parameters; ``head_trainer``: the loop; ``fitted``: what it
+  fits; ``whitening``, ``gate``, ``result``, ``report``).
 """
