@@ -129,18 +129,20 @@ def _fields(key: str) -> dict[str, str] | None:
 
 
 def matching_segments(known: list[str], asked: str) -> list[str] | None:
-    """The counted segments that ``asked`` names whole or rolls up; None if it is a whole key.
+    """The counted segments that ``asked`` rolls up; None if it is a whole key (or no ``k=v``).
 
     >>> matching_segments(["device=m,geo=BR", "device=d,geo=BR", "device=m,geo=DE"], "geo=BR")
     ['device=m,geo=BR', 'device=d,geo=BR']
     >>> matching_segments(["device=m,geo=BR"], "device=m,geo=BR") is None
+    True
+    >>> matching_segments(["device=m,geo=BR"], "nonsense") is None
     True
     """
     if asked in known:
         return None
     fields = _fields(asked)
     if fields is None:
-        return []
+        return None
     out = []
     for key in known:
         have = _fields(key) or {}
@@ -207,11 +209,14 @@ async def ctr(
     stats = await read_stats(state.redis, state.keys, item, exact, view)
     if item is not None and item not in stats["items"]:
         raise HTTPException(status_code=404, detail=f"item {item!r} was never counted")
-    if variant is not None and item is None and matched is not None:
-        raise HTTPException(
-            status_code=422,
-            detail="a partial segment is rolled up per item: name the item, or the whole segment",
-        )
+    across: dict[str, Any] | None = None
+    if variant is not None and item is None and matched is not None and segment is not None:
+        # a variant across items in a partial segment: each matched segment's cells, added up
+        parts = [
+            _summed(await read_stats(state.redis, state.keys, None, m, view), variant, m)
+            for m in matched
+        ]
+        across = _rolled_up(parts)
     if variant is not None and item is None and segment is not None:
         # the per-segment cells of every item are read only when an item is named
         stats = await read_stats(state.redis, state.keys, None, exact, view)
@@ -231,6 +236,8 @@ async def ctr(
     if isinstance(model, dict) and segment is None and (item is not None or variant is not None):
         model["segments"] = {}
     scope, counts = _pick(stats, item, variant, segment)
+    if across is not None:
+        counts = across
     stats["selected"] = {
         "scope": scope,
         "window": window,

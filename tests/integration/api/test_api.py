@@ -187,6 +187,11 @@ def test_ctr_filters_narrow_the_answer_and_unknown_items_are_404(scenario: Scena
     exact = scenario.api.get(f"/ctr?item=item-1&variant=v1&segment={seg}")["selected"]
     assert cell["impressions"] == exact["impressions"] > 0
     assert scenario.api.get("/ctr?segment=geo=BR")["selected"]["impressions"] == 0
+    # a variant across items in a partial segment adds up each matched segment's cells
+    across = scenario.api.get("/ctr?variant=v1&segment=geo=FR")["selected"]
+    exact_across = scenario.api.get(f"/ctr?variant=v1&segment={seg}")["selected"]
+    assert across["scope"] == "variant-across-items" and across["segments_matched"] == 1
+    assert across["impressions"] == exact_across["impressions"] > 0
 
 
 def candidates(n: int) -> list[dict[str, Any]]:
@@ -349,6 +354,7 @@ def test_without_a_model_scoring_is_unavailable_but_counters_answer(
             "impressions": 0,
             "clicks": 0,
             "ctr": None,
+            "segments_matched": None,
         }
     env.close()
 
