@@ -30,6 +30,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from api.ctr_counters import CtrCounters, ctr_families
 from schemas.metric_names import (
     CONSUMER_LAG,
     DEAD_LETTERS,
@@ -284,6 +285,8 @@ class FleetView:
     model: Mapping[str, Any] | None = None
     encoder: Mapping[str, Any] | None = None
     decisions: Mapping[str, int] = field(default_factory=dict)
+    #: CTR counters by view (``live``, ``settled``)
+    ctr: Mapping[str, CtrCounters] = field(default_factory=dict)
 
 
 def _version(status: Mapping[str, Any], role: str) -> int | None:
@@ -328,3 +331,4 @@ def families(view: FleetView) -> Iterator[Metric]:
     versions = [(role, _version(encoder, role)) for role in ("champion", "challenger")]
     yield gauge_family(ENCODER_VERSION, (((r,), v) for r, v in versions if v is not None))
     yield gauge_family(ENCODER_DECISIONS, (((d,), n) for d, n in sorted(view.decisions.items())))
+    yield from ctr_families(view.ctr)

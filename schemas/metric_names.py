@@ -31,11 +31,14 @@ __all__ = [
     "API_METRICS",
     "API_REQUEST_SECONDS",
     "BUILD_INFO",
+    "CLICKS",
     "CONSUMER_LAG",
+    "CTR_COUNTERS",
     "DEAD_LETTERS",
     "ENCODER_DECISIONS",
     "ENCODER_VERSION",
     "EVENTS_PROCESSED",
+    "IMPRESSIONS",
     "JOIN_EVENTS",
     "LABELS",
     "LABEL_KINDS",
@@ -45,8 +48,12 @@ __all__ = [
     "MODEL_UPDATED",
     "PROCESS",
     "REDIS_UP",
+    "SEGMENT_CLICKS",
+    "SEGMENT_IMPRESSIONS",
     "TRITON_FAILURES",
     "TRITON_REQUEST_SECONDS",
+    "VARIANT_CLICKS",
+    "VARIANT_IMPRESSIONS",
     "WORKERS",
     "WORKER_DEAD_LETTERS",
     "WORKER_LABELS",
@@ -180,6 +187,51 @@ ENCODER_DECISIONS = MetricName(
     "Encoder decisions in the duel's remembered history, by kind (promote, retire).",
 )
 
+# --- the business: CTR counters (bertctr api, from the Redis counters) -------------
+
+IMPRESSIONS = MetricName(
+    "bertctr_impressions_total",
+    "counter",
+    ("view",),
+    "Impressions counted (view live: on arrival; settled: from labels).",
+)
+CLICKS = MetricName(
+    "bertctr_clicks_total", "counter", ("view",), "Clicks counted, by view (as impressions)."
+)
+SEGMENT_IMPRESSIONS = MetricName(
+    "bertctr_segment_impressions_total",
+    "counter",
+    ("view", "segment"),
+    "Impressions per segment key, for the segments with the most impressions.",
+)
+SEGMENT_CLICKS = MetricName(
+    "bertctr_segment_clicks_total",
+    "counter",
+    ("view", "segment"),
+    "Clicks per segment key, for the segments with the most impressions.",
+)
+VARIANT_IMPRESSIONS = MetricName(
+    "bertctr_variant_impressions_total",
+    "counter",
+    ("view", "variant"),
+    "Impressions per visual variant name summed over items, for the most shown variants.",
+)
+VARIANT_CLICKS = MetricName(
+    "bertctr_variant_clicks_total",
+    "counter",
+    ("view", "variant"),
+    "Clicks per visual variant name summed over items, for the most shown variants.",
+)
+#: impressions and clicks, by scope: what a CTR panel divides
+CTR_COUNTERS: tuple[MetricName, ...] = (
+    IMPRESSIONS,
+    CLICKS,
+    SEGMENT_IMPRESSIONS,
+    SEGMENT_CLICKS,
+    VARIANT_IMPRESSIONS,
+    VARIANT_CLICKS,
+)
+
 # --- every process with an embedder -----------------------------------------------
 
 TRITON_REQUEST_SECONDS = MetricName(
@@ -268,6 +320,7 @@ API_METRICS: tuple[MetricName, ...] = (
     MODEL_UPDATED,
     ENCODER_VERSION,
     ENCODER_DECISIONS,
+    *CTR_COUNTERS,
     TRITON_REQUEST_SECONDS,
     TRITON_FAILURES,
     API_REQUEST_SECONDS,

@@ -244,6 +244,12 @@ class Settings(BaseSettings):
     api_max_candidates: int = Field(
         default=1000, ge=1, description="Most candidates one POST /score may rank."
     )
+    metrics_max_series: int = Field(
+        default=20,
+        ge=0,
+        description="bertctr api's /metrics: CTR counters of at most this many segments and "
+        "variant names (those with the most impressions).",
+    )
     metrics_port: int | None = Field(
         default=None,
         ge=0,

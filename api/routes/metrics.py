@@ -17,9 +17,10 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from redis.exceptions import RedisError
 
 from api.contracts import Problem
+from api.ctr_counters import CtrCounters
 from api.fleet import Fleet, FleetDocument, FleetView, summarise
 from api.state import ApiState, api_state
-from streams.readers import read_decisions, read_health, read_json
+from streams.readers import read_decisions, read_health, read_json, read_stats
 
 __all__ = ["READ_TIMEOUT_S", "read_fleet", "router"]
 
@@ -40,6 +41,12 @@ async def _read(state: ApiState) -> FleetView:
         model=await read_json(client, keys.model_metrics),
         encoder=await read_json(client, keys.encoder_status),
         decisions=await read_decisions(client, keys),
+        ctr={
+            view: CtrCounters.from_stats(
+                await read_stats(client, keys, view=view), state.settings.metrics_max_series
+            )
+            for view in ("live", "settled")
+        },
     )
 
 

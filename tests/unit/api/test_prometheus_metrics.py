@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
+from api.ctr_counters import CtrCounters
 from api.fleet import FleetView, summarise
 from api.telemetry import UNMATCHED, ApiMetrics, RequestTimer
 from encoder_server.base import IMAGE_ENCODER
@@ -237,6 +238,30 @@ def test_without_redis_only_the_apis_own_metrics_and_redis_up_0() -> None:
         BUILD_INFO.family,
         *(m.family for m in PROCESS),
     }
+
+
+def test_ctr_counters_by_view_segment_and_variant() -> None:
+    stats = {
+        "total": {"impressions": 100, "clicks": 7},
+        "segments": {f"geo=G{i}": {"impressions": 10 * i, "clicks": i} for i in range(1, 5)},
+        "items": {
+            "a": {"variants": {"v0": {"impressions": 30, "clicks": 1}, "v1": {"impressions": 5}}},
+            "b": {"variants": {"v0": {"impressions": 20, "clicks": 3}}},
+        },
+    }
+    live = CtrCounters.from_stats(stats, max_series=2)
+    settled = CtrCounters.from_stats({**stats, "total": {"impressions": 90, "clicks": 6}}, 2)
+    view = FleetView(summarise([], NOW, 60), ctr={"live": live, "settled": settled})
+    got = samples(ApiMetrics().render(view)[0].decode())
+    assert got[("bertctr_impressions_total", (("view", "live"),))] == 100
+    assert got[("bertctr_clicks_total", (("view", "settled"),))] == 6
+    seg = "bertctr_segment_impressions_total"
+    kept = sorted(dict(labels)["segment"] for name, labels in got if name == seg)
+    assert kept == ["geo=G3", "geo=G3", "geo=G4", "geo=G4"]  # the 2 largest, in both views
+    assert got[("bertctr_segment_clicks_total", (("segment", "geo=G4"), ("view", "live")))] == 4
+    variant = ("bertctr_variant_impressions_total", (("variant", "v0"), ("view", "live")))
+    assert got[variant] == 50  # summed over items a and b
+    assert got[("bertctr_variant_clicks_total", (("variant", "v0"), ("view", "live")))] == 4
 
 
 def test_build_info_and_process_metrics_say_what_runs() -> None:

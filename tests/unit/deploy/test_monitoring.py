@@ -26,6 +26,7 @@ from schemas.settings import Settings
 ROOT = Path(__file__).resolve().parents[3]
 DASHBOARD = ROOT / "deploy/grafana/dashboards/bertctr.json"
 PROMETHEUS = ROOT / "deploy/prometheus/prometheus.yml"
+RULES = ROOT / "deploy/prometheus/rules.yml"
 PROVISIONING = ROOT / "deploy/grafana/provisioning"
 METRIC = re.compile(r"\bbertctr_[a-z0-9_]+")
 #: what the dashboard must show (issue 12), by the metric it is read from
@@ -43,6 +44,18 @@ MUST_SHOW = {
     "Triton failures": "bertctr_triton_failures_total",
     "API latency": "bertctr_api_request_seconds_bucket",
     "workers up": "bertctr_workers",
+    "impressions/s": "bertctr_impressions_total",
+    "clicks/s": "bertctr_clicks_total",
+    "CTR by segment": "bertctr_segment_clicks_total",
+    "CTR by variant": "bertctr_variant_clicks_total",
+}
+#: what an alert rule must watch (issue 23), by a metric its expression reads
+MUST_ALERT = {
+    "lag": "bertctr_consumer_lag",
+    "unhealthy workers": "bertctr_workers",
+    "NE regression": "bertctr_model_ne",
+    "stale model metrics": "bertctr_model_updated_timestamp_seconds",
+    "stale health reports": "bertctr_worker_report_age_seconds",
 }
 
 
@@ -110,6 +123,60 @@ def test_the_dashboard_is_well_formed(dashboard: dict[str, Any]) -> None:
         for target in panel["targets"]:
             expr = target["expr"]
             assert expr.count("(") == expr.count(")"), expr
+
+
+def test_panels_use_the_datasource_variable_and_workers_filter(dashboard: dict[str, Any]) -> None:
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    assert "instance" in variables["worker"]["definition"]
+    assert {o["value"] for o in variables["view"]["options"]} == {"live", "settled"}
+    for panel in panels(dashboard):
+        if panel["type"] != "row":
+            assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+    per_process = {m.name for m in WORKER_METRICS if m.name.startswith("bertctr_worker_")}
+    for expr in expressions(dashboard):
+        if any(name in expr for name in per_process):
+            assert 'instance=~"$worker"' in expr, expr
+        if re.search(r"bertctr_(segment_|variant_)?(impressions|clicks)_total", expr):
+            assert 'view="$view"' in expr, expr
+
+
+def test_ctr_panels_divide_clicks_by_impressions_of_the_same_scope(
+    dashboard: dict[str, Any],
+) -> None:
+    by_title = {p["title"]: p for p in panels(dashboard)}
+    for title, scope in (("CTR by segment", "segment"), ("CTR by variant", "variant")):
+        panel = by_title[title]
+        assert panel["fieldConfig"]["defaults"]["unit"] == "percentunit"
+        expr = panel["targets"][0]["expr"]
+        clicks, impressions = expr.split(" / ")
+        assert f"bertctr_{scope}_clicks_total" in clicks and f"by ({scope})" in clicks
+        assert f"bertctr_{scope}_impressions_total" in impressions
+        assert f"by ({scope})" in impressions
+
+
+def test_api_latency_is_per_route_without_probes(dashboard: dict[str, Any]) -> None:
+    latency = [e for e in expressions(dashboard) if "bertctr_api_request_seconds_bucket" in e]
+    assert latency
+    for expr in latency:
+        assert "by (le, route)" in expr and "/metrics" in expr and "route!~" in expr
+
+
+def test_alert_rules_watch_declared_metrics_and_are_loaded(compose: dict[str, Any]) -> None:
+    rules = [r for g in load_yaml(RULES)["groups"] for r in g["rules"]]
+    declared = {s for m in (*API_METRICS, *WORKER_METRICS) for s in m.series}
+    used = {name for r in rules for name in METRIC.findall(r["expr"])}
+    assert used - declared == set()
+    assert {what for what, name in MUST_ALERT.items() if name not in used} == set()
+    for rule in rules:
+        assert rule["alert"].startswith("Bertctr") and rule["for"]
+        assert rule["labels"]["severity"] in {"warning", "critical"}
+        assert rule["annotations"]["summary"]
+        assert rule["expr"].count("(") == rule["expr"].count(")")
+    assert "/etc/prometheus/rules.yml" in load_yaml(PROMETHEUS)["rule_files"]
+    mounts = compose["services"]["prometheus"]["volumes"]
+    assert "./deploy/prometheus/rules.yml:/etc/prometheus/rules.yml:ro" in mounts
 
 
 def test_job_selectors_name_real_scrape_jobs(dashboard: dict[str, Any]) -> None:
@@ -190,7 +257,10 @@ def test_grafana_is_provisioned_with_prometheus_and_the_dashboard(
     uids = {p["datasource"]["uid"] for p in panels(dashboard) if "datasource" in p} | {
         t["datasource"]["uid"] for p in panels(dashboard) for t in p.get("targets", [])
     }
-    assert uids == {source["uid"]}
+    # panels follow the datasource variable, whose default is the provisioned Prometheus
+    assert uids == {"${datasource}"}
+    (variable,) = [v for v in dashboard["templating"]["list"] if v["name"] == "datasource"]
+    assert variable["current"]["value"] == source["uid"]
     (provider,) = load_yaml(PROVISIONING / "dashboards/bertctr.yml")["providers"]
     assert _mounted(compose, "grafana", "deploy/grafana/dashboards") == PurePosixPath(
         provider["options"]["path"]
