@@ -25,7 +25,12 @@ from bertctr.harness.procs import free_ports, kill_group, spawn
 from encoder_server.base import IMAGE_ENCODER, TEXT_ENCODER
 from encoder_server.client.breaker import CircuitBreaker
 from encoder_server.client.errors import EncoderUnavailable
-from encoder_server.client.triton_client import Embedded, TritonEmbeddingClient
+from encoder_server.client.triton_client import (
+    BREAKER_OPEN,
+    Embedded,
+    RequestOutcome,
+    TritonEmbeddingClient,
+)
 from encoder_server.serving.serve import libpython_env
 from tests.integration.fake_encoder_server import fake_embed
 
@@ -202,11 +207,15 @@ async def test_outage_opens_the_breaker_and_recovery_closes_it(tmp_path: Path) -
         assert breaker.state == "open"
 
         sent = client.infer_requests
-        started = time.monotonic()
+        outcomes: list[RequestOutcome] = []
+        client.observer = outcomes.append
         with pytest.raises(EncoderUnavailable, match="circuit breaker open"):
             await client.embed(IMAGE_ENCODER, [b"during"])
-        assert time.monotonic() - started < 0.5  # refused at once, nothing sent
+        # refused at once: one refusal, never sent (no RPC, no retry, no backoff)
+        assert outcomes == [RequestOutcome(IMAGE_ENCODER, "infer", None, BREAKER_OPEN)]
         assert client.infer_requests == sent
+        assert breaker.state == "open"
+        client.observer = None
 
         server.start()  # same ports
         await asyncio.sleep(breaker.reset_s)

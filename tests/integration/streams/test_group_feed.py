@@ -76,12 +76,19 @@ async def test_a_failed_restore_replaces_the_consumer_and_every_record_is_handle
         on_assigned=on_assigned,
         on_revoked=on_revoked,
     )
+
+    def committed() -> int:
+        return sum(feed.committed(topic, p) or 0 for p in (0, 1))
+
     task = asyncio.create_task(feed.run())
     try:
         async with asyncio.timeout(90):
             while len(handled) < MESSAGES:
                 await asyncio.sleep(0.1)
-        await asyncio.sleep(1.5)  # nothing arrives twice late
+            # Nothing arrives twice late: once the group has committed every
+            # record, no rebalance or new consumer can be handed one again.
+            while committed() < MESSAGES:
+                await asyncio.sleep(0.1)
     finally:
         await feed.close()
         task.cancel()

@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from online_ctr.abtest import (
+    MAX_EXACT_TERMS,
     Arm,
     Beta,
     DecisionRule,
@@ -145,6 +146,81 @@ def test_prob_beats_routes_agree_with_the_literal_formula() -> None:
     assert prob_beats(Beta(0.5, 0.5), Beta(1.5, 2.5)) is None
 
 
+def quadrature_prob_beats(a: Beta, b: Beta) -> float:
+    """``P(p_b > p_a) = int f_b(x) F_a(x) dx`` by adaptive quadrature (scipy), for reference.
+
+    Independent of the code under test: scipy's Beta density and CDF, and
+    the integral over where ``f_b`` has its mass.
+    """
+    from scipy import integrate, stats
+
+    fb, fa = stats.beta(b.alpha, b.beta), stats.beta(a.alpha, a.beta)
+    lo, hi = float(fb.ppf(1e-14)), float(fb.isf(1e-14))
+    value, _ = integrate.quad(
+        lambda x: float(fb.pdf(x) * fa.cdf(x)), lo, hi, epsabs=1e-13, epsrel=1e-11, limit=400
+    )
+    return float(value)
+
+
+def test_the_quadrature_reference_is_right_where_the_answer_is_known() -> None:
+    assert quadrature_prob_beats(Beta(1.0, 1.0), Beta(2.0, 1.0)) == pytest.approx(2 / 3, abs=1e-10)
+    assert quadrature_prob_beats(Beta(1.0, 2.0), Beta(2.0, 1.0)) == pytest.approx(5 / 6, abs=1e-10)
+    assert quadrature_prob_beats(Beta(7.0, 1.0), Beta(3.0, 1.0)) == pytest.approx(3 / 10, abs=1e-10)
+
+
+#: Pairs (a, b) for every route of prob_beats. Its sum needs one integer
+#: parameter among b.alpha, a.alpha, a.beta, b.beta and runs over the one
+#: with the fewest terms; the first four pairs have exactly one (the others
+#: end in .5), so each can only be computed by its own route; the last four
+#: have several, and the smallest decides. Every pair is also asked the
+#: other way round, which moves it to the mirror route (b.alpha <-> a.alpha,
+#: a.beta <-> b.beta).
+ROUTE_CASES = [
+    pytest.param(Beta(40.5, 960.5), Beta(56.0, 944.5), id="b.alpha only"),
+    pytest.param(Beta(41.0, 960.5), Beta(55.5, 944.5), id="a.alpha only"),
+    pytest.param(Beta(396.5, 5.0), Beta(300.5, 100.5), id="a.beta only"),
+    pytest.param(Beta(396.5, 4.5), Beta(300.5, 101.0), id="b.beta only"),
+    # 396/400 against 300/400 clicks: a.beta = 5 has the fewest terms
+    pytest.param(Beta(397.0, 5.0), Beta(301.0, 101.0), id="396/400 vs 300/400"),
+    pytest.param(Beta(41.0, 960.0), Beta(56.0, 945.0), id="40/1000 vs 55/1000"),
+    pytest.param(Beta(3.0, 40.0), Beta(9.0, 12.0), id="small a.alpha"),
+    pytest.param(Beta(30.0, 3.0), Beta(25.0, 2.0), id="small b.beta"),
+]
+
+
+@pytest.mark.parametrize(("a", "b"), ROUTE_CASES)
+def test_prob_beats_every_route_both_orderings_against_quadrature(a: Beta, b: Beta) -> None:
+    forward, backward = prob_beats(a, b), prob_beats(b, a)
+    assert forward is not None and backward is not None
+    assert forward == pytest.approx(quadrature_prob_beats(a, b), abs=1e-9)
+    assert backward == pytest.approx(quadrature_prob_beats(b, a), abs=1e-9)
+    assert forward + backward == pytest.approx(1.0, abs=1e-9)  # ties have probability 0
+
+
+def test_prob_beats_the_clear_leader_whichever_way_it_is_asked() -> None:
+    """396/400 clicks against 300/400: the first arm is better beyond any doubt."""
+    first, second = Arm("a", 400, 396).posterior(), Arm("b", 400, 300).posterior()
+    assert prob_beats(first, second) == pytest.approx(0.0, abs=1e-12)
+    assert prob_beats(second, first) == pytest.approx(1.0, abs=1e-12)
+    ctw = chance_to_win([Arm("a", 400, 396), Arm("b", 400, 300)])
+    assert ctw["a"] == pytest.approx(1.0, abs=1e-12) and ctw["b"] < 1e-12
+    ctw = chance_to_win([Arm("b", 400, 300), Arm("a", 400, 396)])
+    assert ctw["a"] == pytest.approx(1.0, abs=1e-12) and ctw["b"] < 1e-12
+
+
+def test_prob_beats_gives_up_only_without_a_usable_integer_parameter() -> None:
+    assert prob_beats(Beta(0.5, 0.5), Beta(1.5, 2.5)) is None  # no integer parameter
+    huge = MAX_EXACT_TERMS + 1.0
+    assert prob_beats(Beta(huge, huge + 1.0), Beta(huge + 2.0, huge + 3.0)) is None  # too many
+    # one integer parameter within the limit is enough, whatever the others are
+    assert prob_beats(Beta(huge, huge + 0.5), Beta(huge + 0.5, 7.0)) is not None
+    # a sum of exactly MAX_EXACT_TERMS terms is still computed, one more is not
+    arcsine = Beta(0.5, 0.5)
+    exact = prob_beats(arcsine, Beta(float(MAX_EXACT_TERMS), 0.5))  # p_b within 1e-6 of 1
+    assert exact is not None and 0.999 < exact < 1.0
+    assert prob_beats(arcsine, Beta(MAX_EXACT_TERMS + 1.0, 0.5)) is None
+
+
 def test_exact_two_arm_results_match_monte_carlo() -> None:
     arms = [Arm("a", 1_000, 40), Arm("b", 1_000, 55)]
     exact_ctw = chance_to_win(arms)
@@ -199,19 +275,61 @@ def test_non_integer_prior_falls_back_to_monte_carlo() -> None:
     assert jeffreys["b"] == pytest.approx(uniform["b"], abs=0.01)
 
 
-ARMS = st.lists(st.tuples(st.integers(0, 5_000), st.floats(0.0, 1.0)), min_size=1, max_size=4).map(
-    lambda rows: [Arm(f"v{i}", n, int(n * f)) for i, (n, f) in enumerate(rows)]
-)
+# Closed forms. An arm with every impression clicked, Arm(n, n), has the
+# posterior Beta(j, 1) with j = n + 1: density j x^(j-1), CDF x^j. For
+# independent X ~ Beta(j, 1), Y ~ Beta(k, 1):
+#   P(Y > X) = int j x^(j-1) (1 - x^k) dx = k / (j + k)
+#   E[max(Y - X, 0)] = int k y^(k-1) int_0^y (y - x) j x^(j-1) dx dy = k / ((j + 1)(j + k + 1))
+# and the largest of several is Beta(sum of their j, 1) (the CDFs multiply).
+# An arm with no click, Arm(n, 0), is the mirror image: 1 - p ~ Beta(n + 1, 1).
 
 
-@settings(max_examples=50, deadline=None)
-@given(ARMS, st.integers(0, 2**32 - 1))
-def test_chance_to_win_sums_to_one_and_risk_is_not_negative(arms: list[Arm], seed: int) -> None:
-    ctw = chance_to_win(arms, draws=2_000, seed=seed)
-    assert math.fsum(ctw.values()) == pytest.approx(1.0, abs=1e-9)
-    assert all(0.0 <= p <= 1.0 for p in ctw.values())
-    risk = expected_loss(arms, draws=2_000, seed=seed)
-    assert all(r >= 0.0 for r in risk.values())
+def beats(j: int, k: int) -> float:
+    """P(Y > X) for X ~ Beta(j, 1), Y ~ Beta(k, 1)."""
+    return k / (j + k)
+
+
+def shortfall(j: int, k: int) -> float:
+    """E[max(Y - X, 0)] for X ~ Beta(j, 1), Y ~ Beta(k, 1)."""
+    return k / ((j + 1) * (j + k + 1))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2_000), st.integers(0, 2_000), st.booleans())
+def test_two_arms_chance_to_win_and_risk_are_the_closed_forms(
+    n: int, m: int, all_clicked: bool
+) -> None:
+    arms = [Arm("a", n, n if all_clicked else 0), Arm("b", m, m if all_clicked else 0)]
+    j, k = n + 1, m + 1
+    ctw, risk = chance_to_win(arms), expected_loss(arms)
+    if all_clicked:  # p_a ~ Beta(j, 1), p_b ~ Beta(k, 1)
+        assert ctw["b"] == pytest.approx(beats(j, k), abs=1e-9)
+        assert risk["a"] == pytest.approx(shortfall(j, k), rel=1e-7, abs=1e-10)
+        assert risk["b"] == pytest.approx(shortfall(k, j), rel=1e-7, abs=1e-10)
+    else:  # 1 - p_a ~ Beta(j, 1): p_b > p_a  <=>  1 - p_a > 1 - p_b
+        assert ctw["b"] == pytest.approx(beats(k, j), abs=1e-9)
+        assert risk["a"] == pytest.approx(shortfall(k, j), rel=1e-7, abs=1e-10)
+        assert risk["b"] == pytest.approx(shortfall(j, k), rel=1e-7, abs=1e-10)
+    assert ctw["a"] == pytest.approx(1.0 - ctw["b"], abs=1e-9)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(0, 60), min_size=3, max_size=4), st.integers(0, 2**32 - 1))
+def test_monte_carlo_chance_to_win_and_risk_are_the_closed_forms(
+    counts: list[int], seed: int
+) -> None:
+    """Three or more arms (Monte Carlo): within 5 standard errors of the exact values."""
+    arms = [Arm(f"v{i}", n, n) for i, n in enumerate(counts)]
+    js = [n + 1 for n in counts]
+    draws = 20_000
+    ctw = chance_to_win(arms, draws=draws, seed=seed)
+    risk = expected_loss(arms, draws=draws, seed=seed)
+    for arm, j in zip(arms, js, strict=True):
+        others = sum(js) - j  # the best of the others ~ Beta(others, 1)
+        p = j / sum(js)
+        assert ctw[arm.name] == pytest.approx(p, abs=5 * math.sqrt(p * (1 - p) / draws) + 1e-9)
+        # (M - X)^+ lies in [0, 1]: its standard deviation is at most 1/2
+        assert risk[arm.name] == pytest.approx(shortfall(j, others), abs=5 * 0.5 / math.sqrt(draws))
 
 
 # ---------------------------------------------------------------------------

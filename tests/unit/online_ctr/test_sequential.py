@@ -155,6 +155,35 @@ def test_margin_must_be_beaten_not_just_zero() -> None:
     feed(demanding, d)
     assert demanding.decision() == "retire"
     assert demanding.interval[1] <= 0.05
+    # decided by the interval, not by the budget running out
+    assert demanding.decided_at is not None and demanding.decided_at < demanding.max_examples
+    assert demanding.decided_interval is not None and demanding.decided_interval[1] <= 0.05
+
+
+def test_a_positive_margin_retires_an_advantage_below_it_long_before_the_budget() -> None:
+    """0 < true advantage < margin: retired once ``hi <= margin``, not at the budget.
+
+    The challenger here *is* better (0.02 nats), only not by the 0.05 asked
+    for, so the interval never falls below 0: a rule that compared ``hi``
+    with 0 instead of the margin would keep paying for the challenger until
+    ``max_examples``.
+    """
+    rng = np.random.default_rng(21)
+    d = rng.normal(0.02, 0.1, 200_000)
+    lo, hi = confidence_sequence(d)
+    assert lo[-1] > 0.0 and hi[-1] < 0.05  # the advantage is between 0 and the margin
+    c = SequentialComparison(margin=0.05)
+    assert c.max_examples == 200_000
+    feed(c, d)
+    assert c.decision() == "retire"
+    assert c.decided_at is not None and c.decided_at < 10_000
+    assert c.decided_interval is not None
+    decided_lo, decided_hi = c.decided_interval
+    assert 0.0 < decided_hi <= 0.05  # it crossed the margin, not zero
+    assert decided_lo < 0.02 < decided_hi
+    # the first example at which the path's upper end is at or below the margin
+    first = int(np.argmax((hi <= 0.05) & (np.arange(1, d.size + 1) >= 500))) + 1
+    assert c.decided_at == first
 
 
 def test_decision_is_final_and_the_budget_ends_it() -> None:

@@ -11,6 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from schemas import Click, Impression, LabelledImpression, export_json_schemas
+from schemas.events import MAX_SEGMENT_FIELDS
 from streams.kafka.deadletter import dead_letter
 from streams.kafka.decode import MAX_MESSAGE_BYTES, DecodeError, decode
 
@@ -125,6 +126,58 @@ def test_decode_reasons() -> None:
         assert err.value.reason == reason
 
 
+def padded(size: int) -> bytes:
+    """A valid impression exactly ``size`` bytes long (JSON allows trailing whitespace)."""
+    body = json.dumps(GOOD).encode()
+    assert len(body) <= size
+    return body + b" " * (size - len(body))
+
+
+def test_message_size_limit_is_inclusive() -> None:
+    """Exactly MAX_MESSAGE_BYTES is accepted, one byte more is refused before parsing."""
+    at_limit = padded(MAX_MESSAGE_BYTES)
+    assert len(at_limit) == MAX_MESSAGE_BYTES
+    assert decode(Impression, at_limit, b"i1").item_id == "sku-1"
+    over = padded(MAX_MESSAGE_BYTES + 1)
+    with pytest.raises(DecodeError) as err:
+        decode(Impression, over, b"i1")
+    assert err.value.reason == "too_large"
+
+
+def segment_of(fields: int) -> dict[str, str]:
+    """``device``, ``geo`` and ``fields - 2`` further fields."""
+    return {"device": "mobile", "geo": "DE", **{f"f{k}": "v" for k in range(fields - 2)}}
+
+
+@pytest.mark.parametrize(
+    ("fields", "accepted"),
+    [(MAX_SEGMENT_FIELDS - 1, True), (MAX_SEGMENT_FIELDS, True), (MAX_SEGMENT_FIELDS + 1, False)],
+)
+def test_segment_field_limit_counts_device_and_geo(
+    fields: int, accepted: bool, tmp_path: Path
+) -> None:
+    """At most MAX_SEGMENT_FIELDS fields in all, the two required ones included.
+
+    The model and the exported JSON Schema (``maxProperties``) must give one
+    answer on both sides of the boundary: a producer validating with the
+    schema must not send what the join then refuses, nor the reverse.
+    """
+    segment = segment_of(fields)
+    assert len(segment) == fields
+    payload = {**GOOD, "segment": segment}
+    try:
+        imp = Impression.model_validate(payload)
+    except ValidationError as err:
+        assert not accepted, err
+        assert f"at most {MAX_SEGMENT_FIELDS} fields" in str(err)
+    else:
+        assert accepted, f"a segment of {fields} fields was accepted"
+        assert len(imp.segment.as_dict()) == fields
+    export_json_schemas(tmp_path)
+    schema = json.loads((tmp_path / "impression.schema.json").read_text())
+    assert jsonschema.Draft202012Validator(schema).is_valid(payload) is accepted
+
+
 def test_click_decodes_without_key() -> None:
     click = decode(Click, b'{"event_id":"c","impression_id":"i","ts":3}')
     assert click.ts == 3.0
@@ -177,3 +230,28 @@ def test_exported_schema_validates_like_the_models(tmp_path: Path) -> None:
         "segment",
     }
     assert schema["properties"]["position"]["minimum"] == 0
+    # the schema is used, not just read: it accepts what the model accepts ...
+    validator = jsonschema.Draft202012Validator(schema)
+    assert validator.is_valid(GOOD)
+    assert validator.is_valid({**GOOD, "propensity": 0.25, "user_id": "u1", "variant": "b"})
+    # ... and refuses what the model refuses (the JSON-expressible cases above)
+    refused: list[dict[str, object]] = [
+        {"position": -1},
+        {"ts": -1.0},
+        {"item_id": ""},
+        {"segment": {"device": "mobile"}},
+        {"segment": {"device": "m", "geo": "DE", "taste": 3}},
+        {"segment": {"device": "m", "geo": "D,E"}},
+        {"unknown": 1},
+        {"schema_version": 2},
+        {"event_id": "x" * 300},
+    ]
+    for change in refused:
+        payload = {**GOOD, **change}
+        with pytest.raises(ValidationError):
+            Impression.model_validate(payload)
+        assert not validator.is_valid(payload), change
+    click = json.loads((tmp_path / "click.schema.json").read_text())
+    click_validator = jsonschema.Draft202012Validator(click)
+    assert click_validator.is_valid({"event_id": "c", "impression_id": "i", "ts": 3})
+    assert not click_validator.is_valid({"event_id": "c", "impression_id": "i", "ts": "3"})

@@ -5,16 +5,18 @@ from __future__ import annotations
 import dataclasses
 import sysconfig
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from google.protobuf import text_format
 from pytriton.proxy.types import Request
 from tritonclient.grpc import model_config_pb2
 
-from encoder_server.base import Encoded, Encoder, Modality
+from encoder_server.base import Encoded, Modality
 from encoder_server.projection import Projection
 from encoder_server.serving.export import model_config
 from encoder_server.serving.serve import (
+    bind_encoder,
     encoder_parameters,
     head_fingerprint,
     infer_function,
@@ -47,8 +49,40 @@ class FakeEncoder:
         return Encoded(out, errors)
 
 
-def test_fake_is_an_encoder() -> None:
-    assert isinstance(FakeEncoder(), Encoder)
+def test_bind_encoder_declares_the_model_and_publishes_its_head(tmp_path: Path) -> None:
+    """``bind_encoder`` on a real PyTriton ``Triton``, bound but never started.
+
+    Name and version, the tensors of the spec, the batching, the bound
+    inference function and the parameters clients read the head's
+    fingerprint from: everything Triton would load, read back from
+    PyTriton's own model config.
+    """
+    from pytriton.triton import Triton
+
+    encoder = FakeEncoder()
+    triton = Triton(workspace=tmp_path / "workspace")
+    try:
+        bind_encoder(triton, encoder, max_batch_size=8, queue_delay_us=300)
+        (model,) = triton._model_manager.models
+        assert (model.model_name, model.model_version) == ("image_encoder", 3)
+        config = model._get_triton_model_config()
+        assert config.max_batch_size == 8
+        assert config.batcher.max_queue_delay_microseconds == 300
+        assert [(t.name, t.shape, t.dtype) for t in config.inputs] == [("image", (1,), np.object_)]
+        assert [(t.name, t.shape, t.dtype) for t in config.outputs] == [
+            ("embedding", (4,), np.float32),
+            ("error", (1,), np.object_),
+        ]
+        params = encoder_parameters(encoder)
+        assert {k: config.backend_parameters.get(k) for k in params} == params
+        # the function bound is infer_function's over this encoder
+        (infer,) = model.infer_functions
+        responses = infer([Request(data={"image": np.array([[b"xx"], [b"?"]], dtype=object)})])
+        np.testing.assert_array_equal(responses[0]["embedding"][0], [0, 0, 1, 0])
+        assert list(responses[0]["error"].reshape(-1)) == [b"", b"not an image"]
+        assert encoder.calls == [2]
+    finally:
+        triton.stop()
 
 
 def test_libpython_env_puts_libdir_first_once() -> None:

@@ -85,6 +85,23 @@ def test_late_click_after_negative_is_a_correction() -> None:
     assert fx.labelled[0].late and fx.labelled[0].clicked and fx.labelled[0].click_delay_s == 200
 
 
+def test_a_click_exactly_at_the_end_of_the_window_is_a_positive() -> None:
+    """The window is closed: a click ``window_s`` after its impression still counts."""
+    book = JoinBook(0, CFG)
+    book.on_impression(imp(1, 100), wall=0)
+    fx = book.on_click(click(1, 160), wall=0)
+    assert labels(fx) == ["i1:pos"] and fx.labelled[0].click_delay_s == 60
+    # the same when the click is read before its impression
+    book = JoinBook(0, CFG)
+    book.on_click(click(2, 160), wall=0)
+    fx = book.on_impression(imp(2, 100), wall=0)
+    assert labels(fx) == ["i2:pos"] and fx.labelled[0].click_delay_s == 60
+    # and just past it, a negative and its correction
+    book = JoinBook(0, CFG)
+    book.on_impression(imp(3, 100), wall=0)
+    assert labels(book.on_click(click(3, 160.001), wall=0)) == ["i3:neg", "i3:late"]
+
+
 def test_click_past_window_before_expiry_gives_negative_and_correction() -> None:
     book = JoinBook(0, CFG)
     book.on_impression(imp(1, 100), wall=0)
@@ -136,10 +153,25 @@ def test_conflicting_impression_id_is_rejected() -> None:
 def test_state_is_forgotten_after_the_horizon() -> None:
     book = JoinBook(0, CFG)
     book.on_impression(imp(1, 100), wall=0)
-    book.on_tick(wall=2000)
+    assert len(book) == 1
+    # watermark 90 + 1999: past the window (160), so the negative goes out, and
+    # past the horizon (100 + 1000), so the state is deleted in the same tick
     fx = book.on_tick(wall=2000)
-    assert len(book) == 0
-    assert fx.upserts == {} or all(v is None for v in fx.upserts.values())
+    assert labels(fx) == ["i1:neg"]
+    assert fx.upserts == {"i1": None}  # the durable table is told to delete it
+    assert len(book) == 0 and book.get("i1") is None
+    # nothing is left to expire: a later tick has no effect at all
+    again = book.on_tick(wall=2000)
+    assert again.upserts == {} and labels(again) == [] and again.rejected == []
+
+
+def test_a_state_inside_the_horizon_is_kept() -> None:
+    book = JoinBook(0, CFG)
+    book.on_impression(imp(1, 100), wall=0)
+    fx = book.on_tick(wall=1000)  # watermark 90 + 999 = 1089 < 1100: negative, not forgotten
+    assert labels(fx) == ["i1:neg"]
+    assert fx.upserts["i1"] is not None and fx.upserts["i1"]["status"] == "negative"
+    assert len(book) == 1
 
 
 def test_restore_from_upserts_continues_the_same_way() -> None:
@@ -183,26 +215,28 @@ def test_labels_do_not_depend_on_arrival_order(spec: Any, rnd: Any) -> None:
         if clicked:
             stream.append(click(i, ts + delay))
 
-    def run(order: list[Impression | Click]) -> set[str]:
+    def run(order: list[Impression | Click]) -> list[str]:
         book = JoinBook(0, cfg)
-        out: set[str] = set()
+        out: list[str] = []
         for ev in order:
             fx = book.on_impression(ev, 0) if isinstance(ev, Impression) else book.on_click(ev, 0)
-            out |= set(labels(fx))
-        out |= set(labels(book.on_tick(wall=10_000)))
+            out += labels(fx)
+        out += labels(book.on_tick(wall=10_000))
         return out
 
     shuffled = list(stream)
     rnd.shuffle(shuffled)
-    expected = run(stream)
-    assert run(shuffled) == expected
+    # exactly these labels, each once: none missing, none extra, none twice
+    expected: list[str] = []
     for i, ts, clicked, delay in spec:
         if not clicked:
-            assert f"i{i}:neg" in expected
+            expected.append(f"i{i}:neg")
         elif (ts + delay) - ts <= 60:  # the delay as the join sees it, after rounding
-            assert f"i{i}:pos" in expected
+            expected.append(f"i{i}:pos")
         else:
-            assert {f"i{i}:neg", f"i{i}:late"} <= expected
+            expected += [f"i{i}:neg", f"i{i}:late"]
+    assert sorted(run(stream)) == sorted(expected)
+    assert sorted(run(shuffled)) == sorted(expected)
 
 
 def test_lagging_partition_is_not_idle() -> None:
@@ -338,3 +372,36 @@ def test_live_counts_impressions_on_arrival_and_clicks_once() -> None:
     book.on_impression(imp(4, 300), wall=0)
     book.on_click(click(4, 301), wall=0)  # watermark 290: i3 expired
     assert live(book.on_click(click(3, 290), wall=0)) == [("i3", "click")]
+
+
+def test_a_click_after_the_negative_counts_live_once_and_corrects_once() -> None:
+    book = JoinBook(0, CFG)
+    book.on_impression(imp(1, 100), wall=0)
+    assert labels(book.on_tick(wall=100)) == ["i1:neg"]  # the window closed, no click
+    fx = book.on_click(click(1, 300), wall=100)
+    assert labels(fx) == ["i1:late"] and live(fx) == [("i1", "click")]
+    assert fx.outcome == "accepted" and fx.upserts["i1"] is not None
+    assert fx.upserts["i1"]["status"] == "corrected"
+    # a further click adds nothing: no second correction, no second live click
+    fx = book.on_click(click(1, 310, event_id="again"), wall=100)
+    assert labels(fx) == [] and live(fx) == []
+    assert (fx.repeat_clicks, fx.duplicates, fx.outcome) == (1, 0, "repeat")
+    # and a replayed click is a duplicate
+    fx = book.on_click(click(1, 300), wall=100)
+    assert labels(fx) == [] and live(fx) == []
+    assert (fx.repeat_clicks, fx.duplicates, fx.outcome) == (0, 1, "duplicate")
+
+
+def test_of_clicks_waiting_for_their_impression_the_earliest_is_kept() -> None:
+    book = JoinBook(0, CFG)
+    assert book.on_click(click(1, 130), wall=0).outcome == "accepted"
+    replay = book.on_click(click(1, 130), wall=0)
+    assert (replay.duplicates, replay.outcome) == (1, "duplicate")
+    fx = book.on_click(click(1, 105, event_id="earlier"), wall=0)
+    assert (fx.repeat_clicks, fx.outcome) == (1, "repeat")
+    assert fx.upserts["i1"] is not None and fx.upserts["i1"]["click"]["event_id"] == "earlier"
+    later = book.on_click(click(1, 140, event_id="later"), wall=0)
+    assert later.upserts["i1"] is not None
+    assert later.upserts["i1"]["click"]["event_id"] == "earlier"  # a later one replaces nothing
+    fx = book.on_impression(imp(1, 100), wall=0)
+    assert labels(fx) == ["i1:pos"] and fx.labelled[0].click_delay_s == 5
