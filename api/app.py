@@ -22,7 +22,7 @@ from api.telemetry import RequestTimer
 from online_ctr.store import ModelStore
 from schemas.settings import Settings
 
-__all__ = ["TITLE", "create_app", "openapi_document"]
+__all__ = ["TITLE", "app_from_env", "create_app", "openapi_document"]
 
 TITLE = "bertctr"
 VERSION = "1"
@@ -66,6 +66,11 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(
         status_code=422, content={"detail": jsonable_encoder(bounded_errors(exc.errors()))}
     )
+
+
+def app_from_env() -> FastAPI:
+    """The API on the settings in the environment: the factory each uvicorn worker calls."""
+    return create_app(Settings())
 
 
 def _document_limits(app: FastAPI, settings: Settings) -> None:

@@ -236,6 +236,13 @@ class Settings(BaseSettings):
     )
     api_host: str = Field(default="127.0.0.1", description="Address bertctr api listens on.")
     api_port: int = Field(default=8080, ge=0, le=65535, description="Port of bertctr api.")
+    api_workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Processes bertctr api serves with (uvicorn workers sharing the port); each "
+        "loads its own copy of the model.",
+    )
     api_model_poll_s: float = Field(
         default=5.0,
         gt=0,

@@ -1,7 +1,10 @@
 """``bertctr api``: serve the HTTP API, or write its OpenAPI document.
 
-Host and port come from ``BERTCTR_API_HOST`` / ``BERTCTR_API_PORT`` unless
-given; the server stops cleanly on SIGINT/SIGTERM (uvicorn's own handling).
+Host, port and worker processes come from ``BERTCTR_API_HOST`` /
+``BERTCTR_API_PORT`` / ``BERTCTR_API_WORKERS`` unless given; the server stops
+cleanly on SIGINT/SIGTERM (uvicorn's own handling). With more than one
+worker, uvicorn's supervisor runs that many processes on one socket, each
+building the app from the environment (:func:`api.app.app_from_env`).
 """
 
 from __future__ import annotations
@@ -33,6 +36,19 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
 
     host = args.host or settings.api_host
     port = args.port if args.port is not None else settings.api_port
+    workers = args.workers if args.workers is not None else settings.api_workers
+    if workers > 1:
+        # each worker process builds its own app (and model copy) from the environment
+        uvicorn.run(
+            "api.app:app_from_env",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            log_level=args.log_level_api,
+            access_log=False,
+        )
+        return 0
     uvicorn.run(
         create_app(settings),
         host=host,
@@ -50,6 +66,11 @@ def add_api_command(sub: Any) -> None:
     api.add_argument("--port", type=int, help="default BERTCTR_API_PORT (8080)")
     api.add_argument(
         "--openapi", metavar="PATH", help="write the OpenAPI document to PATH ('-': stdout), exit"
+    )
+    api.add_argument(
+        "--workers",
+        type=int,
+        help="processes serving the port (default BERTCTR_API_WORKERS, 1); each holds a model",
     )
     api.add_argument("--log-level-api", default="info", help="uvicorn's log level")
     api.set_defaults(func=cmd_api)

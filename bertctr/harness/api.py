@@ -25,8 +25,11 @@ STARTUP_TIMEOUT_S = 60.0
 class ApiServer:
     """One ``bertctr api`` process; a context manager that stops it."""
 
-    def __init__(self, env: Mapping[str, str], log_path: Path, port: int | None = None) -> None:
+    def __init__(
+        self, env: Mapping[str, str], log_path: Path, port: int | None = None, workers: int = 1
+    ) -> None:
         self.port = port or free_port()
+        self.workers = workers
         self.env = {**env, "BERTCTR_API_HOST": "127.0.0.1", "BERTCTR_API_PORT": str(self.port)}
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
@@ -38,7 +41,8 @@ class ApiServer:
     def start(self, timeout_s: float = STARTUP_TIMEOUT_S) -> ApiServer:
         """Start the server and wait until it answers ``/healthz``."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self.proc = spawn(bertctr_command("api"), self.env, self.log_path)
+        args = ("api", "--workers", str(self.workers)) if self.workers > 1 else ("api",)
+        self.proc = spawn(bertctr_command(*args), self.env, self.log_path)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

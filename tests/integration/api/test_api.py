@@ -285,6 +285,22 @@ def test_error_bodies_are_small_and_docs_and_openapi_are_served_and_counted(
     assert 'route="/openapi.json"' in metrics and 'route="/docs"' in metrics
 
 
+def test_several_api_workers_serve_the_same_answers(scenario: Scenario) -> None:
+    """``bertctr api --workers 2``: two processes on one port, each with the same model."""
+    body = {"segment": SEGMENTS[1], "candidates": candidates(6)}
+    _, single = scenario.api.request("POST", "/score", body)
+    log = scenario.env.directory / "api-workers.log"
+    with ApiServer(scenario.env.env(), log, workers=2) as api:
+        assert wait_until(lambda: api.logs().count("Application startup complete") == 2, 30)
+        assert api.logs().count("Started server process") == 2
+        assert wait_until(lambda: api.request("GET", "/readyz")[0] == 200, 30), api.logs()
+        for _ in range(6):  # whichever process answers, the model and the ranking are the same
+            status, answer = api.request("POST", "/score", body)
+            assert status == 200, answer
+            assert answer["scores"] == single["scores"]
+            assert answer["model"]["snapshot"] == single["model"]["snapshot"]
+
+
 def test_readiness_reports_redis_and_model(scenario: Scenario) -> None:
     status, body = scenario.api.request("GET", "/readyz")
     assert status == 200, body
