@@ -17,9 +17,15 @@ Baselines in the same run, on the same server and client:
   read from Redis): what the serving view and the in-process memo buy.
 
 Goal (issue 12): p99 under 25 ms for 100 cached candidates on this machine.
+
+Concurrency (issue 23): **closed loop**, N clients each sending its next
+request as soon as the last is answered, against ``bertctr api --workers W``
+for each W asked: p50/p99 and requests/s at 1 and at 20 clients, in the same
+run and on the same server. Goal: p99 under 50 ms at 20 clients.
 The last stdout line is one JSON object.
 
-Run: ``.venv/bin/python bench/bench_api.py [--rates 20 50] [--seconds 20] [--candidates 100]``
+Run: ``.venv/bin/python bench/bench_api.py [--rates 20 50] [--seconds 20] [--candidates 100]
+[--clients 1 20] [--api-workers 1 2]``
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import asyncio
 import cProfile
 import dataclasses
 import json
+import os
 import pstats
 import random
 import tempfile
@@ -130,6 +137,38 @@ async def open_loop(
     return latencies, failures
 
 
+async def closed_loop(
+    url: str, body: Any, clients: int, seconds: float
+) -> tuple[list[float], int, float]:
+    """(latencies ms, non-200 answers, requests/s) of ``clients`` back-to-back senders."""
+    latencies: list[float] = []
+    failures = 0
+    payload = json.dumps(body).encode()
+    headers = {"content-type": "application/json"}
+    connector = aiohttp.TCPConnector(limit=clients)
+    timeout = aiohttp.ClientTimeout(total=10.0)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as client:
+        deadline = time.perf_counter() + seconds
+
+        async def sender() -> None:
+            nonlocal failures
+            while time.perf_counter() < deadline:
+                t0 = time.perf_counter()
+                try:
+                    async with client.post(url, data=payload, headers=headers) as resp:
+                        await resp.read()
+                        ok = resp.status == 200
+                except (aiohttp.ClientError, TimeoutError):
+                    ok = False
+                latencies.append((time.perf_counter() - t0) * 1000.0)
+                failures += not ok
+
+        started = time.perf_counter()
+        await asyncio.gather(*(sender() for _ in range(clients)))
+        elapsed = time.perf_counter() - started
+    return latencies, failures, len(latencies) / elapsed
+
+
 async def in_process(
     settings: Settings,
     store: FileModelStore,
@@ -204,6 +243,16 @@ def main() -> None:
         "--profile", action="store_true", help="cProfile the in-process scorer and print it"
     )
     parser.add_argument("--no-server", action="store_true", help="in-process scorer only")
+    parser.add_argument(
+        "--clients", type=int, nargs="+", default=[1, 20], help="closed-loop client counts"
+    )
+    parser.add_argument(
+        "--api-workers",
+        type=int,
+        nargs="+",
+        default=[1, 2],
+        help="bertctr api --workers values to measure the closed loop against",
+    )
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-api-"))
@@ -253,8 +302,6 @@ def main() -> None:
 def run_server(
     env: dict[str, str], tmp: Path, body: dict[str, Any], args: argparse.Namespace
 ) -> dict[str, Any]:
-    import os
-
     with ApiServer({**os.environ, **env}, tmp / "api.log") as api:
         status, warm = api.request("POST", "/score", body)
         assert status == 200, warm
@@ -272,6 +319,21 @@ def run_server(
                 )
                 row[name] = {**percentiles(lat), "failed": failed}
             report["rates"][rate] = row
+    report["concurrency"] = {}
+    for workers in args.api_workers:
+        log = tmp / f"api-{workers}.log"
+        with ApiServer({**os.environ, **env}, log, workers=workers) as api:
+            for _ in range(workers * 4):  # warm every process: model load, memo
+                api.request("POST", "/score", body)
+            for clients in args.clients:
+                lat, failed, per_s = asyncio.run(
+                    closed_loop(api.url + "/score", body, clients, args.seconds)
+                )
+                report["concurrency"][(workers, clients)] = {
+                    **percentiles(lat),
+                    "failed": failed,
+                    "requests_per_s": round(per_s, 1),
+                }
     return report
 
 
@@ -285,6 +347,14 @@ def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
     for rate, row in report["rates"].items():
         line(f"GET /healthz at {rate:g}/s (floor)", row["healthz"])
         line(f"POST /score at {rate:g}/s", row["score"])
+    print(f"\nclosed loop, POST /score, {args.seconds:.0f}s per row")
+    print(f"{'':<34} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'n':>6} {'req/s':>8}")
+    for (workers, clients), r in report["concurrency"].items():
+        name = f"{workers} API worker(s), {clients} client(s)"
+        print(
+            f"{name:<34} {r['p50_ms']:>8} {r['p99_ms']:>8} {r['max_ms']:>8} {r['n']:>6} "
+            f"{r['requests_per_s']:>8}"
+        )
     line("scorer in process", report["in_process_score"])
     line("scorer in process, unoptimised", report["in_process_unoptimised"])
     main_rate = args.rates[0]
@@ -308,6 +378,26 @@ def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
         "goal_p99_ms": 25.0,
         "goal_met": score["p99_ms"] < 25.0,
     }
+    conc = report["concurrency"]
+    one, many = min(args.clients), max(args.clients)
+    best = min(args.api_workers, key=lambda w: conc[(w, many)]["p99_ms"])
+    summary.update(
+        {
+            "p50_ms_1_client": conc[(best, one)]["p50_ms"],
+            "p99_ms_1_client": conc[(best, one)]["p99_ms"],
+            f"p99_ms_{many}_clients": conc[(best, many)]["p99_ms"],
+            f"requests_per_s_{many}_clients": conc[(best, many)]["requests_per_s"],
+            "api_workers": best,
+            "p99_ms_by_workers_and_clients": {
+                f"{w}x{c}": r["p99_ms"] for (w, c), r in conc.items()
+            },
+            "requests_per_s_by_workers_and_clients": {
+                f"{w}x{c}": r["requests_per_s"] for (w, c), r in conc.items()
+            },
+            "concurrency_goal_p99_ms": 50.0,
+            "concurrency_goal_met": conc[(best, many)]["p99_ms"] < 50.0,
+        }
+    )
     print(json.dumps(summary))
 
 
