@@ -95,18 +95,7 @@ def _summed(stats: dict[str, Any], variant: str, segment: str | None) -> dict[st
     cells = [e.get("variants", {}).get(variant) for e in stats["items"].values()]
     if segment is not None:
         cells = [c.get("segments", {}).get(segment) if c else None for c in cells]
-    found = [c for c in cells if c]
-    out: dict[str, Any] = {}
-    for window in ("", "last_hour", "last_minute"):
-        parts = [c.get(window, {}) if window else c for c in found]
-        imp = sum(int(p.get("impressions", 0)) for p in parts)
-        clk = sum(int(p.get("clicks", 0)) for p in parts)
-        summary = {"impressions": imp, "clicks": clk, "ctr": clk / imp if imp else None}
-        if window:
-            out[window] = summary
-        else:
-            out.update(summary)
-    return out
+    return _rolled_up([c for c in cells if c])
 
 
 def _in_window(counts: dict[str, Any], window: Window) -> dict[str, Any]:
@@ -152,7 +141,7 @@ def matching_segments(known: list[str], asked: str) -> list[str] | None:
 
 
 def _rolled_up(cells: list[dict[str, Any]]) -> dict[str, Any]:
-    """Counts of several segments added up, in every window."""
+    """Counts of several cells (segments, or one variant's items) added up, in every window."""
     out: dict[str, Any] = {}
     for window in ("", "last_hour", "last_minute"):
         parts = [c.get(window, {}) if window else c for c in cells]
