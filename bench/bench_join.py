@@ -29,7 +29,8 @@ from bertctr.harness.synthetic import make_events
 from bertctr.harness.workers import Namespace, WorkerFleet
 from schemas import Click, Impression
 from schemas.topics import CLICKS, IMPRESSIONS, LABELLED
-from streams.join.book import JoinBook, JoinConfig
+from streams.join.book import JoinBook
+from streams.join.clock import JoinConfig
 from streams.kafka.decode import decode
 
 WINDOW_S = 60.0

@@ -317,5 +317,5 @@ class Settings(BaseSettings):
 
 def default_of(name: str) -> Any:
     """The default of setting ``name``: for pure code that mirrors a setting
-    (the join's :class:`~streams.join.book.JoinConfig`) without repeating its value."""
+    (the join's :class:`~streams.join.clock.JoinConfig`) without repeating its value."""
     return Settings.model_fields[name].default

@@ -48,14 +48,8 @@ from schemas.events import (
     WatermarkRecord,
 )
 from schemas.settings import Settings
-from streams.join.book import (
-    CLICK_INPUT,
-    IMPRESSION_INPUT,
-    Effects,
-    JoinBook,
-    JoinConfig,
-    LiveCount,
-)
+from streams.join.book import Effects, JoinBook, LiveCount
+from streams.join.clock import CLICK_INPUT, IMPRESSION_INPUT, JoinConfig
 from streams.join.state import JoinStateLog
 from streams.kafka.decode import DecodeError, decode
 from streams.kafka.emitter import Emitter

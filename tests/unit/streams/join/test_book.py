@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.events import Click, Impression
-from streams.join.book import Effects, JoinBook, JoinConfig
+from streams.join.book import Effects, JoinBook
+from streams.join.clock import JoinConfig
 
 CFG = JoinConfig(
     window_s=60,
