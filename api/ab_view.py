@@ -1,6 +1,6 @@
 """What ``GET /ab/{item_id}`` and its allocator read: per-variant counts of one item, per segment.
 
-The maths is pure (:mod:`online_ctr.abtest`); this module gathers its input
+The maths is pure (:mod:`online_ctr.ab`); this module gathers its input
 from the counters: the item's variants (``idx:variants``), the segments
 seen, and the ``ivs:<item>:<variant>:<segment>`` cells. The **settled**
 view is the default: an impression counts there only once its attribution
@@ -16,7 +16,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from online_ctr.abtest import Arm
+from online_ctr.ab import Arm
 from schemas.events import Segment
 from schemas.keys import KeySpace, View
 

@@ -22,9 +22,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from online_ctr.duel import EncoderDuel
 from online_ctr.frozen import Predictor, frozen_predictor
 from online_ctr.learner import Learner
+from online_ctr.promotion.duel import EncoderDuel
 from online_ctr.store import CheckpointError, ModelStore
 from wiring.models import champion_of
 

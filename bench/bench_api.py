@@ -58,7 +58,7 @@ from bertctr.evaluation import catalogue_lookup
 from bertctr.harness.api import ApiServer
 from bertctr.harness.encoders import start_encoder_server
 from online_ctr.learner import Learner
-from online_ctr.models import make_model
+from online_ctr.models.registry import make_model
 from online_ctr.store import FileModelStore
 from schemas.settings import Settings
 from simulator import SimConfig, Simulator

@@ -21,7 +21,7 @@ by the same encoder classes Triton serves (``--triton HOST:PORT`` asks a
 running ``bertctr encoder serve`` instead, which must use the same projections).
 
 With image embeddings the model is built ``with_content`` (variant ids
-become residuals, see :mod:`online_ctr.models`), as the worker builds it
+become residuals, see :mod:`online_ctr.models.registry`), as the worker builds it
 when Triton is configured; the "ids not resid." row learns the same
 features without that, for comparison. The stream is paced like ``bertctr demo``'s (5
 impressions per simulated second), so for a seed the "image + title" row

@@ -25,7 +25,7 @@ Triton serves but no broker and no Triton:
    (it includes what the bench holds) and is also shown as the increase
    over the RSS at the job's start, mostly the backbone's, not per example.
 3. **The duel.** The rest of the stream goes through an
-   :class:`~online_ctr.duel.EncoderDuel` (the settings' alpha, margin and
+   :class:`~online_ctr.promotion.duel.EncoderDuel` (the settings' alpha, margin and
    example bounds): champion on the PCA embeddings, challenger on the new
    head's (embedded by ``ImageEncoder.with_head``), each arm submitted the
    embeddings of its own version as the worker's promotion does. The
@@ -83,9 +83,9 @@ from finetune_bench.world import CONTROLS, FINETUNED, PCA, POSITIVE, World, buil
 
 from bertctr.demo_config import DemoConfig
 from bertctr.judge import lookup_from, true_attributes
-from online_ctr.duel import CALIBRATION
 from online_ctr.learner import Learner
 from online_ctr.metrics import GroupMetrics
+from online_ctr.promotion.duel import CALIBRATION
 from simulator.labelled import OfflineExample
 from simulator.ranking import ranking_lifts
 

@@ -41,7 +41,7 @@ from online_ctr.features import featurize
 from online_ctr.fnw import fnw_weight
 from online_ctr.learner import Learner
 from online_ctr.metrics import GroupMetrics
-from online_ctr.models import DEFAULT_MODEL, MODELS, make_model
+from online_ctr.models.registry import DEFAULT_MODEL, MODELS, make_model
 from schemas import Impression, LabelledImpression
 
 Features = dict[str, float]

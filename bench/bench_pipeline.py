@@ -66,7 +66,7 @@ from bertctr.harness.stack import EmbeddedStack, start_stack
 from bertctr.harness.synthetic import RawEvent, make_events
 from bertctr.harness.workers import Namespace, WorkerFleet
 from online_ctr.learner import Learner
-from online_ctr.models import make_model
+from online_ctr.models.registry import make_model
 from schemas import Click, Impression, LabelledImpression
 from schemas.keys import KeySpace
 from schemas.topics import CLICKS, IMPRESSIONS, LABELLED

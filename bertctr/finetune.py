@@ -52,8 +52,8 @@ from encoder_server.training.finetune import (
     train_head,
 )
 from encoder_server.training.report import write_report
-from online_ctr.duel import EncoderDuel, serving_learner
 from online_ctr.learner import Learner
+from online_ctr.promotion.duel import EncoderDuel, serving_learner
 from schemas import topics
 from schemas.events import EncoderVersion
 from schemas.keys import KeySpace

@@ -21,7 +21,7 @@ from pathlib import Path
 from online_ctr.features import DEFAULT_SPEC, FeatureSpec
 from online_ctr.learner import Learner
 from online_ctr.metrics import GroupMetrics
-from online_ctr.models import make_model
+from online_ctr.models.registry import make_model
 from schemas.events import Impression
 from simulator import Simulator
 from simulator.labelled import OfflineExample
@@ -113,7 +113,7 @@ def judge(
 ) -> Judgement:
     """Learn ``stream`` progressively (predict, then learn), then rank held-out requests.
 
-    ``with_content`` is passed to :func:`~online_ctr.models.make_model`;
+    ``with_content`` is passed to :func:`~online_ctr.models.registry.make_model`;
     by default it is on exactly when there are embeddings, as in the worker.
     """
     content = lookup is not None if with_content is None else with_content

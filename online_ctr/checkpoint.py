@@ -21,6 +21,8 @@ is two pickles back to back: the header ``(FORMAT, {"created_at": ...,
   upgraded in place resumes from them, with empty metadata and the creation
   time its file name records. (A worker of that older release refuses the
   new layout and starts a fresh model, so do not downgrade across it.)
+* a class pickled under a module path it has since left is found at its new
+  home (:data:`MOVED`), so reorganising the package never strands a model;
 * files are written to a temporary name, fsynced and renamed
   (``os.replace``), so a crash never leaves a half-written file that looks
   valid, and names sort by creation time for :func:`latest_checkpoint`
@@ -63,6 +65,7 @@ from typing import Any
 __all__ = [
     "FORMAT",
     "LEGACY_FORMAT",
+    "MOVED",
     "PATTERN",
     "CheckpointError",
     "CheckpointHeader",
@@ -84,6 +87,29 @@ FORMAT = "bertctr-learner/3"
 LEGACY_FORMAT = "bertctr-learner/2"
 #: the names :func:`save_checkpoint` gives: nanoseconds since the epoch
 _NAME = re.compile(r"ckpt-(\d{20})\.bin")
+
+
+#: module paths of pickled classes that moved, old -> new (the rooms of online_ctr)
+MOVED = {
+    "online_ctr.protocol": "online_ctr.models.protocol",
+    "online_ctr.ftrl": "online_ctr.models.ftrl",
+    "online_ctr.bayes": "online_ctr.models.bayes",
+    "online_ctr.models": "online_ctr.models.registry",
+    "online_ctr.duel": "online_ctr.promotion.duel",
+    "online_ctr.sequential": "online_ctr.promotion.sequential",
+    "online_ctr.weight_map": "online_ctr.promotion.weight_map",
+}
+
+
+class _Unpickler(pickle.Unpickler):
+    """``pickle.Unpickler`` that finds a moved class at its new module (:data:`MOVED`)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        return super().find_class(MOVED.get(module, module), name)
+
+
+def _load(stream: io.BytesIO) -> Any:
+    return _Unpickler(stream).load()
 
 
 class CheckpointError(ValueError):
@@ -189,10 +215,10 @@ def decode_checkpoint(
     stream = io.BytesIO(data)  # shares the bytes, no copy
     stream.seek(SIG_BYTES)
     try:
-        # safe: the payload is signed with our key. One pickle.load per pickle:
+        # safe: the payload is signed with our key. One Unpickler per pickle:
         # an Unpickler keeps its memo across load() calls, which would shift
         # the memo indices of the second pickle.
-        content = pickle.load(stream)
+        content = _load(stream)
         if (
             isinstance(content, tuple)
             and len(content) == 2
@@ -205,7 +231,7 @@ def decode_checkpoint(
                 offsets=dict(fields["offsets"]),
                 metadata=dict(fields["metadata"]),
             )
-            return header, pickle.load(stream) if learner else None
+            return header, _load(stream) if learner else None
         if isinstance(content, tuple) and len(content) == 3 and content[0] == LEGACY_FORMAT:
             _, model, offsets = content
             return CheckpointHeader(created_at, dict(offsets), {}), model if learner else None

@@ -19,9 +19,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from online_ctr.ftrl import sigmoid
 from online_ctr.learner import Learner
-from online_ctr.protocol import LinearCtrModel
+from online_ctr.models.ftrl import sigmoid
+from online_ctr.models.protocol import LinearCtrModel
 
 __all__ = ["Predictor", "frozen_predictor"]
 
@@ -32,7 +32,7 @@ Predictor = Callable[[dict[str, float]], float]
 def frozen_predictor(learner: Learner) -> Predictor:
     """``learner.predict_features``, with a linear model's weights derived once.
 
-    A :class:`~online_ctr.protocol.LinearCtrModel` promises that its weights
+    A :class:`~online_ctr.models.protocol.LinearCtrModel` promises that its weights
     and intercept predict exactly what it does; any other model is served
     through its own ``predict_proba_one``.
     """

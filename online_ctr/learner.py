@@ -41,7 +41,7 @@ Replays: the join delivers at least once, so :meth:`Learner.submit` drops a
 impression and outcome), remembering each for ``dedup_horizon_s`` of label
 time past the watermark.
 
->>> from online_ctr.models import make_model
+>>> from online_ctr.models.registry import make_model
 >>> learner = Learner(make_model())
 >>> learner.metrics.snapshot()["count"]
 0
@@ -56,7 +56,7 @@ from typing import Any, Protocol
 from online_ctr.features import DEFAULT_SPEC, AudienceFields, FeatureSpec, featurize
 from online_ctr.fnw import FNW
 from online_ctr.metrics import ProgressiveMetrics
-from online_ctr.protocol import CtrModel
+from online_ctr.models.protocol import CtrModel
 from schemas.events import Impression, LabelledImpression
 
 __all__ = ["Content", "Embedding", "Learner"]
@@ -87,8 +87,8 @@ class Learner:
     Parameters
     ----------
     model
-        The click model (:class:`~online_ctr.protocol.CtrModel`; see
-        :func:`online_ctr.models.make_model`).
+        The click model (:class:`~online_ctr.models.protocol.CtrModel`; see
+        :func:`online_ctr.models.registry.make_model`).
     fnw
         Weight examples by fake-negative weighting; off by default, see
         :mod:`online_ctr.fnw` for the measurement behind that.

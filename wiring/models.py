@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from encoder_server.base import IMAGE_ENCODER
-from online_ctr.duel import EncoderDuel
 from online_ctr.features import FeatureSpec
 from online_ctr.learner import Learner
-from online_ctr.models import make_model
+from online_ctr.models.registry import make_model
+from online_ctr.promotion.duel import EncoderDuel
 from online_ctr.store import FileModelStore
 from schemas.settings import Settings
 

@@ -4,7 +4,7 @@ Per segment (and ``all`` segments together): impressions, clicks, the
 Beta-Binomial posterior mean with its 95% credible interval, each variant's
 chance to be best and its risk, a sample-ratio-mismatch check, the champion
 model's predicted CTR beside the counts, and a verdict by the documented
-rule of :mod:`online_ctr.abtest` (GrowthBook's Bayesian defaults).
+rule of :mod:`online_ctr.ab` (GrowthBook's Bayesian defaults).
 
 The allocator answers "which variant should this user see?" by Thompson
 sampling on the same posteriors, and returns the propensity the choice was
@@ -24,7 +24,7 @@ from api.ab_view import ALL, ItemCells, read_item, segment_of_key
 from api.contracts import Candidate, ModelInfo, Problem, ScoreRequest
 from api.scoring import ModelUnavailable
 from api.state import ApiState, api_state
-from online_ctr.abtest import Arm, DecisionRule, allocation_probabilities, decide
+from online_ctr.ab import Arm, DecisionRule, allocation_probabilities, decide
 from schemas.events import Identifier, Probability, Segment
 
 __all__ = ["router"]

@@ -3,7 +3,7 @@
 An arm is one configuration's run over that traffic: what served (the
 champion of the moment, so a promotion switches scorer), the final
 champion's own progressive scores, and the duel's decision when there was
-one. :func:`duel` runs an :class:`~online_ctr.duel.EncoderDuel` with the
+one. :func:`duel` runs an :class:`~online_ctr.promotion.duel.EncoderDuel` with the
 settings' alpha, margin and example bounds, each arm submitted the
 embeddings of its own version as the worker's promotion does.
 """
@@ -19,8 +19,8 @@ from encoder_server.client.embedder import ExampleEmbeddings
 from finetune_bench.tally import Tally
 from finetune_bench.worker import DEFAULTS
 from finetune_bench.world import PCA, World
-from online_ctr.duel import CALIBRATION, EncoderDuel
 from online_ctr.learner import Learner
+from online_ctr.promotion.duel import CALIBRATION, EncoderDuel
 from simulator.labelled import OfflineExample
 from simulator.ranking import EmbeddingLookup
 

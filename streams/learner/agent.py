@@ -54,8 +54,8 @@ import redis.asyncio as aioredis
 from encoder_server.base import IMAGE_ENCODER
 from encoder_server.client.embedder import Embedder, ExampleEmbeddings
 from encoder_server.client.errors import EncoderUnavailable, StoreUnavailable
-from online_ctr.duel import EncoderDuel
 from online_ctr.learner import Learner
+from online_ctr.promotion.duel import EncoderDuel
 from online_ctr.store import ModelStore, SnapshotInfo
 from schemas.events import WATERMARK_RECORD, LabelledImpression, WatermarkRecord
 from schemas.keys import KeySpace

@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from online_ctr.duel import EncoderDuel
+from online_ctr.promotion.duel import EncoderDuel
 from online_ctr.store import ModelStore, SnapshotInfo
 from streams.learner.lease import LeaseLost
 

@@ -1,6 +1,6 @@
 """The learner agent's side of encoder promotion: which versions to embed with, and when.
 
-The decision itself is pure (:class:`online_ctr.duel.EncoderDuel`); this
+The decision itself is pure (:class:`online_ctr.promotion.duel.EncoderDuel`); this
 module connects it to the world:
 
 * it hears announcements (:class:`~streams.learner.versions.VersionWatcher`) and
@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 from encoder_server.base import IMAGE_ENCODER
 from encoder_server.client.embedder import Embedder, ExampleEmbeddings
 from encoder_server.client.errors import EncoderUnavailable, StoreUnavailable
-from online_ctr.duel import EncoderDuel
+from online_ctr.promotion.duel import EncoderDuel
 from schemas.events import Impression
 from schemas.keys import KeySpace
 from schemas.settings import Settings

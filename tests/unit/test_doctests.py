@@ -61,6 +61,10 @@ def test_docstring_examples_run(name: str) -> None:
 
 
 def test_the_examples_are_found() -> None:
-    assert {"online_ctr.protocol", "online_ctr.abtest", "online_ctr.sequential"} <= set(MODULES)
+    assert {
+        "online_ctr.models.protocol",
+        "online_ctr.ab",
+        "online_ctr.promotion.sequential",
+    } <= set(MODULES)
     assert {"simulator.traffic", "encoder_server.projection", "api.series"} <= set(MODULES)
     assert set(SKIP) <= set(MODULES), "a skipped module that has no examples any more"

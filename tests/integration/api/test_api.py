@@ -26,7 +26,7 @@ from bertctr.harness.api import ApiServer
 from bertctr.harness.kafka import consume, publish
 from bertctr.harness.stack import EmbeddedStack
 from bertctr.harness.workers import REPLAY, Namespace
-from online_ctr.duel import serving_learner
+from online_ctr.promotion.duel import serving_learner
 from online_ctr.store import FileModelStore
 from schemas.events import Impression
 from schemas.topics import CLICKS, IMPRESSIONS, LABELLED, full_name

@@ -32,9 +32,9 @@ from bertctr.harness.kafka import publish
 from bertctr.harness.procs import free_port
 from bertctr.harness.stack import EmbeddedStack
 from bertctr.harness.workers import REPLAY
-from online_ctr.duel import EncoderDuel
 from online_ctr.learner import Learner
-from online_ctr.models import make_model
+from online_ctr.models.registry import make_model
+from online_ctr.promotion.duel import EncoderDuel
 from online_ctr.store import FileModelStore
 from schemas import Impression, LabelledImpression
 from schemas.keys import KeySpace

@@ -30,8 +30,8 @@ from bertctr.harness.encoders import EncoderServer, start_encoder_server
 from bertctr.harness.kafka import consume, publish
 from bertctr.harness.workers import REPLAY
 from online_ctr.features import VARIANT_ID
-from online_ctr.ftrl import FTRLProximalClassifier
-from online_ctr.models import CONTENT_VARIANT_ID_L1
+from online_ctr.models.ftrl import FTRLProximalClassifier
+from online_ctr.models.registry import CONTENT_VARIANT_ID_L1
 from online_ctr.store import FileModelStore
 from schemas.settings import Settings
 from schemas.topics import CLICKS, DEAD_LETTER, IMPRESSIONS, LABELLED, full_name

@@ -37,7 +37,7 @@ from bertctr.harness.workers import replay_settings
 from encoder_server.base import IMAGE_ENCODER
 from encoder_server.projection import Projection
 from encoder_server.serving.repository import EncoderRepository
-from online_ctr.duel import EncoderDuel
+from online_ctr.promotion.duel import EncoderDuel
 from online_ctr.store import FileModelStore
 from schemas.events import EncoderVersion
 from schemas.keys import KeySpace

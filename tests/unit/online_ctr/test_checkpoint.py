@@ -5,18 +5,21 @@ from __future__ import annotations
 import hashlib
 import hmac
 import pickle
+import sys
 from pathlib import Path
 
 import pytest
 
 from online_ctr.checkpoint import (
+    MOVED,
     CheckpointError,
     latest_checkpoint,
     load_checkpoint,
     save_checkpoint,
 )
 from online_ctr.learner import Learner
-from online_ctr.models import make_model
+from online_ctr.models.registry import make_model
+from online_ctr.promotion.duel import EncoderDuel
 from schemas import Impression, LabelledImpression
 
 KEY = b"test-key"
@@ -64,6 +67,26 @@ def test_round_trip_keeps_model_metrics_and_offsets(tmp_path: Path) -> None:
     assert loaded.predict(imp(99)) == learner.predict(imp(99))
     assert loaded.metrics.snapshot() == learner.metrics.snapshot()
     assert loaded.learned == 60
+
+
+def test_a_snapshot_pickled_before_the_rooms_moved_still_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model saved when its classes lived at their old paths resumes after the upgrade."""
+    learner = trained_learner()
+    moved = {cls: cls.__module__ for cls in (type(learner.model), EncoderDuel)}
+    old = {new: old for old, new in MOVED.items()}
+    for cls, module in moved.items():  # pickle exactly as the previous release did
+        monkeypatch.setattr(cls, "__module__", old[module])
+        monkeypatch.setitem(sys.modules, old[module], sys.modules[module])
+    path = save_checkpoint(tmp_path, EncoderDuel(learner, "image_encoder"), {"p:0": 5}, KEY)
+    monkeypatch.undo()
+    raw = path.read_bytes()
+    assert b"online_ctr.ftrl" in raw and b"online_ctr.duel" in raw
+    assert "online_ctr.ftrl" not in sys.modules and "online_ctr.duel" not in sys.modules
+    loaded, offsets = load_checkpoint(path, KEY)
+    assert isinstance(loaded, EncoderDuel) and offsets == {"p:0": 5}
+    assert loaded.champion.predict(imp(99)) == learner.predict(imp(99))
 
 
 def test_wrong_key_and_changed_bytes_are_refused(tmp_path: Path) -> None:

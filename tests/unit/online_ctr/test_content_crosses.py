@@ -16,9 +16,9 @@ import pytest
 
 from bertctr.judge import true_attributes
 from online_ctr.features import AUTO, DEFAULT_SPEC, FeatureSpec, featurize
-from online_ctr.ftrl import FTRLProximalClassifier
 from online_ctr.learner import Learner
-from online_ctr.models import make_model
+from online_ctr.models.ftrl import FTRLProximalClassifier
+from online_ctr.models.registry import make_model
 from online_ctr.store import MemoryModelStore
 from schemas import Impression
 from schemas.keys import KeySpace

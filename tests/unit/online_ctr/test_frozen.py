@@ -8,7 +8,7 @@ import pytest
 
 from online_ctr.frozen import frozen_predictor
 from online_ctr.learner import Learner
-from online_ctr.models import make_model
+from online_ctr.models.registry import make_model
 from simulator import SimConfig, Simulator
 from simulator.labelled import labelled_stream
 

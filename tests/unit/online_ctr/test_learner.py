@@ -9,7 +9,7 @@ import pytest
 
 from online_ctr.fnw import FNW, fnw_weight
 from online_ctr.learner import Learner
-from online_ctr.models import make_model
+from online_ctr.models.registry import make_model
 from schemas import Impression, LabelledImpression
 
 T0 = 1_767_225_600.0

@@ -25,7 +25,7 @@ from online_ctr.checkpoint import (
     save_checkpoint,
 )
 from online_ctr.learner import Learner
-from online_ctr.models import make_model
+from online_ctr.models.registry import make_model
 from online_ctr.store import (
     FileModelStore,
     MemoryModelStore,

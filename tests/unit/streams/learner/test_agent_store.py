@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 
 from online_ctr.checkpoint import LEGACY_FORMAT, latest_checkpoint, load_checkpoint
-from online_ctr.duel import serving_learner
 from online_ctr.learner import Learner
-from online_ctr.models import make_model
+from online_ctr.models.registry import make_model
+from online_ctr.promotion.duel import serving_learner
 from online_ctr.store import FileModelStore, MemoryModelStore, SnapshotInfo
 from schemas import Impression, LabelledImpression
 from schemas.keys import KeySpace

@@ -8,9 +8,9 @@ import pytest
 from pydantic import ValidationError
 
 from encoder_server.base import IMAGE_ENCODER
-from online_ctr.duel import EncoderDuel
 from online_ctr.learner import Learner
-from online_ctr.models import make_model
+from online_ctr.models.registry import make_model
+from online_ctr.promotion.duel import EncoderDuel
 from schemas.events import EncoderVersion
 from schemas.settings import Settings
 from streams.learner.promotion import Promotion

@@ -4,14 +4,14 @@
 model, River's ``base.Classifier`` cut down to the two calls it makes.
 :class:`LinearCtrModel` is a logistic regression in closed form whose
 weights can be read, set and forgotten feature by feature: what the encoder
-duel needs to carry image weights over (:mod:`online_ctr.duel`) and what the
+duel needs to carry image weights over (:mod:`online_ctr.promotion.duel`) and what the
 serving view needs to freeze them (:mod:`online_ctr.frozen`). Both are
 ``runtime_checkable``, so code with a real branch asks ``isinstance``
-instead of probing attributes; ``tests/unit/online_ctr/test_model_contract.py``
+instead of probing attributes; ``tests/unit/online_ctr/models/test_model_contract.py``
 checks every registered model against the protocols it claims.
 
->>> from online_ctr.ftrl import FTRLProximalClassifier
->>> from online_ctr.bayes import BayesianLogisticRegression
+>>> from online_ctr.models.ftrl import FTRLProximalClassifier
+>>> from online_ctr.models.bayes import BayesianLogisticRegression
 >>> isinstance(FTRLProximalClassifier(), LinearCtrModel)
 True
 >>> isinstance(BayesianLogisticRegression(), CtrModel)
@@ -59,7 +59,7 @@ class LinearCtrModel(CtrModel, Protocol):
     """A :class:`CtrModel` that is logistic regression in closed form, with settable weights.
 
     The contract, beyond :class:`CtrModel`: ``predict_proba_one(x)[True]``
-    is :func:`online_ctr.ftrl.sigmoid` of ``intercept + sum(weights[f] * v)``
+    is :func:`online_ctr.models.ftrl.sigmoid` of ``intercept + sum(weights[f] * v)``
     over the features of ``x`` (a feature absent from :attr:`weights` weighs
     0), so a copy of the weights predicts exactly what the model does;
     :meth:`set_weights` makes each given feature's weight exactly that;

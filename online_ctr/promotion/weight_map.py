@@ -20,7 +20,7 @@ dimensions, and each segment's crossed ones). What the new embedding cannot
 express (a shuffled or zero head explains nothing of the old one) maps to
 small or zero weights, so a corrupted version starts as ignorant as before
 and an identical one starts with the champion's weights. Carried weights
-start at a new feature's step size (:meth:`~online_ctr.ftrl.FTRLProximalClassifier.set_weights`):
+start at a new feature's step size (``FTRLProximalClassifier.set_weights``):
 they are a good first guess about features whose meaning changed, and the
 challenger must still be able to move them where the new embedding
 carries more than the old. The map is fitted on

@@ -6,7 +6,7 @@ Monte Carlo. The regularized incomplete beta function is evaluated by its
 continued fraction in Lentz's form, the regularized gamma functions by their
 series and continued fraction (Numerical Recipes §6.2 and §6.4, written
 here); accurate to ~1e-10, far inside the 1e-6 a dashboard needs. The A/B
-test's maths (:mod:`online_ctr.abtest`) builds its posteriors from
+test's maths (:mod:`online_ctr.ab`) builds its posteriors from
 :class:`Beta`.
 """
 

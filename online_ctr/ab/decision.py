@@ -6,10 +6,10 @@ thresholds of :class:`DecisionRule`):
 1. no arm has an impression: ``no_data``;
 2. SRM p-value below ``srm_p_value`` (0.001, GrowthBook's default):
    ``srm_mismatch``; a verdict is blocked until the allocation is fixed
-   (:mod:`online_ctr.ab_srm`);
+   (:mod:`online_ctr.ab.srm`);
 3. fewer than two arms, an arm below ``min_impressions`` (200), or fewer than
    ``min_clicks`` (30) clicks in all arms together: ``keep_testing``;
-4. the arm with the highest chance to win (:mod:`online_ctr.ab_posterior`)
+4. the arm with the highest chance to win (:mod:`online_ctr.ab.posterior`)
    has at least ``chance_to_win`` (0.95, GrowthBook's default) and a
    relative risk (risk divided by its posterior mean CTR) below
    ``max_relative_risk`` (0.0025 = 0.25%, GrowthBook's default "win risk"):
@@ -24,7 +24,7 @@ skewed posteriors, where it should (worked figures in
 minutes of a test (a handful of clicks, posteriors that swing with every
 one) from being read at all.
 
->>> from online_ctr.ab_arm import Arm
+>>> from online_ctr.ab.arm import Arm
 >>> early = decide([Arm("a", 150, 5), Arm("b", 150, 9)], segment="device=mobile")
 >>> early.decision
 'keep_testing'
@@ -44,9 +44,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from online_ctr.ab_arm import Arm, check_names
-from online_ctr.ab_posterior import DEFAULT_DRAWS, Method, analyse
-from online_ctr.ab_srm import SrmResult, srm_check
+from online_ctr.ab.arm import Arm, check_names
+from online_ctr.ab.posterior import DEFAULT_DRAWS, Method, analyse
+from online_ctr.ab.srm import SrmResult, srm_check
 
 __all__ = ["ArmStats", "Decision", "DecisionRule", "Verdict", "decide"]
 

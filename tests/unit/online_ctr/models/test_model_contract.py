@@ -1,10 +1,10 @@
 """The contract every registered online model keeps (River style).
 
-Run against every entry of ``online_ctr.models.MODELS``, each also as built
+Run against every entry of ``online_ctr.models.registry.MODELS``, each also as built
 for features with image content (``with_content=True``, which makes variant
 ids residuals): a model added to the registry is tested without touching
-this file. Every model must be a :class:`~online_ctr.protocol.CtrModel`; a
-model that claims :class:`~online_ctr.protocol.LinearCtrModel` (subclasses
+this file. Every model must be a :class:`~online_ctr.models.protocol.CtrModel`; a
+model that claims :class:`~online_ctr.models.protocol.LinearCtrModel` (subclasses
 it) must keep that contract too, and no model may match it without claiming
 it (the duel and the serving view branch on it).
 """
@@ -19,9 +19,9 @@ import pytest
 from river import base
 from river.checks import check_estimator
 
-from online_ctr.ftrl import sigmoid
-from online_ctr.models import MODELS, make_model
-from online_ctr.protocol import CtrModel, LinearCtrModel
+from online_ctr.models.ftrl import sigmoid
+from online_ctr.models.protocol import CtrModel, LinearCtrModel
+from online_ctr.models.registry import MODELS, make_model
 
 Stream = list[tuple[dict[str, float], bool]]
 
@@ -106,7 +106,7 @@ def test_linear_weights_predict_what_the_model_does(linear: str) -> None:
 
 @pytest.mark.parametrize("linear", LINEAR)
 def test_linear_weights_can_be_set_and_forgotten(linear: str) -> None:
-    """What the encoder duel (:mod:`online_ctr.duel`) does to image weights."""
+    """What the encoder duel (:mod:`online_ctr.promotion.duel`) does to image weights."""
     model = trained(linear, n=2000)
     assert isinstance(model, LinearCtrModel)
     model.set_weights({"f1": 0.25, "brand_new": -0.5, "f2": 0.0})

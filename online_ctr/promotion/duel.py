@@ -6,7 +6,7 @@ embeddings) goes on learning and serving as before, and a *challenger* is
 trained in shadow on exactly the same labelled examples, in the same order,
 with the new version's embeddings. Both score each example before learning
 it, so every example gives one paired log-loss difference, and an
-always-valid sequential comparison (:mod:`online_ctr.sequential`) decides:
+always-valid sequential comparison (:mod:`online_ctr.promotion.sequential`) decides:
 *promote* (the challenger becomes the champion, its version the serving one)
 or *retire* (it is dropped; the champion never noticed).
 
@@ -19,12 +19,12 @@ for the first ``calibration`` examples after the announcement only the
 champion learns, while both versions' embeddings of the same images are
 collected; then the challenger is copied with the champion's image weights
 mapped through the least-squares map between the two embeddings
-(:mod:`online_ctr.weight_map`, which says what relearning them from zero
+(:mod:`online_ctr.promotion.weight_map`, which says what relearning them from zero
 would cost), both arms' image weights restart at a new feature's step size
 (so the challenger can move its carried weights, and the champion is not
 the slower learner of the two), and the comparison starts.
 ``calibration=0`` starts the challenger at once with its image weights
-forgotten instead. Only a :class:`~online_ctr.protocol.LinearCtrModel` can
+forgotten instead. Only a :class:`~online_ctr.models.protocol.LinearCtrModel` can
 carry or forget weights; any other model learns the new embedding on top.
 Examples the champion was holding in its reorder buffer at that moment
 (embedded with the old version) go to the challenger with the new version's
@@ -39,7 +39,7 @@ comparison where it was. Readers that only want the serving model call
 :func:`serving_learner`, which also accepts snapshots written before duels
 existed (a bare :class:`~online_ctr.learner.Learner`).
 
->>> from online_ctr.models import make_model
+>>> from online_ctr.models.registry import make_model
 >>> duel = EncoderDuel(Learner(make_model()), version="2")
 >>> duel.challenge("3", margin=0.0)
 >>> duel.status()["challenger"]
@@ -56,9 +56,9 @@ from typing import Any
 
 from online_ctr.features import is_image_feature
 from online_ctr.learner import Content, Embedding, Learner
-from online_ctr.protocol import LinearCtrModel
-from online_ctr.sequential import SequentialComparison, logloss_advantage
-from online_ctr.weight_map import EmbeddingPairs, carry_weights
+from online_ctr.models.protocol import LinearCtrModel
+from online_ctr.promotion.sequential import SequentialComparison, logloss_advantage
+from online_ctr.promotion.weight_map import EmbeddingPairs, carry_weights
 from schemas.events import LabelledImpression
 
 __all__ = ["EncoderDuel", "serving_learner"]
@@ -110,7 +110,7 @@ def _restart_image_steps(champion: Learner) -> None:
     """Give the champion's image weights a new feature's step size, as the challenger's have.
 
     Carried weights restart their step sizes so that the challenger can move
-    them (:meth:`~online_ctr.protocol.LinearCtrModel.set_weights`). Left
+    them (:meth:`~online_ctr.models.protocol.LinearCtrModel.set_weights`). Left
     alone, the champion would then be the slower learner of the two on the
     image features, and on a stream where images matter a lot a version
     *identical* to the champion's could win its duel for that reason alone

@@ -3,10 +3,10 @@
 A chi-square goodness-of-fit test of the impressions per arm against the
 shares the allocation meant to give them. A mismatch means the assignment or
 the logging is broken, and then no CTR comparison can be trusted, however
-significant it looks: the decision rule (:mod:`online_ctr.ab_decision`)
+significant it looks: the decision rule (:mod:`online_ctr.ab.decision`)
 blocks every verdict on it.
 
->>> from online_ctr.ab_arm import Arm
+>>> from online_ctr.ab.arm import Arm
 >>> srm_check([Arm("a", 5000, 0), Arm("b", 5050, 0)]).mismatch
 False
 >>> result = srm_check([Arm("a", 5000, 0), Arm("b", 5400, 0)])
@@ -21,8 +21,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from online_ctr.ab_arm import Arm, check_names
-from online_ctr.beta_dist import chi2_sf
+from online_ctr.ab.arm import Arm, check_names
+from online_ctr.ab.beta import chi2_sf
 
 __all__ = ["SrmResult", "srm_check"]
 
@@ -75,7 +75,7 @@ def srm_check(
 
     ``expected_shares`` (by arm name, or in the order of ``arms``; normalised)
     defaults to an equal split. Under an adaptive allocation
-    (:func:`~online_ctr.ab_allocation.thompson_allocate`) pass each arm's mean
+    (:func:`~online_ctr.ab.allocation.thompson_allocate`) pass each arm's mean
     logged propensity over the period instead: that is the share it was meant
     to get. Pearson's
     ``sum (observed - expected)^2 / expected`` on ``k`` arms with a positive

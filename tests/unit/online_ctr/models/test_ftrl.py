@@ -11,8 +11,8 @@ import pickle
 import pytest
 
 from online_ctr.features import VARIANT_ID
-from online_ctr.ftrl import FTRLProximalClassifier
-from online_ctr.models import CONTENT_VARIANT_ID_L1, make_model
+from online_ctr.models.ftrl import FTRLProximalClassifier
+from online_ctr.models.registry import CONTENT_VARIANT_ID_L1, make_model
 
 VAR = f"{VARIANT_ID}42"
 CROSSED = f"seg.taste=t1&{VARIANT_ID}42"

@@ -4,7 +4,7 @@ Each arm has an unknown CTR ``p`` with a ``Beta(prior_a, prior_b)`` prior,
 ``Beta(1, 1)`` (uniform) by default; after ``n`` impressions and ``c``
 clicks its posterior is ``Beta(prior_a + c, prior_b + n - c)``. Credible
 intervals are equal-tailed, from exact Beta quantiles
-(:meth:`~online_ctr.beta_dist.Beta.quantile`), not Monte Carlo.
+(:meth:`~online_ctr.ab.beta.Beta.quantile`), not Monte Carlo.
 
 >>> arm = Arm("b", impressions=1000, clicks=40)
 >>> arm.ctr, arm.posterior()
@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from online_ctr.beta_dist import Beta
+from online_ctr.ab.beta import Beta
 
 __all__ = ["Arm", "check_names"]
 

@@ -16,7 +16,7 @@
   same draws as the chance to win. The decision rule divides it by the arm's
   posterior mean (*relative risk*), so items whose CTRs differ tenfold compare.
 
->>> from online_ctr.ab_arm import Arm
+>>> from online_ctr.ab.arm import Arm
 >>> arms = [Arm("a", 1000, 30), Arm("b", 1000, 50)]
 >>> {name: round(p, 3) for name, p in chance_to_win(arms).items()}
 {'a': 0.011, 'b': 0.989}
@@ -34,8 +34,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from online_ctr.ab_arm import Arm, check_names
-from online_ctr.beta_dist import Beta, log_beta
+from online_ctr.ab.arm import Arm, check_names
+from online_ctr.ab.beta import Beta, log_beta
 
 __all__ = [
     "DEFAULT_DRAWS",

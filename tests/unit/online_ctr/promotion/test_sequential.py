@@ -13,9 +13,13 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from online_ctr import sequential
 from online_ctr.metrics import GroupMetrics
-from online_ctr.sequential import SequentialComparison, confidence_sequence, logloss_advantage
+from online_ctr.promotion import sequential
+from online_ctr.promotion.sequential import (
+    SequentialComparison,
+    confidence_sequence,
+    logloss_advantage,
+)
 
 ALPHA = 0.05
 STREAMS = 400

@@ -34,8 +34,8 @@ from typing import Any
 from river import base
 from river.base.typing import ClfTarget, FeatureName
 
-from online_ctr.ftrl import sigmoid
-from online_ctr.protocol import CtrModel
+from online_ctr.models.ftrl import sigmoid
+from online_ctr.models.protocol import CtrModel
 
 __all__ = ["BayesianLogisticRegression"]
 

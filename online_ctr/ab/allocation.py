@@ -2,7 +2,7 @@
 
 Thompson sampling shows each arm with its posterior probability of being the
 best: that *is* its chance to win (probability matching,
-:func:`~online_ctr.ab_posterior.chance_to_win`). The arm is drawn from those
+:func:`~online_ctr.ab.posterior.chance_to_win`). The arm is drawn from those
 probabilities, mixed with a uniform floor ``min_propensity``, so the
 propensity returned is exactly the probability the choice was made with,
 which inverse-propensity estimators need (``Impression.propensity``);
@@ -10,7 +10,7 @@ drawing one posterior sample per arm and taking the largest is the same
 policy in distribution.
 
 >>> import numpy as np
->>> from online_ctr.ab_arm import Arm
+>>> from online_ctr.ab.arm import Arm
 >>> arms = [Arm("a", 1000, 30), Arm("b", 1000, 50)]
 >>> {k: round(p, 3) for k, p in allocation_probabilities(arms, min_propensity=0.05).items()}
 {'a': 0.06, 'b': 0.94}
@@ -25,8 +25,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from online_ctr.ab_arm import Arm
-from online_ctr.ab_posterior import DEFAULT_DRAWS, chance_to_win
+from online_ctr.ab.arm import Arm
+from online_ctr.ab.posterior import DEFAULT_DRAWS, chance_to_win
 
 __all__ = ["allocation_probabilities", "thompson_allocate"]
 

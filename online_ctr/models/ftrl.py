@@ -37,7 +37,7 @@ from typing import Any
 from river import base
 from river.base.typing import ClfTarget, FeatureName
 
-from online_ctr.protocol import LinearCtrModel
+from online_ctr.models.protocol import LinearCtrModel
 
 __all__ = ["FTRLProximalClassifier", "sigmoid"]
 
@@ -77,7 +77,7 @@ class FTRLProximalClassifier(base.Classifier, LinearCtrModel):
         show; at the default L1 each variant-id weight chases the noise of
         its own ~10 clicks and outvotes the embeddings when variants are
         ranked. An L1 of 5 keeps it at exactly 0 until the evidence for it
-        outweighs that (see :func:`online_ctr.models.make_model`).
+        outweighs that (see :func:`online_ctr.models.registry.make_model`).
 
     Notes
     -----
@@ -156,7 +156,7 @@ class FTRLProximalClassifier(base.Classifier, LinearCtrModel):
 
         For a warm start that carries weights over from another model (a
         challenger whose image embedding is a linear map of the champion's,
-        :mod:`online_ctr.weight_map`). ``fresh``: the feature's
+        :mod:`online_ctr.promotion.weight_map`). ``fresh``: the feature's
         squared-gradient sum ``n`` restarts at 0, so it learns at a new
         feature's pace from that starting point (a carried weight is a good
         guess about a feature whose meaning changed, not a settled one: with

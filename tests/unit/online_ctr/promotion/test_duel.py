@@ -8,11 +8,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from online_ctr.duel import EncoderDuel, _restart_image_steps, serving_learner
 from online_ctr.features import is_image_feature
-from online_ctr.ftrl import FTRLProximalClassifier, sigmoid
 from online_ctr.learner import Learner
-from online_ctr.models import make_model
+from online_ctr.models.ftrl import FTRLProximalClassifier, sigmoid
+from online_ctr.models.registry import make_model
+from online_ctr.promotion.duel import EncoderDuel, _restart_image_steps, serving_learner
 from schemas import Impression, LabelledImpression
 
 T0 = 1_767_225_600.0

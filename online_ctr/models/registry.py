@@ -1,7 +1,7 @@
 """The registry of online CTR models (River classifiers) and their factory.
 
-Every entry is a :class:`~online_ctr.protocol.CtrModel` and keeps the
-contract in ``tests/unit/online_ctr/test_model_contract.py``: ``ftrl``
+Every entry is a :class:`~online_ctr.models.protocol.CtrModel` and keeps the
+contract in ``tests/unit/online_ctr/models/test_model_contract.py``: ``ftrl``
 (:class:`FTRLProximalClassifier`), ``bayes``
 (:class:`BayesianLogisticRegression`), and River's ``LogisticRegression``
 with FTRL (``river-ftrl``) or AdaGrad (``river-adagrad``).
@@ -32,10 +32,10 @@ from collections.abc import Callable
 
 from river import linear_model, optim
 
-from online_ctr.bayes import BayesianLogisticRegression
 from online_ctr.features import VARIANT_ID
-from online_ctr.ftrl import FTRLProximalClassifier
-from online_ctr.protocol import CtrModel
+from online_ctr.models.bayes import BayesianLogisticRegression
+from online_ctr.models.ftrl import FTRLProximalClassifier
+from online_ctr.models.protocol import CtrModel
 
 __all__ = ["CONTENT_VARIANT_ID_L1", "DEFAULT_MODEL", "MODELS", "ModelFactory", "make_model"]
 

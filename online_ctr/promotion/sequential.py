@@ -48,7 +48,7 @@ by betting", JRSSB, Theorem 2), on the differences clipped to
   [0, 1] scale), so the radius keeps a term ``~ 4 clip log(2/alpha) / n``
   nats that no small variance removes, which is why the stream clips
   tighter (``BERTCTR_PROMOTION_CLIP``, see
-  :meth:`online_ctr.duel.EncoderDuel.challenge`).
+  :meth:`online_ctr.promotion.duel.EncoderDuel.challenge`).
 * **O(1) state.** Everything is a running sum, so the comparison is a
   handful of floats in a checkpoint and :meth:`SequentialComparison.update_many`
   is a few ``cumsum`` over the batch.

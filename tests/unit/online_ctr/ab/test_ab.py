@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from online_ctr.abtest import (
+from online_ctr.ab import (
     MAX_EXACT_TERMS,
     Arm,
     Beta,

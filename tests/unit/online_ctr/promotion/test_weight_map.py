@@ -6,7 +6,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from online_ctr.weight_map import EmbeddingPairs, carry_weights
+from online_ctr.promotion.weight_map import EmbeddingPairs, carry_weights
 
 D = 6
 CROSSES = 3  # the first 3 dimensions are crossed with the segment

@@ -1,0 +1,1 @@
+"""Promoting a new encoder version: the duel, its always-valid test, the weight map."""
