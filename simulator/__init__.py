@@ -8,7 +8,8 @@ lifts are exact. ``render_catalogue`` draws the catalogue's images as PNGs.
 Modules, one concept each: ``config`` (knobs), ``catalogue`` (items and
 variants), ``render`` (images), ``audience`` (segments and hidden
 preferences), ``delays`` (click delays), ``faults`` (malformed payloads),
-``messages`` (what is handed out), ``traffic`` (the simulator itself),
+``messages`` (what is handed out), ``shelf`` (popularity and launches),
+``traffic`` (the simulator itself),
 ``labelled`` (the labelled stream without a broker), ``ranking`` (ranking
 lift by the true probabilities).
 """

@@ -11,6 +11,9 @@ function of:
   object scale and text overlay, which is what makes the best variant differ
   between segments, so a model must learn segment x variant, not just
   variant;
+* in worlds with the subtle attributes, the taste group's reaction to a small
+  banner, a striped texture and colour harmony (no shared preference: each
+  matters to some audiences only, as the subtle details of real shots do);
 * a larger object on mobile (small screens);
 * position bias, multiplying the probability by ``1 / (1 + decay * position)``.
 
@@ -25,7 +28,13 @@ from typing import Any
 
 import numpy as np
 
-from simulator.catalogue import CATEGORIES, COLOURS, NUMERIC_ATTRIBUTES, CatalogueEntry
+from simulator.catalogue import (
+    CATEGORIES,
+    COLOURS,
+    NUMERIC_ATTRIBUTES,
+    SUBTLE_ATTRIBUTES,
+    CatalogueEntry,
+)
 
 __all__ = [
     "ATTRIBUTE_CENTRE",
@@ -48,7 +57,15 @@ TASTES = ("t0", "t1", "t2", "t3")
 PEAK_HOUR = {"mobile": 20.0, "desktop": 14.0, "tablet": 21.0}
 DIURNAL_AMPLITUDE = 0.15
 #: attribute values the preferences are centred on, so weights do not shift the base rate
-ATTRIBUTE_CENTRE = {"brightness": 0.575, "clutter": 0.5, "scale": 0.65, "text_overlay": 0.4}
+ATTRIBUTE_CENTRE = {
+    "brightness": 0.575,
+    "clutter": 0.5,
+    "scale": 0.65,
+    "text_overlay": 0.4,
+    "banner": 0.3,
+    "texture": 0.5,
+    "harmony": 0.5,
+}
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 
@@ -65,6 +82,7 @@ class Preferences:
     taste_category: dict[tuple[str, str], float]
     taste_numeric: dict[tuple[str, str], float]
     mobile_scale: float
+    taste_subtle: dict[tuple[str, str], float]
 
 
 def draw_preferences(rng: np.random.Generator, visual_taste: float = 1.0) -> Preferences:
@@ -92,6 +110,12 @@ def draw_preferences(rng: np.random.Generator, visual_taste: float = 1.0) -> Pre
             for n in NUMERIC_ATTRIBUTES
         },
         mobile_scale=0.4,
+        # drawn last so that every weight above is the same with or without them
+        taste_subtle={
+            (t, n): visual_taste * float(rng.normal(0, 0.45))
+            for t in TASTES
+            for n in SUBTLE_ATTRIBUTES
+        },
     )
 
 
@@ -113,7 +137,10 @@ def true_logit(
     logit += prefs.taste_category[(taste, entry.category)]
     for name, value in entry.numeric().items():
         centred = value - ATTRIBUTE_CENTRE[name]
-        logit += (prefs.global_numeric[name] + prefs.taste_numeric[(taste, name)]) * centred
+        if name in prefs.global_numeric:
+            logit += (prefs.global_numeric[name] + prefs.taste_numeric[(taste, name)]) * centred
+        else:
+            logit += prefs.taste_subtle[(taste, name)] * centred
     if device == "mobile":
         logit += prefs.mobile_scale * (float(entry.attributes["scale"]) - ATTRIBUTE_CENTRE["scale"])
     logit += -math.log1p(position_decay * position)

@@ -5,6 +5,10 @@ react to, so an encoder that sees the pixels has something real to find. The
 title names the category, the variant's colour and a style adjective, the
 way shop titles do; brightness, clutter, scale and the text overlay are only
 visible in the image, so ids and titles alone cannot explain every click.
+The :data:`SUBTLE_ATTRIBUTES` (a small corner banner, a striped texture, the
+background's colour harmony with the product) are details real audiences
+react to that a generic encoder sees but not necessarily in its top
+directions; they exist only in worlds that ask for them.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ __all__ = [
     "COLOURS",
     "NUMERIC_ATTRIBUTES",
     "SAME_COLOUR_P",
+    "SUBTLE_ATTRIBUTES",
     "CatalogueEntry",
     "build_catalogue",
     "image_id",
@@ -40,6 +45,8 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 ADJECTIVES = ("classic", "modern", "compact", "premium", "everyday", "vintage", "bold", "soft")
 #: the numeric visual attributes, each in [0, 1]; ``text_overlay`` is 0 or 1
 NUMERIC_ATTRIBUTES = ("brightness", "clutter", "scale", "text_overlay")
+#: the subtle visual attributes, each in [0, 1]; ``banner`` and ``texture`` are 0 or 1
+SUBTLE_ATTRIBUTES = ("banner", "texture", "harmony")
 #: chance that a non-first variant keeps the item's main colour
 SAME_COLOUR_P = 0.3
 
@@ -66,8 +73,9 @@ class CatalogueEntry:
         return str(self.attributes["colour"])
 
     def numeric(self) -> dict[str, float]:
-        """The numeric visual attributes, by name."""
-        return {name: float(self.attributes[name]) for name in NUMERIC_ATTRIBUTES}
+        """The numeric visual attributes (the subtle ones too, where drawn), by name."""
+        names = (*NUMERIC_ATTRIBUTES, *SUBTLE_ATTRIBUTES)
+        return {name: float(self.attributes[name]) for name in names if name in self.attributes}
 
 
 def item_id(index: int) -> str:
@@ -79,13 +87,18 @@ def image_id(index: int, variant: int) -> str:
 
 
 def build_catalogue(
-    rng: np.random.Generator, n_items: int, variants_per_item: int
+    rng: np.random.Generator,
+    n_items: int,
+    variants_per_item: int,
+    subtle: np.random.Generator | None = None,
 ) -> list[CatalogueEntry]:
     """Items share category, adjective and quality; variants differ visually.
 
     Variant ``v0`` shows the item's main colour; the others usually recolour
     it, and every variant draws its own brightness, clutter, scale and text
-    overlay, which is what makes the choice of variant matter.
+    overlay, which is what makes the choice of variant matter. With a
+    ``subtle`` generator each variant also draws the :data:`SUBTLE_ATTRIBUTES`
+    from it, leaving every other draw (so the small world) unchanged.
     """
     colours = list(COLOURS)
     entries: list[CatalogueEntry] = []
@@ -106,6 +119,10 @@ def build_catalogue(
                 "scale": round(float(rng.uniform(0.3, 1.0)), 4),
                 "text_overlay": float(rng.random() < 0.4),
             }
+            if subtle is not None:
+                attributes["banner"] = float(subtle.random() < 0.3)
+                attributes["texture"] = float(subtle.random() < 0.5)
+                attributes["harmony"] = round(float(subtle.uniform(0.0, 1.0)), 4)
             entries.append(
                 CatalogueEntry(
                     item_id=item_id(i),

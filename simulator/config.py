@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT_START_TS", "SimConfig"]
+__all__ = ["DEFAULT_START_TS", "WORLDS", "SimConfig", "world_config"]
 
 #: 2026-01-01T00:00:00Z: a fixed start so runs with one seed are identical.
 DEFAULT_START_TS = 1_767_225_600.0
@@ -69,6 +69,23 @@ class SimConfig:
     #: more of each click, for tests and benchmarks of visual learning
     visual_taste: float = 1.0
 
+    #: Zipf exponent of item popularity over a seeded random ranking of the
+    #: items; 0 draws every live item equally often (the small world)
+    popularity_zipf: float = 0.0
+    #: share of the catalogue that launches after ``start_ts`` instead of before
+    launch_share: float = 0.0
+    #: the launching items go live one by one, evenly over this span
+    launch_span_s: float = 86_400.0
+    #: share of impressions that go to items younger than ``young_age_s``
+    #: while any exist (new products get shelf space: about a fifth in shops)
+    young_traffic_share: float = 0.2
+    young_age_s: float = 86_400.0
+    #: add the subtle hidden properties (a small corner banner, a striped
+    #: texture, the background's colour harmony with the product), each crossed
+    #: with the taste groups at today's strength; off keeps the small world's
+    #: catalogue, images and stream byte for byte
+    subtle_tastes: bool = False
+
     def __post_init__(self) -> None:
         positive = {
             "n_items": self.n_items,
@@ -96,6 +113,18 @@ class SimConfig:
                 raise ValueError(f"{name} must be in [0, 1], got {value!r}")
         if self.visual_taste < 0:
             raise ValueError("visual_taste must be >= 0")
+        if self.popularity_zipf < 0:
+            raise ValueError("popularity_zipf must be >= 0")
+        for name, value in {
+            "launch_share": self.launch_share,
+            "young_traffic_share": self.young_traffic_share,
+        }.items():
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+        if not (self.launch_span_s > 0 and self.young_age_s > 0):
+            raise ValueError("launch_span_s and young_age_s must be positive")
+        if round(self.launch_share * self.n_items) >= self.n_items:
+            raise ValueError("launch_share leaves no item live at start_ts")
         if not 0.0 < self.position_p <= 1.0:
             raise ValueError("position_p must be in (0, 1]")
         if self.start_ts < 0 or self.position_decay < 0 or self.duplicate_max_gap_s < 0:
@@ -111,3 +140,31 @@ class SimConfig:
         if self.max_click_delay_s is None:
             return 4.0 * self.attribution_window_s
         return self.max_click_delay_s
+
+
+#: named worlds: ``small`` is the default 40-item world; ``catalogue`` is a shop
+#: of realistic size (2,000 items x 4 variants, Zipf popularity, 30% of the
+#: items launching over a day, a fifth of the traffic on items under a day old,
+#: the subtle tastes), where the image must carry what ids cannot
+WORLDS: dict[str, dict[str, float | int | bool]] = {
+    "small": {},
+    "catalogue": {
+        "n_items": 2000,
+        "popularity_zipf": 1.0,
+        "launch_share": 0.3,
+        "launch_span_s": 86_400.0,
+        "young_traffic_share": 0.2,
+        "subtle_tastes": True,
+    },
+}
+
+
+def world_config(world: str, **overrides: float | int | bool) -> SimConfig:
+    """The :data:`WORLDS` entry ``world`` as a config, with ``overrides`` on top.
+
+    >>> world_config("catalogue", seed=3).n_items
+    2000
+    """
+    if world not in WORLDS:
+        raise ValueError(f"unknown world {world!r}; known: {', '.join(WORLDS)}")
+    return SimConfig(**{**WORLDS[world], **overrides})  # type: ignore[arg-type]

@@ -1,7 +1,9 @@
 """Rendering catalogue entries as real PNG images with Pillow.
 
 Each category has its own silhouette; colour, brightness, background clutter,
-object scale and a text overlay come from the entry's attributes, so variants
+object scale and a text overlay come from the entry's attributes (and, in
+worlds with the subtle ones, a small corner banner, a striped texture on the
+product and a background tinted in harmony or in contrast with it), so variants
 of one item differ in exactly the ways the audience cares about and an image
 encoder has real pixels to learn them from. Drawing is plain Pillow
 primitives at 224x224 (the encoder's input size), a few milliseconds per
@@ -18,7 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageEnhance, ImageFont
+from PIL import Image, ImageChops, ImageDraw, ImageEnhance, ImageFont
 
 from simulator.catalogue import COLOURS, CatalogueEntry
 
@@ -30,6 +32,7 @@ Box = tuple[float, float, float, float]
 RGB = tuple[int, int, int]
 
 OVERLAY_TEXTS = ("SALE -30%", "NEW", "BESTSELLER", "FREE SHIPPING", "ONLY TODAY")
+BANNER_TEXTS = ("NEW", "-10%", "TOP", "ECO")
 
 
 @lru_cache(maxsize=8)
@@ -132,11 +135,43 @@ def _clutter(draw: ImageDraw.ImageDraw, rng: np.random.Generator, size: int, amo
             draw.line([x, y, float(x2), float(y2)], fill=shade, width=int(rng.integers(1, 5)))
 
 
+def _harmony_tint(colour: RGB, harmony: float) -> RGB:
+    """A light background: the product's own hue at 1, its complement at 0."""
+    complement = tuple(255 - c for c in colour)
+    mixed = [harmony * c + (1.0 - harmony) * k for c, k in zip(colour, complement, strict=True)]
+    r, g, b = (round(215 + 0.16 * (m - 128)) for m in mixed)
+    return (r, g, b)
+
+
+def _stripes(img: Image.Image, draw_shape: Box, entry: CatalogueEntry, size: int) -> None:
+    """Diagonal stripes in a darker shade, on the product's silhouette only."""
+    outline = Image.new("RGB", (size, size), (0, 0, 0))
+    SILHOUETTES[entry.category](ImageDraw.Draw(outline), draw_shape, (255, 255, 255))
+    mask = outline.convert("L").point(lambda v: 255 if v > 200 else 0)
+    lines = Image.new("L", (size, size), 0)
+    ink = ImageDraw.Draw(lines)
+    step = max(4, size // 28)
+    for x in range(-size, size, step):
+        ink.line([x, size, x + size, 0], fill=255, width=max(1, step // 3))
+    shade = tuple(int(c * 0.55) for c in COLOURS[entry.colour])
+    img.paste((shade[0], shade[1], shade[2]), mask=ImageChops.multiply(mask, lines))
+
+
+def _banner(draw: ImageDraw.ImageDraw, rng: np.random.Generator, size: int) -> None:
+    """A small corner badge: a detail a thumbnail viewer notices, a global feature may not."""
+    text = BANNER_TEXTS[int(rng.integers(len(BANNER_TEXTS)))]
+    w, h = size * 0.2, size * 0.08
+    draw.rectangle([size - w - 4, 4, size - 4, 4 + h], fill=(200, 20, 30))
+    draw.text((size - w, 5), text, fill=(255, 255, 255), font=_font(max(6, size // 20)))
+
+
 def render(entry: CatalogueEntry, size: int, seed: int) -> Image.Image:
     """Draw one entry; ``seed`` fixes clutter and layout so renders are reproducible."""
     rng = np.random.default_rng(seed)
     a = entry.attributes
     tint = tuple(int(c) for c in rng.integers(200, 246, 3))
+    if "harmony" in a:
+        tint = _harmony_tint(COLOURS[entry.colour], float(a["harmony"]))
     img = Image.new("RGB", (size, size), (tint[0], tint[1], tint[2]))
     draw = ImageDraw.Draw(img)
     _clutter(draw, rng, size, float(a["clutter"]))
@@ -146,6 +181,10 @@ def render(entry: CatalogueEntry, size: int, seed: int) -> Image.Image:
     box = (cx - half, cy - half, cx + half, cy + half)
     draw.ellipse([box[0], box[3] - half * 0.1, box[2], box[3] + half * 0.1], fill=(90, 90, 90))
     SILHOUETTES[entry.category](draw, box, COLOURS[entry.colour])
+    if float(a.get("texture", 0.0)) > 0.5:
+        _stripes(img, box, entry, size)
+    if float(a.get("banner", 0.0)) > 0.5:
+        _banner(draw, rng, size)
     if float(a["text_overlay"]) > 0.5:
         text = OVERLAY_TEXTS[int(rng.integers(len(OVERLAY_TEXTS)))]
         draw.rectangle([0, size * 0.8, size, size], fill=(15, 15, 15))

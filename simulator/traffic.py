@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -29,8 +30,9 @@ from simulator.delays import ClickDelays
 from simulator.faults import malformed_click, malformed_impression
 from simulator.messages import Kind, Outbox, RankingRequest, SimMessage, Topic
 from simulator.render import write_catalogue
+from simulator.shelf import Shelf
 
-__all__ = ["COUNT_KEYS", "MALFORMED_IMPRESSION_SHARE", "Simulator"]
+__all__ = ["COHORTS", "COUNT_KEYS", "MALFORMED_IMPRESSION_SHARE", "Cohort", "Simulator"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,11 @@ COUNT_KEYS = (
     "malformed",
     "out_of_order",
 )
+#: which items held-out ranking requests ask about: ``all`` (every item,
+#: uniformly: the small world's), ``warm`` (live items, drawn like traffic) or
+#: ``cold`` (items launching next, never shown to anyone yet)
+Cohort = Literal["all", "warm", "cold"]
+COHORTS: tuple[Cohort, ...] = ("all", "warm", "cold")
 
 
 class Simulator:
@@ -60,12 +67,18 @@ class Simulator:
     def __init__(self, config: SimConfig | None = None) -> None:
         self.config = config or SimConfig()
         c = self.config
-        seeds = np.random.SeedSequence(c.seed).spawn(5)
-        catalogue_rng, prefs_rng, audience_rng, traffic_rng, fault_rng = (
+        # spawned children are keyed by index: the first five are the small
+        # world's whatever comes after them
+        seeds = np.random.SeedSequence(c.seed).spawn(7)
+        catalogue_rng, prefs_rng, audience_rng, traffic_rng, fault_rng, subtle_rng, shelf_rng = (
             np.random.default_rng(s) for s in seeds
         )
         self.catalogue: list[CatalogueEntry] = build_catalogue(
-            catalogue_rng, c.n_items, c.variants_per_item
+            catalogue_rng, c.n_items, c.variants_per_item, subtle_rng if c.subtle_tastes else None
+        )
+        #: popularity and launches; ``None`` in the small world (uniform, all live)
+        self.shelf: Shelf | None = (
+            Shelf(c, shelf_rng) if c.popularity_zipf > 0 or c.launch_share > 0 else None
         )
         self.preferences: Preferences = draw_preferences(prefs_rng, c.visual_taste)
         self.audience = Audience(audience_rng, c.n_users)
@@ -82,7 +95,8 @@ class Simulator:
                 eligible,
             )
         self._by_key = {(e.item_id, e.variant): e for e in self.catalogue}
-        self._items = sorted({e.item_id for e in self.catalogue})
+        self._items = list(dict.fromkeys(e.item_id for e in self.catalogue))
+        self._item_index = {item: i for i, item in enumerate(self._items)}
         self._variants = [f"v{v}" for v in range(c.variants_per_item)]
         self._outbox = Outbox()
         self._generated = 0
@@ -151,6 +165,27 @@ class Simulator:
             yield from self._outbox.drain()
         log.debug("generated %d impressions so far: %s", self._generated, self._counts)
 
+    def _draw_item(self, rng: np.random.Generator, ts: float) -> str:
+        if self.shelf is None:
+            return self._items[int(rng.integers(len(self._items)))]
+        return self._items[self.shelf.draw(rng, ts)]
+
+    @property
+    def catalogue_items(self) -> list[str]:
+        """Every item id, in catalogue order (the launching items last)."""
+        return list(self._items)
+
+    def item_launch_ts(self, item_id: str) -> float | None:
+        """When ``item_id`` went (or goes) live; ``None`` where every item always is."""
+        if self.shelf is None:
+            return None
+        return self.shelf.launch_ts[self._item_index[item_id]]
+
+    @property
+    def clock(self) -> float:
+        """The simulated time of the last impression generated."""
+        return self._clock
+
     def _draw_position(self, rng: np.random.Generator) -> int:
         return int(min(rng.geometric(self.config.position_p) - 1, self.config.max_position))
 
@@ -161,7 +196,7 @@ class Simulator:
         self._clock = round(self._clock + float(rng.exponential(1.0 / c.impressions_per_s)), 3)
         ts = self._clock
         user_id, segment = self.audience.draw(rng)
-        item = self._items[int(rng.integers(len(self._items)))]
+        item = self._draw_item(rng, ts)
         variant = self._variants[int(rng.integers(len(self._variants)))]
         position = self._draw_position(rng)
         entry = self.entry(item, variant)
@@ -236,17 +271,19 @@ class Simulator:
 
     # -- ranking ----------------------------------------------------------------
 
-    def ranking_requests(self, n: int, seed: int) -> list[RankingRequest]:
-        """Held-out requests drawn like traffic, at the current simulated time.
+    def ranking_requests(self, n: int, seed: int, cohort: Cohort = "all") -> list[RankingRequest]:
+        """Held-out requests at the current simulated time, for the items of ``cohort``.
 
         They use their own generator (``seed``), so asking for them does not
-        change the traffic stream.
+        change the traffic stream. ``cold`` asks about the next items to
+        launch (up to a day's launches, by popularity): their images exist,
+        no impression of them does, as for a product put on sale tomorrow.
         """
         rng = np.random.default_rng(seed)
         requests = []
         for _ in range(n):
             _, segment = self.audience.draw(rng)
-            item = self._items[int(rng.integers(len(self._items)))]
+            item = self._request_item(rng, cohort)
             requests.append(
                 RankingRequest(
                     segment=segment,
@@ -257,6 +294,20 @@ class Simulator:
                 )
             )
         return requests
+
+    def _request_item(self, rng: np.random.Generator, cohort: Cohort) -> str:
+        shelf = self.shelf
+        if cohort == "all" or (shelf is None and cohort == "warm"):
+            return self._items[int(rng.integers(len(self._items)))]
+        if shelf is None:
+            raise ValueError("no cold-start items: every item of this world is live from the start")
+        if cohort == "warm":
+            return self._items[shelf.draw(rng, self._clock)]
+        upcoming = shelf.unlaunched(self._clock)
+        if not len(upcoming):
+            raise ValueError("no cold-start items: every item has launched by now")
+        soon = max(shelf.live(self._clock + self.config.young_age_s), upcoming.start + 1)
+        return self._items[shelf.pick(rng, range(upcoming.start, soon))]
 
     def oracle_variant(self, req: RankingRequest) -> str:
         """The candidate with the highest true CTR: what a perfect ranker shows."""
