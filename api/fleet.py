@@ -19,6 +19,11 @@ How reports are combined:
   (a counter per worker; Prometheus handles a restart as a counter reset),
   summed over workers in the document. A report without ``dead_letters``
   (written before they were reported) stands in with its join's ``rejected``.
+* **events** (the live page's throughput): impressions and clicks the joins
+  accepted and labels they emitted, summed over workers. Unlike
+  **processed**, internal records never count: the join's ticks
+  (``join-ticks``) and its watermark records on ``labelled`` move offsets
+  about once a second per partition while no traffic flows.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ from streams.health.progress import assess
 from streams.telemetry import Metric, counter_family, gauge_family, model_families
 
 __all__ = [
+    "EVENT_KINDS",
     "JOIN_KINDS",
     "Fleet",
     "FleetDocument",
@@ -63,6 +69,8 @@ __all__ = [
 
 #: join counts exported as ``bertctr_join_events_total{kind}``
 JOIN_KINDS = ("impressions", "clicks", "duplicates", "repeat_clicks")
+#: what ``events`` counts: business records only (never ticks or watermark records)
+EVENT_KINDS = ("impressions", "clicks", "labelled")
 _SERVED_VERSION = re.compile(r"\.v(\d+)$")
 
 
@@ -144,6 +152,19 @@ class Fleet:
                     out[key] = out.get(key, 0) + _int(value)
         return dict(sorted(out.items()))
 
+    @property
+    def events(self) -> dict[str, int]:
+        """Impressions and clicks the joins accepted, labels they emitted: all workers.
+
+        Internal records (join ticks, watermark records) are not events, so
+        an idle stream counts none, however its offsets move.
+        """
+        return {
+            "impressions": sum(_int(w.join.get("impressions")) for w in self.workers),
+            "clicks": sum(_int(w.join.get("clicks")) for w in self.workers),
+            "labelled": sum(sum(w.labels.values()) for w in self.workers),
+        }
+
     def lag_by_partition(self) -> dict[str, int]:
         """``"<topic>:<partition>"`` -> the most any agent has waiting there."""
         out: dict[str, int] = {}
@@ -166,6 +187,7 @@ class Fleet:
                 for w in self.workers
             ],
             "processed": dict(sorted(self.processed.items())),
+            "events": self.events,
             "lag": self.lag_by_partition(),
             "dead_letters": self.dead_letters,
             "labels": self.labels,
@@ -264,7 +286,12 @@ class FleetDocument(BaseModel):
     at: float = Field(description="When this summary was made (epoch s).")
     workers: list[WorkerSummary]
     processed: dict[str, int] = Field(
-        description="Topic -> messages consumed (sum over partitions of the next offset)."
+        description="Topic -> messages consumed (sum over partitions of the next offset), "
+        "internal records (join ticks, watermark records) included."
+    )
+    events: dict[str, int] = Field(
+        description="impressions and clicks the joins accepted, labelled: labels they emitted; "
+        "each worker's since it started, summed. Internal records never count."
     )
     lag: dict[str, int] = Field(description="'<topic>:<partition>' -> messages waiting.")
     dead_letters: dict[str, int] = Field(description="Reason -> messages dead-lettered.")

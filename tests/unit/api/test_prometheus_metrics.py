@@ -29,6 +29,7 @@ from encoder_server.client.errors import EncoderUnavailable
 from encoder_server.client.triton_client import BREAKER_OPEN, RequestOutcome, TritonEmbeddingClient
 from schemas.events import Impression, LabelledImpression
 from schemas.metric_names import API_METRICS, BUILD_INFO, PROCESS, WORKER_METRICS, MetricName
+from schemas.topics import JOIN_TICKS, full_name
 from streams.join.agent import JoinCounts
 from streams.kafka.deadletter import DeadLetterTally
 from streams.telemetry import WorkerTelemetry
@@ -135,7 +136,16 @@ def test_the_summary_sums_workers_and_takes_positions_and_lag_right() -> None:
 
 def test_the_fleet_document_has_exactly_the_promised_shape() -> None:
     doc = summarise(reports(), NOW, max_stall_s=60).document()
-    assert set(doc) == {"at", "workers", "processed", "lag", "dead_letters", "labels", "join"}
+    assert set(doc) == {
+        "at",
+        "workers",
+        "processed",
+        "events",
+        "lag",
+        "dead_letters",
+        "labels",
+        "join",
+    }
     assert doc["at"] == NOW
     assert [set(w) for w in doc["workers"]] == [{"worker", "age_s", "healthy", "problems"}] * 2
     assert doc["lag"] == {f"{CLK}:0": 2, f"{IMP}:0": 0, f"{IMP}:1": 5, f"{LAB}:0": 10}
@@ -145,11 +155,31 @@ def test_the_fleet_document_has_exactly_the_promised_shape() -> None:
         "at": NOW,
         "workers": [],
         "processed": {},
+        "events": {"impressions": 0, "clicks": 0, "labelled": 0},
         "lag": {},
         "dead_letters": {},
         "labels": {"positive": 0, "negative": 0, "late": 0},
         "join": {},
     }
+
+
+def test_events_leave_out_ticks_and_watermark_records() -> None:
+    """An idle stream: ticks and watermark records move offsets, but no event happens."""
+    before = summarise(reports(), NOW, max_stall_s=60)
+    assert before.events == {"impressions": 100, "clicks": 9, "labelled": 15}
+    idle = reports()
+    ticks = full_name("p-", JOIN_TICKS)
+    for r in idle:
+        r["at"] += 5
+        for rows in r["partitions"].values():
+            for tp, part in list(rows.items()):
+                if tp.startswith(LAB) and part["processed"] is not None:
+                    part["processed"] += 20  # 4 watermark records a second, for 5 s
+        r["partitions"]["join"][f"{ticks}:0"] = row(40, 0)
+    after = summarise(idle, NOW + 5, max_stall_s=60)
+    assert after.processed[LAB] > before.processed[LAB] and ticks in after.processed
+    assert after.events == before.events
+    assert after.document()["events"] == before.document()["events"]
 
 
 def test_a_malformed_report_counts_nothing_instead_of_failing() -> None:

@@ -31,7 +31,7 @@ PROVISIONING = ROOT / "deploy/grafana/provisioning"
 METRIC = re.compile(r"\bbertctr_[a-z0-9_]+")
 #: what the dashboard must show (issue 12), by the metric it is read from
 MUST_SHOW = {
-    "events/s by topic": "bertctr_events_processed_total",
+    "events/s (internal records left out)": "bertctr_join_events_total",
     "consumer lag": "bertctr_consumer_lag",
     "dead letters by reason": "bertctr_dead_letters_total",
     "labels by kind": "bertctr_labels_total",
@@ -140,6 +140,15 @@ def test_panels_use_the_datasource_variable_and_workers_filter(dashboard: dict[s
             assert 'instance=~"$worker"' in expr, expr
         if re.search(r"bertctr_(segment_|variant_)?(impressions|clicks)_total", expr):
             assert 'view="$view"' in expr, expr
+
+
+def test_events_per_second_leave_internal_records_out(dashboard: dict[str, Any]) -> None:
+    """Like the live page: offsets count join ticks and watermark records; events do not."""
+    panel = {p["title"]: p for p in panels(dashboard)}["Events/s"]
+    exprs = [t["expr"] for t in panel["targets"]]
+    assert not any("bertctr_events_processed_total" in e for e in exprs), exprs
+    assert any('bertctr_join_events_total{kind=~"impressions|clicks"}' in e for e in exprs)
+    assert any("bertctr_labels_total" in e for e in exprs)
 
 
 def test_ctr_panels_divide_clicks_by_impressions_of_the_same_scope(
