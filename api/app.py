@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from api.problems import bounded_errors
-from api.routes import ab, ctr, dashboard, health, metrics, score, series
+from api.routes import ab, ctr, dashboard, health, images, metrics, score, series
 from api.state import close_state, open_state
 from api.telemetry import RequestTimer
 from online_ctr.store import ModelStore
@@ -52,7 +52,7 @@ def create_app(settings: Settings, store: ModelStore | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
-    for module in (ctr, score, ab, health, series, dashboard, metrics):
+    for module in (ctr, score, ab, health, series, images, dashboard, metrics):
         app.include_router(module.router)
     app.add_middleware(RequestTimer)
     app.add_exception_handler(RequestValidationError, _invalid_request)

@@ -19,11 +19,12 @@ from api.scoring import CandidateScorer
 from api.serving import ModelWatcher
 from api.telemetry import ApiMetrics
 from encoder_server.client.embedder import Embedder
+from encoder_server.client.image_store import LocalImageStore
 from online_ctr.store import ModelStore
 from schemas.keys import KeySpace
 from schemas.settings import Settings
 from wiring.connections import async_redis
-from wiring.embedding import embedder_from_settings
+from wiring.embedding import embedder_from_settings, local_image_store_from_settings
 from wiring.models import model_store
 
 __all__ = ["ApiState", "api_state", "close_state", "open_state"]
@@ -44,6 +45,8 @@ class ApiState:
     watcher: ModelWatcher
     scorer: CandidateScorer
     embedder: Embedder | None
+    #: the local image store (``BERTCTR_IMAGE_DIR``) the page's thumbnails come from
+    images: LocalImageStore | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     #: this app's Prometheus registry (GET /metrics)
     metrics: ApiMetrics = field(default_factory=ApiMetrics)
@@ -65,7 +68,16 @@ async def open_state(settings: Settings, store: ModelStore | None = None) -> Api
     )
     scorer = CandidateScorer(watcher, embedder, settings.api_max_candidates)
     keys = KeySpace(settings.redis_prefix)
-    state = ApiState(settings, client, keys, watcher, scorer, embedder, metrics=metrics)
+    state = ApiState(
+        settings,
+        client,
+        keys,
+        watcher,
+        scorer,
+        embedder,
+        images=local_image_store_from_settings(settings),
+        metrics=metrics,
+    )
     state.tasks.append(asyncio.create_task(watcher.run(), name="model-watcher"))
     return state
 

@@ -29,6 +29,7 @@ __all__ = [
     "embedder_factory",
     "embedder_from_settings",
     "image_store_from_settings",
+    "local_image_store_from_settings",
     "triton_client_from_settings",
 ]
 
@@ -57,13 +58,16 @@ def triton_client_from_settings(
     )
 
 
+def local_image_store_from_settings(settings: Settings) -> LocalImageStore | None:
+    """The local store of ``image_dir`` (None when it is not set)."""
+    if not settings.image_dir:
+        return None
+    return LocalImageStore(settings.image_dir, settings.image_max_bytes)
+
+
 def image_store_from_settings(settings: Settings) -> CompositeImageStore:
     """The store configured by ``image_dir`` and ``image_url_prefixes``."""
-    local = (
-        LocalImageStore(settings.image_dir, settings.image_max_bytes)
-        if settings.image_dir
-        else None
-    )
+    local = local_image_store_from_settings(settings)
     prefixes = settings.url_prefixes
     http = (
         HttpImageStore(prefixes, settings.image_max_bytes, settings.image_fetch_timeout_s)
