@@ -12,6 +12,12 @@ Read from what the workers already keep in Redis (:mod:`schemas.keys`):
 * **the model over time** from ``model:history``, the bounded list of
   compact metric points the learner appends (one per 10 s of wall time),
   plus the current metrics document and the encoder's status.
+* **the images behind the charts**: each variant's image (``idx:media``,
+  the image it was last shown with) beside its series, and the top and
+  bottom images of a segment (:func:`read_segment_images`): every
+  (item, variant) cell of the :data:`MAX_ITEMS` busiest items, ranked by a
+  CTR shrunk towards the segment's own (see :func:`rank_images`), so an
+  image is never "best" on two lucky impressions.
 
 Every reader takes an open client and returns plain data; an absent or
 unreadable key is "no data yet", never an error.
@@ -34,6 +40,7 @@ from schemas.keys import (
     KeySpace,
     View,
     item_scope,
+    item_variant_segment_scope,
     minute_of,
     segment_scope,
     variant_scope,
@@ -42,14 +49,20 @@ from streams.readers import read_json
 
 __all__ = [
     "MAX_CANDIDATES",
+    "MAX_IMAGES",
     "MAX_ITEMS",
     "MAX_MINUTES",
     "MAX_SERIES",
+    "PRIOR_STRENGTH",
     "CtrSeriesData",
+    "ImageCell",
+    "ImageRanking",
     "ScopeSeries",
     "model_series",
+    "rank_images",
     "read_ctr_series",
     "read_model_series",
+    "read_segment_images",
 ]
 
 #: the longest window (minute buckets live 2 hours)
@@ -58,8 +71,12 @@ MAX_MINUTES = 120
 MAX_SERIES = 12
 #: the most scopes ranked for one response (a set larger than this is cut, sorted by name)
 MAX_CANDIDATES = 5000
-#: the most items listed for the page's item selector
+#: the most items listed for the page's item selector, and ranked for a segment's images
 MAX_ITEMS = 100
+#: the most images on each side (top, bottom) of a segment's ranking
+MAX_IMAGES = 10
+#: pseudo-impressions at the segment's CTR that every image's ranking CTR starts from
+PRIOR_STRENGTH = 100.0
 #: fields of the metrics document shown as ``latest`` (its per-segment part is left out)
 LATEST_FIELDS = (
     "count",
@@ -89,6 +106,8 @@ class ScopeSeries:
     window_impressions: int
     window_clicks: int
     window_ctr: float | None
+    #: ``by=variant``: the image the variant was last shown with (None: unknown, or a segment)
+    image_id: str | None = None
 
 
 @dataclass
@@ -257,7 +276,159 @@ async def read_ctr_series(
     named = [(name, scope_of(name)) for name, _, _ in top]
     series = await _buckets(client, keys, [*named, total], window, chosen_view)
     data.series, data.total = series[:-1], series[-1]
+    if by == "variant" and data.item is not None:
+        media = _media(await client.hgetall(keys.variant_media(data.item)))
+        for s in data.series:
+            s.image_id = media.get(s.name, (None, ""))[0]
     return data
+
+
+def _media(raw: dict[Any, Any]) -> dict[str, tuple[str, str]]:
+    """``idx:media`` of an item: variant -> (image id, title); unreadable entries left out."""
+    out = {}
+    for name, blob in raw.items():
+        try:
+            doc = json.loads(blob)
+            image_id, title = doc["image_id"], doc.get("title", "")
+        except (ValueError, KeyError, TypeError):
+            continue
+        if isinstance(image_id, str) and image_id:
+            out[_text(name)] = (image_id, title if isinstance(title, str) else "")
+    return out
+
+
+@dataclass
+class ImageCell:
+    """One (item, variant) in one segment (or all): its image, counts and ranking CTR."""
+
+    item_id: str
+    variant: str
+    image_id: str | None
+    title: str
+    impressions: int
+    clicks: int
+    ctr: float | None
+    #: the posterior mean CTR the ranking sorts by (see :func:`rank_images`)
+    score: float
+
+
+@dataclass
+class ImageRanking:
+    """What ``GET /series/images`` returns: a segment's best and worst images."""
+
+    segment: str | None
+    view: View
+    min_impressions: int
+    prior_strength: float
+    #: the CTR of every cell counted together (None: nothing counted)
+    prior_ctr: float | None = None
+    #: items whose cells were ranked (the busiest, at most :data:`MAX_ITEMS`)
+    items_considered: int = 0
+    #: cells with at least ``min_impressions``: the ones ranked
+    candidates: int = 0
+    top: list[ImageCell] = field(default_factory=list)
+    bottom: list[ImageCell] = field(default_factory=list)
+
+
+#: (item, variant, image id, title, impressions, clicks)
+Cell = tuple[str, str, str | None, str, int, int]
+
+
+def rank_images(
+    cells: Sequence[Cell],
+    n: int,
+    min_impressions: int,
+    strength: float = PRIOR_STRENGTH,
+) -> tuple[float | None, list[ImageCell], list[ImageCell]]:
+    """(prior CTR, top ``n``, bottom ``n``) of the cells with ``min_impressions`` or more.
+
+    Each cell is ranked by its posterior mean CTR under a Beta prior worth
+    ``strength`` impressions at the CTR of all ``cells`` together (empirical
+    Bayes): ``(clicks + strength * prior) / (impressions + strength)``. Two
+    clicks on two impressions do not make an image the best; a hundred
+    clicks on a thousand might. Top and bottom never share a cell; with
+    fewer than ``2 n`` candidates the better half is the top.
+
+    >>> cells = [("a", "v0", "a0", "", 2, 2), ("b", "v0", "b0", "", 1000, 100),
+    ...          ("c", "v0", "c0", "", 1000, 10), ("d", "v0", "d0", "", 500, 20)]
+    >>> prior, top, bottom = rank_images(cells, n=1, min_impressions=1)
+    >>> round(prior, 4), [c.item_id for c in top], [c.item_id for c in bottom]
+    (0.0528, ['b'], ['c'])
+    """
+    shown = sum(c[4] for c in cells)
+    prior = sum(c[5] for c in cells) / shown if shown else None
+    if prior is None or n < 1:
+        return prior, [], []
+    ranked = sorted(
+        (
+            ImageCell(
+                item_id=item,
+                variant=variant,
+                image_id=image_id,
+                title=title,
+                impressions=imps,
+                clicks=clicks,
+                ctr=_ratio(clicks, imps),
+                score=(clicks + strength * prior) / (imps + strength),
+            )
+            for item, variant, image_id, title, imps, clicks in cells
+            if imps >= min_impressions
+        ),
+        key=lambda c: (-c.score, -c.impressions, c.item_id, c.variant),
+    )
+    top_n = min(n, (len(ranked) + 1) // 2)
+    bottom_n = min(n, len(ranked) - top_n)
+    bottom = ranked[len(ranked) - bottom_n :][::-1]
+    return prior, ranked[:top_n], bottom
+
+
+async def read_segment_images(
+    client: aioredis.Redis,
+    keys: KeySpace,
+    segment: str | None = None,
+    n: int = 3,
+    min_impressions: int = 10,
+    view: str = "live",
+) -> ImageRanking:
+    """The ``n`` best and worst images (item variants) of ``segment`` (None: all segments).
+
+    Only the :data:`MAX_ITEMS` items with the most impressions are read, so a
+    request stays cheap however large the catalogue; see :func:`rank_images`
+    for the order. An unknown segment ranks nothing (no error).
+    """
+    chosen_view: View = SETTLED if view == SETTLED else "live"
+    n = max(1, min(int(n), MAX_IMAGES))
+    min_impressions = max(1, int(min_impressions))
+    out = ImageRanking(segment, chosen_view, min_impressions, PRIOR_STRENGTH)
+    ranked_items = await _ranked(
+        client, keys, await _members(client, keys.items_index), item_scope, chosen_view
+    )
+    items = [name for name, imps, _ in ranked_items[:MAX_ITEMS] if imps > 0]
+    out.items_considered = len(items)
+    if not items:
+        return out
+    async with client.pipeline(transaction=False) as pipe:
+        for item_id in items:
+            pipe.smembers(keys.variants_index(item_id))
+            pipe.hgetall(keys.variant_media(item_id))
+        raw = await pipe.execute()
+    pairs: list[tuple[str, str, str | None, str]] = []
+    for i, item_id in enumerate(items):
+        media = _media(raw[2 * i + 1])
+        for variant in sorted(_text(v) for v in raw[2 * i]):
+            image_id, title = media.get(variant, (None, ""))
+            pairs.append((item_id, variant, image_id, title))
+
+    def scope(item_id: str, variant: str) -> str:
+        if segment is None:
+            return variant_scope(item_id, variant)
+        return item_variant_segment_scope(item_id, variant, segment)
+
+    totals = await _totals(client, keys, [scope(p[0], p[1]) for p in pairs], chosen_view)
+    cells = [(*p, imps, min(clicks, imps)) for p, (imps, clicks) in zip(pairs, totals, strict=True)]
+    out.prior_ctr, out.top, out.bottom = rank_images(cells, n, min_impressions)
+    out.candidates = sum(1 for c in cells if c[4] >= min_impressions)
+    return out
 
 
 def _finite(value: Any) -> float | None:

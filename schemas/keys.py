@@ -63,6 +63,7 @@ __all__ = [
     "KeySpace",
     "View",
     "item_scope",
+    "item_variant_segment_scope",
     "minute_of",
     "scopes",
     "segment_scope",
@@ -198,6 +199,11 @@ def segment_scope(segment: str) -> str:
     return f"segment:{segment}"
 
 
+def item_variant_segment_scope(item_id: str, variant: str, segment: str) -> str:
+    """The counter scope of one visual variant of an item, in one segment."""
+    return f"ivs:{item_id}:{variant}:{segment}"
+
+
 def scopes(item_id: str, variant: str, segment: str) -> list[str]:
     """The five counter scopes one impression increments."""
     return [
@@ -205,7 +211,7 @@ def scopes(item_id: str, variant: str, segment: str) -> list[str]:
         item_scope(item_id),
         variant_scope(item_id, variant),
         segment_scope(segment),
-        f"ivs:{item_id}:{variant}:{segment}",
+        item_variant_segment_scope(item_id, variant, segment),
     ]
 
 

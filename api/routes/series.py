@@ -1,8 +1,9 @@
-"""``GET /series/ctr`` and ``GET /series/model``: what the live page plots.
+"""``GET /series/ctr``, ``GET /series/model`` and ``GET /series/images``: what the live page plots.
 
-Both read what the workers already keep in Redis (see :mod:`api.series`):
-the counters' minute buckets, and the bounded history of the model's
-metrics. Nothing yet is "no data" (empty lists, ``null``), never an error.
+All read what the workers already keep in Redis (see :mod:`api.series`):
+the counters' minute buckets, the bounded history of the model's metrics,
+and the counters per (item, variant, segment) with each variant's image.
+Nothing yet is "no data" (empty lists, ``null``), never an error.
 """
 
 from __future__ import annotations
@@ -13,7 +14,16 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
-from api.series import MAX_ITEMS, MAX_MINUTES, MAX_SERIES, read_ctr_series, read_model_series
+from api.series import (
+    MAX_IMAGES,
+    MAX_ITEMS,
+    MAX_MINUTES,
+    MAX_SERIES,
+    PRIOR_STRENGTH,
+    read_ctr_series,
+    read_model_series,
+    read_segment_images,
+)
 from api.state import ApiState, api_state
 from schemas.keys import MODEL_HISTORY_EVERY_S, MODEL_HISTORY_LEN
 
@@ -32,6 +42,11 @@ class ScopeSeries(BaseModel):
     window_impressions: int = Field(description="Impressions in the whole window.")
     window_clicks: int
     window_ctr: float | None
+    image_id: str | None = Field(
+        default=None,
+        description="by=variant: the image the variant was last shown with (GET "
+        "/images/{image_id}); null for segments, or when unknown.",
+    )
 
 
 class ItemRef(BaseModel):
@@ -108,6 +123,44 @@ class ModelSeries(BaseModel):
     )
 
 
+class RankedImage(BaseModel):
+    """One visual variant of an item in the segment asked for."""
+
+    item_id: str
+    variant: str
+    image_id: str | None = Field(
+        description="The image the variant was last shown with (GET /images/{image_id})."
+    )
+    title: str
+    impressions: int
+    clicks: int
+    ctr: float | None = Field(description="clicks / impressions, as counted.")
+    score: float = Field(
+        description="The CTR ranked by: the posterior mean under a Beta prior worth "
+        "prior_strength impressions at prior_ctr."
+    )
+
+
+class SegmentImages(BaseModel):
+    """The best and worst images of a segment, by a CTR that two lucky clicks cannot top."""
+
+    segment: str | None = Field(description="The segment key; null: all segments together.")
+    view: Literal["live", "settled"]
+    min_impressions: int = Field(description="Cells with fewer impressions are not ranked.")
+    prior_strength: float = Field(
+        description=f"Impressions the prior is worth ({PRIOR_STRENGTH:g}), at prior_ctr."
+    )
+    prior_ctr: float | None = Field(
+        description="CTR of every cell considered together; null when none was counted."
+    )
+    items_considered: int = Field(
+        description=f"Items whose variants were ranked: the busiest, at most {MAX_ITEMS}."
+    )
+    candidates: int = Field(description="(item, variant) cells with at least min_impressions.")
+    top: list[RankedImage] = Field(description="Best first.")
+    bottom: list[RankedImage] = Field(description="Worst first; never one of top.")
+
+
 @router.get("/series/ctr", response_model=CtrSeries)
 async def ctr_series(
     state: Annotated[ApiState, Depends(api_state)],
@@ -125,6 +178,27 @@ async def ctr_series(
     items to choose from.
     """
     data = await read_ctr_series(state.redis, state.keys, by, item, minutes, limit, view)
+    return asdict(data)
+
+
+@router.get("/series/images", response_model=SegmentImages)
+async def segment_images(
+    state: Annotated[ApiState, Depends(api_state)],
+    segment: Annotated[str | None, Query(min_length=1, max_length=1024)] = None,
+    n: Annotated[int, Query(ge=1, le=MAX_IMAGES)] = 3,
+    min_impressions: Annotated[int, Query(ge=1)] = 10,
+    view: Literal["live", "settled"] = "live",
+) -> dict[str, Any]:
+    """The ``n`` best and ``n`` worst images of a segment (default: all segments together).
+
+    Candidates are the visual variants of the items with the most
+    impressions, each counted in ``segment`` (a whole segment key), with at
+    least ``min_impressions``. They are ranked by their posterior mean CTR
+    under a Beta prior worth 100 impressions at the CTR of all
+    candidates together, so a variant clicked twice in two impressions does
+    not top the list. An unknown segment ranks nothing.
+    """
+    data = await read_segment_images(state.redis, state.keys, segment, n, min_impressions, view)
     return asdict(data)
 
 

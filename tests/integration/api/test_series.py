@@ -9,7 +9,13 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from api.series import MAX_MINUTES, read_ctr_series, read_model_series
+from api.series import (
+    MAX_MINUTES,
+    PRIOR_STRENGTH,
+    read_ctr_series,
+    read_model_series,
+    read_segment_images,
+)
 from bertctr.harness.stack import EmbeddedStack
 from schemas import Impression
 from schemas.keys import KeySpace, minute_of
@@ -120,6 +126,12 @@ async def test_ctr_per_minute_by_variant_defaults_to_the_busiest_item(
     assert sum(data.total.impressions) == 18
     assert sum(s.window_impressions for s in data.series) == 18
 
+    # each variant's image (the one it was last shown with), for the page's thumbnails
+    assert {s.name: s.image_id for s in data.series} == {"v0": "img-a-v0", "v1": "img-a-v1"}
+    assert data.total.image_id is None
+    segments = await read_ctr_series(client, keys, "segment", minutes=3)
+    assert all(s.image_id is None for s in segments.series)
+
     other = await read_ctr_series(client, keys, "variant", item="b", minutes=3)
     assert other.item == "b" and [s.name for s in other.series] == ["v0"]
     assert other.series[0].impressions == [3, 3, 3]
@@ -151,3 +163,72 @@ async def test_model_series_skips_what_it_cannot_read(
     assert data["encoder"] == {"champion": "image_encoder"}
     newest = await read_model_series(client, keys, points=1)
     assert newest["points"] == []  # the newest entry is unreadable
+
+
+#: (segment, item, variant) -> (impressions, clicks)
+CELLS = {
+    ("device=mobile,geo=DE", "x", "v0"): (200, 20),  # 10% on a lot of traffic
+    ("device=mobile,geo=DE", "x", "v1"): (200, 2),  # 1%
+    ("device=mobile,geo=DE", "y", "v0"): (12, 3),  # 25%, but on 12 impressions
+    ("device=mobile,geo=DE", "z", "v0"): (4, 4),  # 100% on 4: under min_impressions
+    ("device=tablet,geo=US", "y", "v1"): (50, 5),
+}
+
+
+async def fill_cells(client: aioredis.Redis, keys: KeySpace) -> None:
+    counts = []
+    n = 0
+    for (segment, item, variant), (shown, clicked) in CELLS.items():
+        for j in range(shown):
+            imp = impression(n, T0 + j, segment, item, variant)
+            counts.append(LiveCount(imp, "impression"))
+            if j < clicked:
+                counts.append(LiveCount(imp, "click"))
+            n += 1
+    await RedisCounters(client, keys).apply_live(counts)
+
+
+async def test_segment_images_rank_by_a_shrunk_ctr_not_by_luck(
+    client: aioredis.Redis, keys: KeySpace
+) -> None:
+    await fill_cells(client, keys)
+    de = await read_segment_images(client, keys, "device=mobile,geo=DE", n=1)
+    assert (de.segment, de.min_impressions, de.prior_strength) == (
+        "device=mobile,geo=DE",
+        10,
+        PRIOR_STRENGTH,
+    )
+    assert de.items_considered == 3 and de.candidates == 3  # z/v0 has 4 impressions
+    assert de.prior_ctr == 29 / 416
+    # y/v0's 25% on 12 impressions ranks below x/v0's 10% on 200
+    assert [(c.item_id, c.variant, c.image_id) for c in de.top] == [("x", "v0", "img-x-v0")]
+    assert [(c.item_id, c.variant) for c in de.bottom] == [("x", "v1")]
+    best = de.top[0]
+    assert (best.impressions, best.clicks, best.ctr) == (200, 20, 0.1)
+    assert best.score == (20 + PRIOR_STRENGTH * de.prior_ctr) / (200 + PRIOR_STRENGTH)
+
+    # top and bottom never share a cell: three candidates split two and one
+    three = await read_segment_images(client, keys, "device=mobile,geo=DE", n=3)
+    assert [(c.item_id, c.variant) for c in three.top] == [("x", "v0"), ("y", "v0")]
+    assert [(c.item_id, c.variant) for c in three.bottom] == [("x", "v1")]
+    lucky = await read_segment_images(client, keys, "device=mobile,geo=DE", n=3, min_impressions=1)
+    assert lucky.candidates == 4 and ("z", "v0") in [(c.item_id, c.variant) for c in lucky.top]
+
+    everywhere = await read_segment_images(client, keys, None, n=2)
+    assert everywhere.segment is None and everywhere.candidates == 4
+    assert everywhere.prior_ctr == 34 / 466
+    assert {(c.item_id, c.variant) for c in everywhere.top + everywhere.bottom} == {
+        ("x", "v0"),
+        ("x", "v1"),
+        ("y", "v0"),
+        ("y", "v1"),
+    }
+    unknown = await read_segment_images(client, keys, "device=nope", n=2)
+    assert (unknown.prior_ctr, unknown.top, unknown.bottom) == (None, [], [])
+
+
+async def test_segment_images_of_nothing_counted_are_empty(
+    client: aioredis.Redis, keys: KeySpace
+) -> None:
+    data = await read_segment_images(client, keys, None)
+    assert (data.items_considered, data.candidates, data.top, data.bottom) == (0, 0, [], [])
