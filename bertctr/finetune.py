@@ -34,6 +34,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +47,7 @@ from encoder_server.base import IMAGE_ENCODER
 from encoder_server.projection import Projection
 from encoder_server.serving.repository import EncoderRepository, VersionInfo
 from encoder_server.training.finetune import (
+    EpochBars,
     FinetuneResult,
     HeadTrainingConfig,
     should_publish,
@@ -104,7 +106,12 @@ class JobConfig:
     report_dir: Path | None = None
     init_head: Path | None = None
     serve_timeout_s: float = 180.0
-    progress: bool = False
+    #: makes the bar over the training epochs (the CLI's: a tqdm bar in a
+    #: terminal, plain lines otherwise); ``None``: none
+    progress: EpochBars | None = None
+    #: where each step of the run is told as it starts (the CLI's progress);
+    #: ``None``: logged at INFO
+    notes: Callable[[str], None] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -253,10 +260,18 @@ def _report_dir(settings: Settings, cfg: JobConfig) -> Path:
     return Path(settings.encoder_repository) / "reports" / stamp
 
 
+def _note(cfg: JobConfig, line: str) -> None:
+    if cfg.notes is not None:
+        cfg.notes(line)
+    else:
+        log.info("%s", line)
+
+
 async def run_once(settings: Settings, cfg: JobConfig) -> tuple[int, str]:
     """One run (see the module docstring); returns (exit code, what happened)."""
     repo = EncoderRepository(settings.encoder_repository)
     window = resolve_window(settings, cfg, time.time())
+    _note(cfg, f"reading the labelled examples of the window {window.to_dict()}")
     examples = complete(await read_window(settings, window), settings.attribution_window_s)
     clicks = sum(1 for e in examples if e.clicked)
     if clicks < cfg.min_clicks:
@@ -266,7 +281,9 @@ async def run_once(settings: Settings, cfg: JobConfig) -> tuple[int, str]:
         )
         return EXIT_REFUSED, message
     champion = load_champion(settings, repo, window, cfg.init_head)
+    _note(cfg, f"{len(examples)} examples, {clicks} clicks: gathering features and offsets")
     data = await gather(settings, examples, champion.replay, champion.model)
+    _note(cfg, "training the head")
     result = await asyncio.to_thread(
         train_head,
         data,
@@ -287,6 +304,7 @@ async def run_once(settings: Settings, cfg: JobConfig) -> tuple[int, str]:
         "report": str(report),
     }
     info = repo.publish(IMAGE_ENCODER, result.projection, champion.version, training)
+    _note(cfg, f"published {info.served_name} ({why}); waiting until Triton serves it")
     served, how = await wait_until_served(repo, info, cfg.serve_timeout_s)
     if not served:
         await record_state(settings, window, None, "not served")

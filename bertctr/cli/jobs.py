@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from bertctr.cli.common import Subparsers, run_async
+from bertctr.cli.progress import Bar, Progress
 from schemas.settings import Settings
 
 __all__ = ["add_commands", "cmd_finetune", "cmd_simulate"]
@@ -28,6 +29,11 @@ def cmd_finetune(args: argparse.Namespace, settings: Settings) -> int:
     """Train, gate, publish and announce a new image-encoder version (see bertctr.finetune)."""
     from bertctr.finetune import JobConfig, parse_duration, run_every, run_once
 
+    show = Progress(prefix="[finetune] ")
+
+    def epochs(total: int) -> Bar:
+        return show.bar("fine-tune head", total, unit="epochs")
+
     cfg = JobConfig(
         since=args.since,
         until=args.until,
@@ -38,7 +44,8 @@ def cmd_finetune(args: argparse.Namespace, settings: Settings) -> int:
         report_dir=Path(args.report_dir) if args.report_dir else None,
         init_head=Path(args.init_head) if args.init_head else None,
         serve_timeout_s=args.serve_timeout_s,
-        progress=args.progress,
+        progress=None if args.no_progress else epochs,
+        notes=None if args.no_progress else show.say,
     )
     if args.every:
         return run_async(lambda: run_every(settings, cfg, parse_duration(args.every)))
@@ -102,7 +109,13 @@ def _add_finetune(sub: Subparsers) -> None:
     finetune.add_argument("--init-head", help="head .npz to start from (default: the champion's)")
     finetune.add_argument("--serve-timeout-s", type=float, default=180.0)
     finetune.add_argument("--every", help="repeat on a schedule: e.g. 6h, 30m, 1d")
-    finetune.add_argument("--progress", action="store_true", help="progress bar while training")
+    finetune.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress on stderr (default: a bar in a terminal, plain lines otherwise)",
+    )
+    # progress is shown by default now; the old opt-in flag is still accepted
+    finetune.add_argument("--progress", action="store_true", help=argparse.SUPPRESS)
     finetune.set_defaults(func=cmd_finetune)
 
 

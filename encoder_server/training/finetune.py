@@ -90,11 +90,13 @@ from encoder_server.training.click_metrics import Metrics, auc, log_loss
 from encoder_server.training.config import HeadTrainingConfig
 from encoder_server.training.fitted import EpochLoss, FittedHead, HeadParameters, SplitStats
 from encoder_server.training.gate import should_publish
-from encoder_server.training.head_trainer import HeadTrainer
+from encoder_server.training.head_trainer import EpochBar, EpochBars, HeadTrainer
 from encoder_server.training.result import FinetuneResult
 from encoder_server.training.training_set import TrainingSet
 
 __all__ = [
+    "EpochBar",
+    "EpochBars",
     "EpochLoss",
     "FinetuneResult",
     "HeadParameters",
@@ -117,7 +119,7 @@ def train_head(
     *,
     init: Projection | None = None,
     version: int | None = None,
-    progress: bool = False,
+    progress: EpochBars | None = None,
 ) -> FinetuneResult:
     """Train a projection head on click log loss over the online model's offsets.
 
@@ -136,7 +138,9 @@ def train_head(
     version:
         The new head's version; ``None``: ``init.version + 1``, else 1.
     progress:
-        Show a tqdm bar over epochs.
+        Makes a progress bar over the epochs (given their most; see
+        :class:`~encoder_server.training.head_trainer.EpochBar`); ``None``:
+        none.
 
     Raises
     ------

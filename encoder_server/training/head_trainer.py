@@ -33,8 +33,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -56,6 +57,8 @@ from encoder_server.training.whitening import ROWS, Standardise, feature_stats, 
 
 # the fitted values are re-exported: this module was their home, and callers import them from here
 __all__ = [
+    "EpochBar",
+    "EpochBars",
     "EpochLoss",
     "FittedHead",
     "HeadParameters",
@@ -65,6 +68,25 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+class EpochBar(Protocol):
+    """What :meth:`HeadTrainer.fit` reports its epochs to: a progress bar.
+
+    The command that runs the training decides how it is shown (a tqdm
+    bar in a terminal, plain lines in a log: ``bertctr.cli.progress``);
+    this layer only counts.
+    """
+
+    def update(self, n: int = 1) -> None: ...
+
+    def set_postfix(self, **values: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+#: makes the bar of one training run, given its most epochs
+EpochBars = Callable[[int], EpochBar]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -323,11 +345,12 @@ class HeadTrainer:
             weight_sum += float(w.sum())
         return total / max(weight_sum, TINY)
 
-    def fit(self, init: Projection | None, *, progress: bool = False) -> FittedHead:
+    def fit(self, init: Projection | None, *, progress: EpochBars | None = None) -> FittedHead:
         """Train with early stopping on validation loss; keep the best epoch's parameters.
 
         ``init``: the head to start from (``None``: a random map); ``progress``:
-        show a tqdm bar over epochs.
+        makes a bar over the epochs (given their most), updated after each
+        with the train and validation losses, closed at the end.
         """
         epochs, patience = self.config.epochs, self.config.patience
         freeze = self.config.freeze_projection
@@ -341,7 +364,7 @@ class HeadTrainer:
 
         curve = [losses(0, self._loss("train", params))]
         best_epoch, best = 0, {k: v.detach().clone() for k, v in params.items()}
-        bar = _progress_bar(epochs) if progress else None
+        bar = progress(epochs) if progress is not None else None
         try:
             for epoch in range(1, epochs + 1):
                 entry = losses(epoch, self._epoch(params, optimiser, self.config.batch_size))
@@ -408,10 +431,3 @@ class HeadTrainer:
             subspace=int(self.basis.shape[1]),
             subspace_variance=self.subspace_variance,
         )
-
-
-def _progress_bar(epochs: int) -> Any:
-    """A tqdm bar over epochs (tqdm ships no type information, hence ``Any``)."""
-    from tqdm import tqdm  # type: ignore[import-untyped]
-
-    return tqdm(total=epochs, desc="fine-tune head", unit="epoch")

@@ -21,6 +21,7 @@ from PIL import Image
 
 from encoder_server.projection import Projection, fit_pca
 from encoder_server.training.finetune import (
+    EpochBar,
     FinetuneResult,
     HeadTrainingConfig,
     TrainingSet,
@@ -137,11 +138,37 @@ def test_same_seed_same_head(data: TrainingSet) -> None:
     assert not np.array_equal(a.projection.components, c.projection.components)
 
 
+class RecordingBar:
+    """An :class:`EpochBar` that keeps what it was told."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.n, self.closed = total, 0, False
+        self.postfix: dict[str, str] = {}
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+
+    def set_postfix(self, **values: str) -> None:
+        self.postfix = values
+
+    def close(self) -> None:
+        self.closed = True
+
+
 def test_progress_bar_and_threads_left_as_found(data: TrainingSet) -> None:
     threads = torch.get_num_threads()
-    result = train_head(data, HeadTrainingConfig(epochs=1), progress=True)
-    assert len(result.curve) == 2
+    bars: list[RecordingBar] = []
+
+    def bar(total: int) -> EpochBar:
+        bars.append(RecordingBar(total))
+        return bars[-1]
+
+    result = train_head(data, HeadTrainingConfig(epochs=2), progress=bar)
+    assert len(result.curve) == 3
     assert torch.get_num_threads() == threads
+    [made] = bars
+    assert (made.total, made.n, made.closed) == (2, 2, True)
+    assert set(made.postfix) == {"train", "validation"}
 
 
 def test_noise_is_not_published() -> None:
