@@ -86,8 +86,10 @@ from bertctr.judge import lookup_from, true_attributes
 from online_ctr.learner import Learner
 from online_ctr.metrics import GroupMetrics
 from online_ctr.promotion.duel import CALIBRATION
+from simulator.config import WORLDS
 from simulator.labelled import OfflineExample
 from simulator.ranking import ranking_lifts
+from simulator.traffic import Cohort
 
 
 def run_seed(seed: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -115,7 +117,9 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict[str, Any]:
     world.add_head(FINETUNED, job.result.projection)
     # 3. and 4. the rest of the stream, every way
     arms, controls = run_arms(world, champion, learned, rest, job.published, args.calibration)
-    lifts, oracle_lift = ranking(world, arms, job.published, args.requests, seed + 1000)
+    by_cohort = ranking(world, arms, job.published, args.requests, seed + 1000)
+    lifts, oracle_lift = by_cohort["all"] if "all" in by_cohort else by_cohort["warm"]
+    cold = by_cohort.get("cold")
 
     def figures(name: str, arm: Arm) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -127,6 +131,9 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict[str, Any]:
         if name in lifts:
             out["lift"] = lifts[name]
             out["lift_share"] = lifts[name] / oracle_lift
+        if cold is not None and name in cold[0]:
+            out["cold_lift"] = cold[0][name]
+            out["cold_lift_share"] = cold[0][name] / cold[1]
         if arm.decision is not None:
             out["duel"] = arm.decision
         return out
@@ -138,6 +145,8 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict[str, Any]:
         "ctr": float(np.mean([e.clicked for e in stream])),
         "oracle_ne_after": oracle_ne,
         "oracle_lift": oracle_lift,
+        "oracle_cold_lift": cold[1] if cold is not None else None,
+        "world": args.world,
         "arms": {name: figures(name, arm) for name, arm in arms.items()},
         "controls": {name: figures(name, arm) for name, arm in controls.items()},
         "job": job.figures,
@@ -177,24 +186,57 @@ def run_arms(
     return arms, controls
 
 
+#: the arms whose final champion is ranked on held-out requests
+RANKED = ("no_finetune", "forced", "true_attributes", POSITIVE)
+
+
 def ranking(
     world: World, arms: dict[str, Arm], published: bool, requests: int, rank_seed: int
-) -> tuple[dict[str, float], float]:
-    """Each ranked arm's final-champion lift on held-out requests, and the oracle's."""
-    ranked = {
-        name: ranking_lifts(world.sim, arms[name].champion, requests, rank_seed, arms[name].lookup)
-        for name in ("no_finetune", "forced", "true_attributes", POSITIVE)
-    }
-    lifts = {name: value for name, (value, _) in ranked.items()}
-    lifts["loop"] = lifts["forced"] if published else lifts["no_finetune"]
-    return lifts, ranked["no_finetune"][1]
+) -> dict[str, tuple[dict[str, float], float]]:
+    """By cohort: each ranked arm's final-champion lift on held-out requests, and the oracle's.
+
+    The small world asks about every item (``all``); the catalogue world
+    about live items drawn like traffic (``warm``) and about the next items
+    to launch, which no model has seen (``cold``).
+    """
+    cohorts: tuple[Cohort, ...] = ("all",) if world.sim.shelf is None else ("warm", "cold")
+    out: dict[str, tuple[dict[str, float], float]] = {}
+    for cohort in cohorts:
+        ranked = {
+            name: ranking_lifts(
+                world.sim, arms[name].champion, requests, rank_seed, arms[name].lookup, cohort
+            )
+            for name in RANKED
+        }
+        lifts = {name: value for name, (value, _) in ranked.items()}
+        lifts["loop"] = lifts["forced"] if published else lifts["no_finetune"]
+        out[cohort] = (lifts, ranked["no_finetune"][1])
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     demo = DemoConfig()
     parser.add_argument("--seeds", type=int, nargs="+", default=[demo.seed])
-    parser.add_argument("--events", type=int, default=demo.events)
+    parser.add_argument(
+        "--world",
+        choices=sorted(WORLDS),
+        default="catalogue",
+        help="catalogue: 2,000 items x 4 variants, Zipf popularity, launches and cold "
+        "start (the default); small: the demo's 40-item world",
+    )
+    parser.add_argument(
+        "--items", type=int, default=None, help="items of the catalogue world (default 2,000)"
+    )
+    parser.add_argument(
+        "--catalogue-seed",
+        type=int,
+        default=7,
+        help="the catalogue world's shop, one for every seed (its features are cached)",
+    )
+    parser.add_argument(
+        "--events", type=int, default=None, help="impressions (default 200k; small world 50k)"
+    )
     parser.add_argument("--finetune-at", type=float, default=demo.finetune_at)
     parser.add_argument("--min-clicks", type=int, default=demo.finetune_min_clicks)
     parser.add_argument("--visual-taste", type=float, default=1.0)
@@ -219,6 +261,10 @@ def main() -> None:
         "--quick", action="store_true", help="10k events, one seed (for development)"
     )
     args = parser.parse_args()
+    if args.items is None:
+        args.items = int(WORLDS[args.world].get("n_items", 40))
+    if args.events is None:
+        args.events = demo.events if args.world == "small" else 200_000
     if args.quick:
         args.events, args.seeds = 10_000, args.seeds[:1]
     started = time.perf_counter()

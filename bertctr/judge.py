@@ -27,7 +27,14 @@ from simulator import Simulator
 from simulator.labelled import OfflineExample
 from simulator.ranking import EmbeddingLookup, Vector, ranking_lifts
 
-__all__ = ["Judgement", "catalogue_embeddings", "judge", "lookup_from", "true_attributes"]
+__all__ = [
+    "Judgement",
+    "catalogue_embeddings",
+    "judge",
+    "lookup_from",
+    "title_embeddings",
+    "true_attributes",
+]
 
 
 def catalogue_embeddings(
@@ -41,9 +48,8 @@ def catalogue_embeddings(
     features, standardised, directions within items); ``"last"`` is the
     plain last-layer PCA of the first served heads, kept for comparison.
     """
-    from encoder_server.projection import Projection, fit_pca
+    from encoder_server.projection import fit_pca
     from encoder_server.serving.image_encoder import ImageEncoder
-    from encoder_server.serving.text_encoder import TextEncoder
 
     with tempfile.TemporaryDirectory() as tmp:
         sim.render_catalogue(Path(tmp))
@@ -60,14 +66,22 @@ def catalogue_embeddings(
         feature_kind=image_features,
     )
     images = ImageEncoder(projection=head).encode(pngs)
+    return (
+        {i: tuple(map(float, v)) for i, v in zip(ids, images.embeddings, strict=True)},
+        title_embeddings(sim, text_dim),
+    )
+
+
+def title_embeddings(sim: Simulator, text_dim: int) -> dict[str, Vector]:
+    """Each distinct title of ``sim``'s catalogue, embedded by a PCA head fitted on them."""
+    from encoder_server.projection import Projection, fit_pca
+    from encoder_server.serving.text_encoder import TextEncoder
+
     titles = sorted({e.title for e in sim.catalogue})
     items = [t.encode() for t in titles]
     raw = TextEncoder(projection=Projection.identity(384)).encode(items)
     title_vecs = TextEncoder(projection=fit_pca(raw.embeddings, text_dim)).encode(items)
-    return (
-        {i: tuple(map(float, v)) for i, v in zip(ids, images.embeddings, strict=True)},
-        {t: tuple(map(float, v)) for t, v in zip(titles, title_vecs.embeddings, strict=True)},
-    )
+    return {t: tuple(map(float, v)) for t, v in zip(titles, title_vecs.embeddings, strict=True)}
 
 
 def true_attributes(sim: Simulator) -> dict[str, Vector]:

@@ -27,6 +27,9 @@ class SimConfig:
     """
 
     seed: int = 7
+    #: draws the catalogue (items, attributes, pixels) from another seed than the
+    #: audience and the traffic: one shop, many audiences; ``None`` uses ``seed``
+    catalogue_seed: int | None = None
     n_items: int = 40
     variants_per_item: int = 4
     #: simulated users; each belongs to one segment for the whole run

@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from schemas.events import Impression
-from simulator.traffic import Simulator
+from simulator.traffic import Cohort, Simulator
 
 __all__ = ["EmbeddingLookup", "Scorer", "Vector", "ranking_lifts"]
 
@@ -38,14 +38,17 @@ def ranking_lifts(
     n: int,
     seed: int,
     embeddings: EmbeddingLookup | None = None,
+    cohort: Cohort = "all",
 ) -> tuple[float, float]:
     """(model lift, oracle lift) of top-1 variant choice over a random variant.
 
     ``embeddings`` gives each candidate the image and title embeddings the
-    model learned with (``None``: it learned without).
+    model learned with (``None``: it learned without); ``cohort`` picks the
+    items asked about (``cold``: items no impression has shown yet, where
+    only the content can tell the variants apart).
     """
     chosen, best, random_ = [], [], []
-    for req in sim.ranking_requests(n, seed):
+    for req in sim.ranking_requests(n, seed, cohort):
         truth = [
             sim.true_ctr(req.segment, req.item_id, v, req.position, req.ts) for v in req.candidates
         ]

@@ -73,6 +73,11 @@ class Simulator:
         catalogue_rng, prefs_rng, audience_rng, traffic_rng, fault_rng, subtle_rng, shelf_rng = (
             np.random.default_rng(s) for s in seeds
         )
+        if c.catalogue_seed is not None:
+            shop = np.random.SeedSequence(c.catalogue_seed).spawn(7)
+            catalogue_rng, subtle_rng, shelf_rng = (
+                np.random.default_rng(shop[k]) for k in (0, 5, 6)
+            )
         self.catalogue: list[CatalogueEntry] = build_catalogue(
             catalogue_rng, c.n_items, c.variants_per_item, subtle_rng if c.subtle_tastes else None
         )
@@ -144,7 +149,13 @@ class Simulator:
 
     def render_catalogue(self, image_dir: Path) -> None:
         """Write ``<image_id>.png`` for every catalogue entry into ``image_dir``."""
-        write_catalogue(self.catalogue, image_dir, self.config.image_size, self.config.seed)
+        write_catalogue(self.catalogue, image_dir, self.config.image_size, self.render_seed)
+
+    @property
+    def render_seed(self) -> int:
+        """The seed the catalogue's images are drawn with (the catalogue's own)."""
+        c = self.config
+        return c.seed if c.catalogue_seed is None else c.catalogue_seed
 
     # -- traffic ----------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from bertctr.finetune_data import backbone_features, complete, replay
+from bertctr.finetune_data import complete, replay
 from encoder_server.training.finetune import (
     FinetuneResult,
     HeadTrainingConfig,
@@ -91,9 +91,7 @@ def finetune_job(
     memory = PeakRss()
     t0 = time.perf_counter()
     examples = complete(topic, window_s)
-    features, rows = backbone_features(
-        [(i, world.pngs[i]) for i in sorted({e.image_id for e in examples})]
-    )
+    features, rows = world.features(sorted({e.image_id for e in examples}))
     t1 = time.perf_counter()
     kept = [e for e in examples if e.image_id in rows]
     champion = world.lookup(PCA)

@@ -5,6 +5,14 @@ an 8-d PCA head on the multi-scale features, fitted within items, and 8-d PCA
 title embeddings); the other versions are the controls and the positive
 challenger the duel is tested on, and, once the job has run, the fine-tuned
 head's (:meth:`World.add_head`).
+
+On the ``catalogue`` world (``--world catalogue``: 2,000 items, launches,
+cold start) the shop is one for every seed (``--catalogue-seed``), its
+features come from :mod:`finetune_bench.pixels`' cache, and the PCA head is
+fitted on the images live at the start only (a head fitted today has not
+seen tomorrow's products); a head is applied to the cached features, which
+is what the served encoder computes (the small world checks that equality
+on every run).
 """
 
 from __future__ import annotations
@@ -17,11 +25,14 @@ from pathlib import Path
 
 import numpy as np
 
-from bertctr.judge import catalogue_embeddings, lookup_from, true_attributes
+from bertctr.finetune_data import backbone_features
+from bertctr.judge import catalogue_embeddings, lookup_from, title_embeddings, true_attributes
 from encoder_server.projection import Projection, fit_pca
 from encoder_server.serving.image_encoder import ImageEncoder
 from finetune_bench.photos import photo_catalogue
-from simulator import SimConfig, Simulator
+from finetune_bench.pixels import Pixels, catalogue_pixels
+from simulator import Simulator
+from simulator.config import world_config
 from simulator.labelled import OfflineExample, labelled_stream
 from simulator.ranking import EmbeddingLookup, Vector
 
@@ -60,12 +71,24 @@ class World:
     head: Projection
     images: dict[str, dict[str, Vector]]  # by version name: image id -> embedding
     titles: dict[str, Vector]
+    #: the shared catalogue's cached features (the catalogue world), else ``None``
+    pixels: Pixels | None = None
 
     def lookup(self, version: str) -> EmbeddingLookup:
         return lookup_from(self.images[version], self.titles)
 
+    def features(self, ids: list[str]) -> tuple[np.ndarray, dict[str, int]]:  # type: ignore[type-arg]
+        """The job's backbone features of ``ids``: computed, or the shared cache's rows."""
+        if self.pixels is None:
+            return backbone_features([(i, self.pngs[i]) for i in ids])
+        return self.pixels.rows(ids), {i: k for k, i in enumerate(ids)}
+
     def add_head(self, version: str, head: Projection) -> None:
         """The catalogue embedded as Triton would serve ``head`` (same backbone, new head)."""
+        if self.pixels is not None:
+            applied = head.apply(self.pixels.pooled)
+            self.images[version] = dict(zip(self.pixels.ids, map(vector, applied), strict=True))
+            return
         served = self.encoder.with_head(head).encode(list(self.pngs.values()))
         if any(served.errors):
             raise RuntimeError(f"catalogue images failed to embed: {served.errors}")
@@ -73,8 +96,10 @@ class World:
 
 
 def build_world(seed: int, events: int, args: argparse.Namespace) -> World:
-    config = SimConfig(
-        seed=seed, impressions_per_s=args.impressions_per_s, visual_taste=args.visual_taste
+    if args.world != "small":
+        return _catalogue_world(seed, events, args)
+    config = world_config(
+        "small", seed=seed, impressions_per_s=args.impressions_per_s, visual_taste=args.visual_taste
     )
     sim = Simulator(config)
     # the demo's embeddings, exactly (and the titles); the head is refitted here,
@@ -101,6 +126,33 @@ def build_world(seed: int, events: int, args: argparse.Namespace) -> World:
     images = _versions(sim, ids, demo_images, seed, args.image_dim)
     stream = labelled_stream(sim, events)
     return World(sim, stream, pngs, base.with_head(head), head, images, titles)
+
+
+def _catalogue_world(seed: int, events: int, args: argparse.Namespace) -> World:
+    """A world of realistic size: one shop for every seed, its features from the cache."""
+    config = world_config(
+        args.world,
+        seed=seed,
+        catalogue_seed=args.catalogue_seed,
+        n_items=args.items,
+        impressions_per_s=args.impressions_per_s,
+        visual_taste=args.visual_taste,
+    )
+    sim = Simulator(config)
+    pixels = catalogue_pixels(sim, args.photos)
+    live = [e for e in sim.catalogue if (sim.item_launch_ts(e.item_id) or 0.0) <= config.start_ts]
+    head = fit_pca(
+        pixels.rows([e.image_id for e in live]),
+        args.image_dim,
+        groups=[e.item_id for e in live],
+        feature_kind="multiscale",
+    )
+    pca = dict(zip(pixels.ids, map(vector, head.apply(pixels.pooled)), strict=True))
+    images = _versions(sim, pixels.ids, pca, seed, args.image_dim)
+    stream = labelled_stream(sim, events)
+    titles = title_embeddings(sim, args.text_dim)
+    base = ImageEncoder(features="multiscale")
+    return World(sim, stream, pixels.pngs, base.with_head(head), head, images, titles, pixels)
 
 
 def _rendered(sim: Simulator, ids: list[str]) -> dict[str, bytes]:
