@@ -22,7 +22,7 @@ install: $(STAMP)
 demo: install
 	$(BIN)/bertctr demo
 
-# the demo, then the API and its live page on its data until Ctrl-C
+# the demo with the API and its live page up before the traffic; serves on until Ctrl-C
 serve: install
 	$(BIN)/bertctr demo --serve
 

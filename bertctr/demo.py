@@ -8,6 +8,12 @@ then compares the model's progressive metrics and ranking lift with the
 simulator's oracle (:mod:`bertctr.evaluation`). ``encoders=False`` runs the
 same without embeddings. Processes, topics and Kafka I/O go through
 :mod:`bertctr.harness`, as in the tests and benchmarks.
+
+With ``serving`` (``bertctr demo --serve``) the API and its live page
+(``bertctr api``) start before the first event is published, so the page
+moves with the traffic; they run until ``then`` returns. The demo never
+writes to a stream itself: it tells a :class:`~bertctr.cli.progress.Progress`
+(a bar in a terminal, plain lines otherwise) what it is doing.
 """
 
 from __future__ import annotations
@@ -21,12 +27,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
 from bertctr.demo_config import DemoConfig
 from bertctr.evaluation import evaluate_run
+from bertctr.harness.api import ApiServer
 from bertctr.harness.encoders import EncoderServer, start_encoder_server
 from bertctr.harness.kafka import ReadResult, publish_paced, read_topics
 from bertctr.harness.procs import bertctr_command
@@ -38,8 +45,12 @@ from schemas.settings import Settings
 from simulator import SimConfig, SimMessage, Simulator
 from simulator.catalogue import CatalogueEntry
 
+if TYPE_CHECKING:
+    from bertctr.cli.progress import Progress as Show
+
 __all__ = ["DemoConfig", "LabelLog", "demo_fleet", "run_demo"]
 
+#: told what the demo is doing, one line at a time
 Progress = Callable[[str], None]
 
 
@@ -83,31 +94,23 @@ def demo_fleet(stack: EmbeddedStack, settings: Settings, cfg: DemoConfig, tmp: P
     return fleet
 
 
-def read_outputs(
-    fleet: WorkerFleet, expected_base: int, timeout_s: float, progress: Progress
-) -> LabelLog:
+def read_outputs(fleet: WorkerFleet, expected_base: int, timeout_s: float, show: Show) -> LabelLog:
     """Read labelled + dead-letter until every impression has its label, then settle."""
     labelled, dead = fleet.topic(topics.LABELLED), fleet.topic(topics.DEAD_LETTER)
 
     def base_labels(r: ReadResult) -> int:
         return sum(1 for m in r.of(labelled) if not m["late"])
 
-    last_report = [0.0]
-
-    def report(r: ReadResult) -> None:
-        if time.monotonic() - last_report[0] > 5:
-            last_report[0] = time.monotonic()
-            progress(f"labelled {base_labels(r)}/{expected_base} impressions")
-
-    result = asyncio.run(
-        read_topics(
-            fleet.stack.kafka_bootstrap,
-            [labelled, dead],
-            lambda r: base_labels(r) >= expected_base,
-            timeout_s,
-            progress=report,
+    with show.bar("labelled", expected_base, unit="impressions") as bar:
+        result = asyncio.run(
+            read_topics(
+                fleet.stack.kafka_bootstrap,
+                [labelled, dead],
+                lambda r: base_labels(r) >= expected_base,
+                timeout_s,
+                progress=lambda r: bar.update_to(base_labels(r)),
+            )
         )
-    )
     out = LabelLog(labels=result.of(labelled), dead=result.of(dead))
     if out.base_labels < expected_base:
         raise TimeoutError(f"only {out.base_labels}/{expected_base} impressions labelled")
@@ -183,15 +186,11 @@ def serve_encoders(
 
 
 def publish(
-    fleet: WorkerFleet, messages: list[SimMessage], speed: float, progress: Progress
+    fleet: WorkerFleet, messages: list[SimMessage], speed: float, sent: Callable[[int], None]
 ) -> None:
     """Publish the simulated traffic into the fleet's topics at the replay speed."""
     timed = ((m.ts, (fleet.topic(m.topic), m.key, m.value)) for m in messages)
-    asyncio.run(
-        publish_paced(
-            fleet.stack.kafka_bootstrap, timed, speed=speed, progress=progress, total=len(messages)
-        )
-    )
+    asyncio.run(publish_paced(fleet.stack.kafka_bootstrap, timed, speed=speed, progress=sent))
 
 
 def learned(fleet: WorkerFleet) -> int:
@@ -288,51 +287,73 @@ def summarise(
     }
 
 
+def serve_api(fleet: WorkerFleet, port: int | None, show: Show) -> ApiServer:
+    """``bertctr api`` on the fleet's data (port ``None``: a free one), answering."""
+    api = ApiServer(fleet.env(), fleet.directory / "api.log", port=port).start()
+    show.say(f"API and live page up (log in {api.log_path})")
+    return api
+
+
 def run_demo(
     settings: Settings,
     cfg: DemoConfig,
-    progress: Progress,
-    then: Callable[[dict[str, Any], WorkerFleet], None] | None = None,
+    show: Show,
+    *,
+    serving: Callable[[str], None] | None = None,
+    then: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Run the demo end to end and return the summary dict.
 
-    ``then`` is called with the summary while everything still runs (the
-    workers, Triton, the broker): ``bertctr demo --serve`` serves the API
-    and the live page from there until it is stopped.
+    ``serving``: serve the API and its live page (``bertctr api`` on
+    ``settings.api_port``, the fleet's data) from before the first event is
+    published; ``serving`` is called with its URL once it answers. ``then``
+    is called with the summary while everything still runs (the API, the
+    workers, Triton, the broker): ``bertctr demo --serve`` waits there until
+    it is stopped.
     """
     tmp = Path(tempfile.mkdtemp(prefix="bertctr-demo-"))
-    sim, messages = simulate(settings, cfg, tmp, progress)
+    sim, messages = simulate(settings, cfg, tmp, show.say)
     stack = start_stack(settings.kafka_bootstrap, settings.redis_url)
     fleet = demo_fleet(stack, settings, cfg, tmp)
     encoders: EncoderServer | None = None
+    api: ApiServer | None = None
     try:
         if cfg.encoders:
-            encoders = serve_encoders(tmp, sim, cfg, fleet, progress)
+            encoders = serve_encoders(tmp, sim, cfg, fleet, show.say)
         fleet.cli("topics", "create")
         for i in range(cfg.workers):
             fleet.start_worker(f"{i}")
-        progress(f"{cfg.workers} worker(s) started; logs in {tmp}")
+        show.say(f"{cfg.workers} worker(s) started; logs in {tmp}")
+        if serving is not None:
+            api = serve_api(fleet, settings.api_port, show)
+            serving(api.url)
         t0 = time.monotonic()
         expected = sim.expected_counts["impressions"]
+        traffic = show.bar("traffic", len(messages), unit="messages")
         publisher = threading.Thread(
-            target=publish, args=(fleet, messages, cfg.speed, progress), daemon=True
+            target=publish, args=(fleet, messages, cfg.speed, traffic.update_to), daemon=True
         )
         publisher.start()
         finetune: dict[str, Any] = {}
-        if cfg.encoders and cfg.finetune:
-            finetune = finetune_cycle(fleet, cfg, expected, progress)
-        publisher.join()
-        outputs = read_outputs(fleet, expected, cfg.timeout_s, progress)
+        try:
+            if cfg.encoders and cfg.finetune:
+                finetune = finetune_cycle(fleet, cfg, expected, show.say)
+            publisher.join()
+        finally:
+            traffic.close()
+        outputs = read_outputs(fleet, expected, cfg.timeout_s, show)
         elapsed = time.monotonic() - t0
-        summary = summarise(sim, outputs, fleet, cfg, progress)
+        summary = summarise(sim, outputs, fleet, cfg, show.say)
         summary["events_per_s"] = round(len(messages) / elapsed, 1)
         summary["published"] = len(messages)
         if cfg.encoders:
             summary["encoder"] = encoder_summary(fleet, finetune)
         if then is not None:
-            then(summary, fleet)
+            then(summary)
         return summary
     finally:
+        if api is not None:
+            api.stop()
         fleet.stop()
         if encoders is not None:
             encoders.stop()

@@ -5,18 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import sys
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bertctr.cli.common import Subparsers
+from bertctr.cli.progress import Progress
 from bertctr.demo_config import DemoConfig
 from schemas.settings import Settings
 
-if TYPE_CHECKING:
-    from bertctr.harness.workers import WorkerFleet
-
-__all__ = ["add_commands", "cmd_demo", "format_summary", "serve_until_stopped"]
+__all__ = ["add_commands", "cmd_demo", "format_summary", "wait_until_stopped"]
 
 
 def _embeddings_line(e: dict[str, Any]) -> str:
@@ -70,37 +67,43 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     cfg = DemoConfig(
         events=args.events, seed=args.seed, speed=args.speed, encoders=not args.no_encoders
     )
+    show = Progress(prefix="[demo] ")
+    # SIGTERM ends the demo as Ctrl-C does, so its processes are stopped on the way out
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
-    def progress(line: str) -> None:
-        print(f"[demo] {line}", file=sys.stderr, flush=True)
+    def serving(url: str) -> None:
+        print(f"live page: {url}/  (API docs: {url}/docs); Ctrl-C stops it", flush=True)
+        if cfg.speed > 0:
+            show.say(
+                f"event times are simulated, replayed at {cfg.speed:g}x: the page's clock "
+                "and CTR charts run in simulated time"
+            )
 
-    def report(summary: dict[str, Any], fleet: WorkerFleet | None = None) -> None:
+    def report(summary: dict[str, Any]) -> None:
         print(format_summary(summary), flush=True)
-        if fleet is None:
+        if not args.serve:
             print("see it live: bertctr demo --serve (or make serve) keeps the API and its page up")
         if args.json:
             print(json.dumps(summary, sort_keys=True), flush=True)
-        if fleet is not None:
-            serve_until_stopped(fleet, settings)
+        if args.serve:
+            show.say("the demo is done; still serving its data until Ctrl-C")
+            wait_until_stopped()
 
-    if args.serve:
-        run_demo(settings, cfg, progress, then=report)
-    else:
-        report(run_demo(settings, cfg, progress))
+    try:
+        run_demo(settings, cfg, show, serving=serving if args.serve else None, then=report)
+    except KeyboardInterrupt:  # its processes are stopped by now
+        show.say("stopped")
+        # --serve runs until it is stopped: that is how it ends, during the demo or after
+        return 0 if args.serve else 130
     return 0
 
 
-def serve_until_stopped(fleet: WorkerFleet, settings: Settings) -> None:
-    """``bertctr api`` on the demo's data, with its URL printed, until SIGINT/SIGTERM."""
-    from bertctr.harness.api import ApiServer
-
+def wait_until_stopped() -> None:
+    """Block until SIGINT (Ctrl-C) or SIGTERM."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    port = settings.api_port
-    with ApiServer(fleet.env(), fleet.directory / "api.log", port=port) as api:
-        print(f"live page: {api.url}/  (API docs: {api.url}/docs); Ctrl-C stops it", flush=True)
-        stop.wait()
+    stop.wait()
 
 
 def _add_demo(sub: Subparsers) -> None:
@@ -124,8 +127,8 @@ def _add_demo(sub: Subparsers) -> None:
     demo.add_argument(
         "--serve",
         action="store_true",
-        help="then keep everything running and serve the API and the live page "
-        "(BERTCTR_API_PORT) until Ctrl-C",
+        help="serve the API and the live page (BERTCTR_API_PORT) from before the traffic "
+        "starts, and keep everything running after the summary until Ctrl-C",
     )
     demo.set_defaults(func=cmd_demo)
 

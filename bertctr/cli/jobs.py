@@ -76,7 +76,10 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
             print("error: --publish needs BERTCTR_KAFKA_BOOTSTRAP", file=sys.stderr)
             return 2
         timed = [(m.ts, (settings.topic(m.topic), m.key, m.value)) for m in messages]
-        run_async(lambda: publish_paced(bootstrap, timed, speed=args.speed, total=len(timed)))
+        with Progress().bar("published", len(timed), unit="messages") as bar:
+            run_async(
+                lambda: publish_paced(bootstrap, timed, speed=args.speed, progress=bar.update_to)
+            )
     else:
         for m in messages:
             print(

@@ -34,9 +34,12 @@ __all__ = [
 
 #: (topic, key, value), as published
 Message = tuple[str, bytes | None, bytes | None]
-Progress = Callable[[str], None]
+#: told how many messages are sent so far (a progress bar's ``update_to``)
+Progress = Callable[[int], None]
 #: how many messages are sent before waiting for their acks
 ACK_EVERY = 5_000
+#: how many messages are sent between two calls of a publisher's ``progress``
+PROGRESS_EVERY = 500
 
 
 def is_control(headers: Sequence[tuple[str, bytes]] | None) -> bool:
@@ -51,14 +54,14 @@ async def publish(
     linger_ms: int = 10,
     one_by_one: bool = False,
     progress: Progress | None = None,
-    total: int | None = None,
 ) -> int:
     """Publish in order, flat out, and wait for every ack; return the count.
 
     Sends are pipelined (acks awaited every :data:`ACK_EVERY`), which is how
     a real producer bursts, and keeps per-partition order. ``one_by_one``
     waits for each ack before the next send, so even messages on different
-    topics reach the broker in the order given.
+    topics reach the broker in the order given. ``progress`` is told the
+    count sent every :data:`PROGRESS_EVERY` messages, and once all are acked.
     """
     return await publish_paced(
         bootstrap,
@@ -67,7 +70,6 @@ async def publish(
         linger_ms=linger_ms,
         one_by_one=one_by_one,
         progress=progress,
-        total=total,
     )
 
 
@@ -79,13 +81,13 @@ async def publish_paced(
     linger_ms: int = 10,
     one_by_one: bool = False,
     progress: Progress | None = None,
-    total: int | None = None,
 ) -> int:
     """Publish ``(event time, message)`` pairs, ``speed`` event seconds per wall second.
 
     ``speed`` 0 publishes flat out. Pacing keeps the two input topics' event
     times close together, as in production, so expiry can run inside a
     narrow lateness bound and negatives interleave with positives.
+    ``progress`` as in :func:`publish`.
     """
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=linger_ms, acks="all")
     await producer.start()
@@ -110,9 +112,11 @@ async def publish_paced(
             if sent % ACK_EVERY == 0:
                 await asyncio.gather(*pending)
                 pending.clear()
-                if progress is not None:
-                    progress(f"published {sent}/{total or '?'} messages")
+            if progress is not None and sent % PROGRESS_EVERY == 0:
+                progress(sent)
         await asyncio.gather(*pending)
+        if progress is not None:
+            progress(sent)
     finally:
         await producer.stop()
     return sent

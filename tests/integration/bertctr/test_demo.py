@@ -6,14 +6,22 @@ model that learns nothing (its ranking lift would be about 0).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from typing import IO, Any
 
 import pytest
 import redis
 
+from bertctr.harness.procs import free_port
 from bertctr.harness.stack import EmbeddedStack
 from schemas.topics import IMPRESSIONS
 from simulator import SimConfig, Simulator
@@ -23,6 +31,10 @@ pytestmark = pytest.mark.integration
 EVENTS = 6000
 SEED = 5
 DEMO = [sys.executable, "-m", "bertctr.cli", "demo"]
+#: ``--serve``'s run: small, but its summary waits ~40 s for the last windows to close
+SERVE_EVENTS = 1500
+#: how the human summary starts
+SUMMARY = "bertctr demo (seed"
 
 
 def test_demo_accounts_for_every_message_and_learns(stack: EmbeddedStack) -> None:
@@ -158,46 +170,94 @@ def test_progressive_metrics_stay_honest_on_a_short_quiet_stream(stack: Embedded
     client.close()
 
 
-def test_demo_serve_keeps_the_api_and_page_up_until_interrupted(stack: EmbeddedStack) -> None:
-    """``bertctr demo --serve`` (``make serve``): summary, then the URL of a live API."""
-    import signal
-    import time
-    import urllib.request
+class Lines:
+    """A child's output lines as they come (read by a thread), with a wait for one."""
 
-    from bertctr.harness.procs import free_port
+    def __init__(self, pipe: IO[bytes]) -> None:
+        self.lines: list[str] = []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._read, args=(pipe,), daemon=True)
+        self.thread.start()
 
+    def _read(self, pipe: IO[bytes]) -> None:
+        for raw in pipe:
+            self.lines.append(raw.decode(errors="replace").rstrip("\n"))
+        self.done.set()
+
+    def wait_for(self, start: str, timeout_s: float) -> int:
+        """The index of the first line that starts with ``start``."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            found = next((i for i, s in enumerate(self.lines) if s.startswith(start)), None)
+            if found is not None:
+                return found
+            if self.done.is_set():
+                break
+            time.sleep(0.1)
+        raise AssertionError(f"no line starting {start!r}: {self.lines[-40:]}")
+
+
+def get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        body = resp.read()
+        return json.loads(body) if resp.headers.get_content_type() == "application/json" else body
+
+
+def test_demo_serve_is_live_while_the_traffic_flows(stack: EmbeddedStack) -> None:
+    """``bertctr demo --serve`` (``make serve``): the URL first, the API answering while the
+    traffic is replayed (before the summary), the summary, then serving until Ctrl-C.
+
+    It used to start the API only after the summary, so its page showed a
+    frozen picture of a finished run.
+    """
     port = free_port()
     env = {**os.environ, **stack.env(), "BERTCTR_API_PORT": str(port)}
-    cmd = [*DEMO, "--serve", "--json", "--events", "1500", "--no-encoders"]
+    cmd = [*DEMO, "--serve", "--json", "--events", str(SERVE_EVENTS), "--no-encoders"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    out, err = Lines(proc.stdout), Lines(proc.stderr)
+    url = f"http://127.0.0.1:{port}"
     try:
-        lines: list[str] = []
-        deadline = time.monotonic() + 400
-        assert proc.stdout is not None
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline().decode()
-            assert line, f"demo ended early: {lines}"
-            lines.append(line)
-            if line.startswith("live page:"):
-                break
-        url = f"http://127.0.0.1:{port}"
-        assert lines[-1].split()[2] == f"{url}/", lines[-1]
-        summary = json.loads(lines[-2])
-        with urllib.request.urlopen(f"{url}/ctr", timeout=10) as resp:
-            ctr = json.loads(resp.read())
-        assert ctr["total"]["impressions"] == summary["impressions"]
-        with urllib.request.urlopen(f"{url}/", timeout=10) as resp:
-            assert b"bertctr" in resp.read()
-        with urllib.request.urlopen(f"{url}/readyz", timeout=10) as resp:
-            assert json.loads(resp.read())["ready"] is True
+        live = out.wait_for("live page:", timeout_s=300)
+        assert out.lines[live].split()[2] == f"{url}/", out.lines
+        assert not any(s.startswith(SUMMARY) for s in out.lines), out.lines
+        assert get(f"{url}/healthz")["status"] == "ok"
+        # the live counters fill while the demo still runs: no summary yet
+        deadline, counted = time.monotonic() + 180, 0
+        while counted == 0 and time.monotonic() < deadline:
+            with contextlib.suppress(urllib.error.HTTPError):
+                counted = get(f"{url}/ctr")["total"]["impressions"]
+            summarised = any(s.startswith(SUMMARY) for s in out.lines)
+            assert not summarised, f"the summary came before the API counted: {out.lines}"
+            time.sleep(0.2)
+        assert 0 < counted <= SERVE_EVENTS, (counted, out.lines, err.lines[-20:])
+        # the page is up before the traffic is published (stderr keeps its order)
+        up = err.wait_for("[demo] API and live page up", timeout_s=1)
+        assert up < err.wait_for("[demo] traffic:", timeout_s=120), err.lines
+
+        summary = json.loads(out.lines[out.wait_for("{", timeout_s=400)])
+        assert summary["impressions"] == SERVE_EVENTS
+        assert out.wait_for(SUMMARY, timeout_s=1) > live
+        # after the summary it keeps serving the run's data
+        time.sleep(1.0)
+        assert proc.poll() is None, err.lines[-20:]
+        assert get(f"{url}/ctr")["total"]["impressions"] == summary["impressions"]
+        assert b"bertctr" in get(f"{url}/")
+        assert get(f"{url}/readyz")["ready"] is True
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=90) == 0
+        assert proc.wait(timeout=90) == 0, err.lines[-20:]
+        with pytest.raises(urllib.error.URLError):  # the API went with it
+            get(f"{url}/healthz")
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        if proc.poll() is None:  # failed midway: let it stop what it started, then kill it
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         client = redis.Redis.from_url(stack.redis_url)
-        prefix = next((json.loads(s)["redis_prefix"] for s in lines if s.startswith("{")), None)
+        prefix = next((json.loads(s)["redis_prefix"] for s in out.lines if s.startswith("{")), None)
         if prefix:
             for key in client.scan_iter(match=f"{prefix}*", count=1000):
                 client.delete(key)
