@@ -21,8 +21,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from scipy import special
+
 from online_ctr.ab.arm import Arm, check_names
-from online_ctr.ab.beta import chi2_sf
 
 __all__ = ["SrmResult", "srm_check"]
 
@@ -95,5 +96,5 @@ def srm_check(
     if total == 0 or dof < 1:
         return SrmResult(0.0, dof, 1.0, False, tuple(shares), threshold)
     statistic = math.fsum((n - total * s) ** 2 / (total * s) for n, s in cells)
-    p_value = chi2_sf(statistic, dof)
+    p_value = float(special.chdtrc(dof, statistic))  # chi-square upper tail (scipy)
     return SrmResult(statistic, dof, p_value, p_value < threshold, tuple(shares), threshold)
