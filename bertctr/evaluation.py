@@ -4,7 +4,9 @@ The model's figures are its own progressive metrics (published by the
 learner agent to Redis); the oracle's are the same metrics computed with the
 simulator's true click probabilities on the same labelled examples. Ranking
 lift (pure, :mod:`simulator.ranking`) is measured on held-out requests with
-the model the worker checkpointed and the embeddings the worker learned with.
+the model the worker checkpointed and the embeddings the worker learned with;
+in worlds where items launch, also on the next items to launch (cold start:
+no impression has shown them, only the image and title tell them apart).
 Everything here is read through the workers' own :class:`Settings`.
 """
 
@@ -140,6 +142,9 @@ def evaluate_run(
     progress("ranking held-out requests")
     lookup = catalogue_lookup(sim, settings, image_model)
     lift, oracle_lift = ranking_lifts(sim, learner, ranking_requests, seed + 1000, lookup)
+    cold: tuple[float | None, float | None] = (None, None)
+    if sim.shelf is not None:  # a world with launches: rank the next items to launch too
+        cold = ranking_lifts(sim, learner, ranking_requests, seed + 2000, lookup, "cold")
     return {
         "logloss": model["logloss"],
         "ne": model["ne"],
@@ -150,6 +155,8 @@ def evaluate_run(
         "calibration": model["calibration"],
         "ranking_ctr_lift": lift,
         "oracle_ranking_ctr_lift": oracle_lift,
+        "cold_start_ranking_ctr_lift": cold[0],
+        "oracle_cold_start_ranking_ctr_lift": cold[1],
         "model": model.get("model"),
         "embeddings": model.get("embeddings", {"enabled": False}),
     }
