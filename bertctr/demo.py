@@ -42,8 +42,9 @@ from bertctr.harness.workers import Namespace, WorkerFleet, replay_settings
 from schemas import topics
 from schemas.keys import KeySpace
 from schemas.settings import Settings
-from simulator import SimConfig, SimMessage, Simulator
+from simulator import SimMessage, Simulator
 from simulator.catalogue import CatalogueEntry
+from simulator.config import world_config
 
 if TYPE_CHECKING:
     from bertctr.cli.progress import Progress as Show
@@ -155,11 +156,14 @@ def simulate(
     settings: Settings, cfg: DemoConfig, tmp: Path, progress: Progress
 ) -> tuple[Simulator, list[SimMessage]]:
     """The simulator, its rendered catalogue and the messages to publish."""
+    sized = {} if cfg.items is None else {"n_items": cfg.items}
     sim = Simulator(
-        SimConfig(
+        world_config(
+            cfg.world,
             seed=cfg.seed,
             impressions_per_s=cfg.impressions_per_s,
             attribution_window_s=settings.attribution_window_s,
+            **sized,
         )
     )
     sim.render_catalogue(tmp / "images")

@@ -17,6 +17,11 @@ class DemoConfig:
 
     events: int = 50_000
     seed: int = 7
+    #: the simulated world (:data:`simulator.config.WORLDS`): ``small`` is 40
+    #: items; ``catalogue`` a shop with launches and cold start
+    world: str = "small"
+    #: items of the world (``None``: the world's own number)
+    items: int | None = None
     #: one worker: each worker learns its own model from the partitions it
     #: owns, and the demo judges one model (multi-worker learning is later work)
     workers: int = 1

@@ -12,6 +12,7 @@ from bertctr.cli.common import Subparsers
 from bertctr.cli.progress import Progress
 from bertctr.demo_config import DemoConfig
 from schemas.settings import Settings
+from simulator.config import WORLDS
 
 __all__ = ["add_commands", "cmd_demo", "format_summary", "wait_until_stopped"]
 
@@ -41,6 +42,15 @@ def format_summary(s: dict[str, Any]) -> str:
             f"AUC {f(s['oracle_auc'])}",
             f"  ranking CTR lift over a random variant: model {s['ranking_ctr_lift']:+.1%}, "
             f"oracle {s['oracle_ranking_ctr_lift']:+.1%}",
+            *(
+                [
+                    f"  cold start (items not launched yet): model "
+                    f"{s['cold_start_ranking_ctr_lift']:+.1%}, oracle "
+                    f"{s['oracle_cold_start_ranking_ctr_lift']:+.1%}"
+                ]
+                if s.get("cold_start_ranking_ctr_lift") is not None
+                else []
+            ),
             f"  embeddings: {_embeddings_line(s.get('embeddings') or {})}",
             *_encoder_lines(s.get("encoder")),
             f"  live counters: BERTCTR_REDIS_PREFIX={s['redis_prefix']} bertctr stats",
@@ -65,7 +75,12 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from bertctr.demo import run_demo
 
     cfg = DemoConfig(
-        events=args.events, seed=args.seed, speed=args.speed, encoders=not args.no_encoders
+        events=args.events,
+        seed=args.seed,
+        speed=args.speed,
+        encoders=not args.no_encoders,
+        world=args.world,
+        items=args.items,
     )
     show = Progress(prefix="[demo] ")
     # SIGTERM ends the demo as Ctrl-C does, so its processes are stopped on the way out
@@ -112,6 +127,16 @@ def _add_demo(sub: Subparsers) -> None:
         "--events", type=int, default=DemoConfig.events, help="impressions to simulate"
     )
     demo.add_argument("--seed", type=int, default=DemoConfig.seed)
+    demo.add_argument(
+        "--world",
+        choices=sorted(WORLDS),
+        default=DemoConfig.world,
+        help="small: 40 items x 4 variants; catalogue: a shop of 2,000 items with Zipf "
+        "popularity, items launching as the traffic flows, and cold-start ranking",
+    )
+    demo.add_argument(
+        "--items", type=int, default=None, help="items of the world (default: the world's own)"
+    )
     demo.add_argument(
         "--speed",
         type=float,
