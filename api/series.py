@@ -10,7 +10,8 @@ Read from what the workers already keep in Redis (:mod:`schemas.keys`):
   readable and a request stays cheap however many segments there are;
   ``omitted`` says how many were left out.
 * **the model over time** from ``model:history``, the bounded list of
-  compact metric points the learner appends (one per 10 s of wall time),
+  compact metric points the learner appends (one per 10 s of wall time,
+  each with the event time the model had reached, its ``watermark``),
   plus the current metrics document and the encoder's status.
 * **the images behind the charts**: each variant's image (``idx:media``,
   the image it was last shown with) beside its series, and the top and
@@ -451,15 +452,19 @@ def _point(raw: bytes | str) -> dict[str, Any] | None:
     return {
         "t": t,
         "count": int(count),
-        **{name: _finite(doc.get(name)) for name in ("logloss", "ne", "auc", "calibration")},
+        **{
+            name: _finite(doc.get(name))
+            for name in ("logloss", "ne", "auc", "calibration", "watermark")
+        },
     }
 
 
 def model_series(raw_points: Sequence[bytes | str]) -> list[dict[str, Any]]:
     """The readable points of ``model:history``, oldest first (unreadable ones skipped).
 
-    >>> model_series(['{"t": 1, "count": 5, "ne": 0.9}', 'junk', '{"t": 2}'])
-    [{'t': 1.0, 'count': 5, 'logloss': None, 'ne': 0.9, 'auc': None, 'calibration': None}]
+    >>> [point] = model_series(['{"t": 1, "count": 5, "ne": 0.9}', 'junk', '{"t": 2}'])
+    >>> point["t"], point["count"], point["ne"], point["auc"], point["watermark"]
+    (1.0, 5, 0.9, None, None)
     """
     return [p for p in (_point(r) for r in raw_points) if p is not None]
 

@@ -84,14 +84,21 @@ class CtrSeries(BaseModel):
 
 
 class ModelPoint(BaseModel):
-    """The model's progressive metrics at one wall time."""
+    """The model's progressive metrics at one wall time, and the event time it had reached."""
 
-    t: float = Field(description="Wall time (epoch s).")
+    t: float = Field(description="Wall time (epoch s) the point was written.")
     count: int = Field(description="Examples scored so far.")
     logloss: float | None
     ne: float | None = Field(description="Normalised entropy: log loss / entropy of the CTR.")
     auc: float | None
     calibration: float | None = Field(description="Mean prediction / observed CTR.")
+    watermark: float | None = Field(
+        default=None,
+        description="Event time (epoch s) the model had reached at t: the join's watermark, "
+        "the clock of GET /series/ctr (simulated time in a replay such as bertctr demo), "
+        "behind its newest impression by the lateness bound. Null before the first "
+        "watermark, and in points written before this field existed.",
+    )
 
 
 class ModelLatest(BaseModel):

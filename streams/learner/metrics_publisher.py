@@ -22,16 +22,20 @@ __all__ = ["HISTORY_FIELDS", "MetricsPublisher", "history_point"]
 
 log = logging.getLogger(__name__)
 
-#: what one point of ``model:history`` keeps of the metrics snapshot (plus ``t``)
-HISTORY_FIELDS = ("count", "logloss", "ne", "auc", "calibration")
+#: what one point of ``model:history`` keeps of the metrics snapshot (plus ``t``, the
+#: wall time): ``watermark`` is the event time the model had reached, so a chart can
+#: put the model on the clock of the CTR charts (event time: simulated in a replay)
+HISTORY_FIELDS = ("count", "logloss", "ne", "auc", "calibration", "watermark")
 
 
 def history_point(snapshot: dict[str, Any], at: float) -> dict[str, Any] | None:
     """The compact ``model:history`` point of a metrics snapshot; ``None`` before any example.
 
-    >>> history_point({"count": 10, "logloss": 0.2, "ne": 0.9, "auc": 0.7,
-    ...                "calibration": 1.1, "segments": {}}, 100.0)
-    {'t': 100.0, 'count': 10, 'logloss': 0.2, 'ne': 0.9, 'auc': 0.7, 'calibration': 1.1}
+    >>> point = history_point({"count": 10, "logloss": 0.2, "ne": 0.9, "auc": 0.7,
+    ...                        "calibration": 1.1, "watermark": 50.0, "segments": {}}, 100.0)
+    >>> point == {"t": 100.0, "count": 10, "logloss": 0.2, "ne": 0.9, "auc": 0.7,
+    ...           "calibration": 1.1, "watermark": 50.0}
+    True
     """
     if not snapshot.get("count"):
         return None

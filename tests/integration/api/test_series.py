@@ -146,7 +146,15 @@ async def test_model_series_skips_what_it_cannot_read(
     points = [
         {"t": 10.0, "count": 5, "logloss": 0.2, "ne": 0.95, "auc": 0.61, "calibration": 1.1},
         "not json",
-        {"t": 20.0, "count": 9, "logloss": 0.2, "ne": None, "auc": 0.62, "calibration": 1.0},
+        {
+            "t": 20.0,
+            "count": 9,
+            "logloss": 0.2,
+            "ne": None,
+            "auc": 0.62,
+            "calibration": 1.0,
+            "watermark": 7_200.0,
+        },
         {"count": 3},
     ]
     for p in points:
@@ -158,6 +166,8 @@ async def test_model_series_skips_what_it_cannot_read(
     data = await read_model_series(client, keys)
     assert [p["t"] for p in data["points"]] == [10.0, 20.0]
     assert data["points"][1]["ne"] is None and data["points"][0]["auc"] == 0.61
+    # the event time the model had reached (the CTR charts' clock); absent in older points
+    assert [p["watermark"] for p in data["points"]] == [None, 7_200.0]
     assert data["latest"]["count"] == 9 and data["latest"]["ne"] is None  # NaN is not JSON
     assert "segments" not in data["latest"]
     assert data["encoder"] == {"champion": "image_encoder"}

@@ -296,4 +296,5 @@ def test_no_history_point_before_the_first_scored_example() -> None:
         "ne": 0.9,
         "auc": 0.6,
         "calibration": None,
+        "watermark": None,
     }
