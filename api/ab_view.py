@@ -34,11 +34,16 @@ class VariantMedia:
 
 @dataclass(frozen=True)
 class ItemCells:
-    """One item's arms per segment (:data:`ALL`: every segment together), and its media."""
+    """One item's arms per segment (:data:`ALL`: every segment together), and its media.
+
+    ``overall`` is every segment together whichever segments were asked for:
+    the item's pooled CTR, which every segment's prior borrows from.
+    """
 
     variants: list[str]
     by_segment: dict[str, list[Arm]]
     media: dict[str, VariantMedia]
+    overall: list[Arm]
 
 
 #: the name of every segment together, in responses and as a ``segment`` asked for
@@ -114,4 +119,4 @@ async def read_item(
             media[_text(name)] = VariantMedia(m["image_id"], m.get("title", ""), m.get("image_url"))
         except (ValueError, KeyError, TypeError):
             continue
-    return ItemCells(variants, kept, media)
+    return ItemCells(variants, kept, media, by_segment[ALL])

@@ -1,14 +1,17 @@
 """``GET /ab/{item_id}``: which visual variant wins for which audience; ``POST .../allocate``.
 
 Per segment (and ``all`` segments together): impressions, clicks, the
-Beta-Binomial posterior mean with its 95% credible interval, each variant's
-chance to be best and its risk, a sample-ratio-mismatch check, the champion
-model's predicted CTR beside the counts, and a verdict by the documented
-rule of :mod:`online_ctr.ab` (GrowthBook's Bayesian defaults).
+Beta-Binomial posterior mean with its 95% credible interval under the
+pooled (empirical-Bayes) prior of the item or segment, each variant's
+chance to be best and its risk, its uplift over the control variant with
+a 95% interval, a sample-ratio-mismatch check, how many more impressions
+per arm the current effect needs, the champion model's predicted CTR beside
+the counts, and one verdict by the documented rule of :mod:`online_ctr.ab`.
 
 The allocator answers "which variant should this user see?" by Thompson
 sampling on the same posteriors, and returns the propensity the choice was
-made with, for the impression to log (``Impression.propensity``).
+made with, for the impression to log (``Impression.propensity``). Variants
+never shown in the segment share a bounded exploration share, with a warning.
 """
 
 from __future__ import annotations
@@ -24,7 +27,14 @@ from api.ab_view import ALL, ItemCells, read_item, segment_of_key
 from api.contracts import Candidate, ModelInfo, Problem, ScoreRequest
 from api.scoring import ModelUnavailable
 from api.state import ApiState, api_state
-from online_ctr.ab import Arm, DecisionRule, allocation_probabilities, decide
+from online_ctr.ab import (
+    DEFAULT_EXPLORATION_SHARE,
+    Arm,
+    DecisionRule,
+    Prior,
+    allocation_probabilities,
+    decide,
+)
 from schemas.events import Identifier, Probability, Segment
 
 __all__ = ["router"]
@@ -54,6 +64,51 @@ class ArmOut(BaseModel):
         description="The champion model's CTR for this variant and segment (position 0, now); "
         "null for 'all' segments or without a model."
     )
+    is_control: bool = Field(description="Whether this variant is the control.")
+    chance_to_beat_control: float | None = Field(
+        description="Posterior probability that its CTR is above the control's (exact); "
+        "null for the control."
+    )
+    uplift: float | None = Field(
+        description="Relative uplift over the control: its posterior mean CTR over the "
+        "control's, minus 1; null for the control."
+    )
+    uplift_ci_low: float | None = Field(
+        description="2.5% quantile of the relative uplift (20,000 seeded Monte Carlo draws)."
+    )
+    uplift_ci_high: float | None = Field(description="97.5% quantile of the relative uplift.")
+
+
+class PriorOut(BaseModel):
+    """Every arm's prior: Beta(mean * strength, (1 - mean) * strength)."""
+
+    mean: float = Field(description="The pooled CTR it is centred on.")
+    strength: float = Field(
+        description="Pseudo-impressions it is worth: min(rule.prior_strength (100), "
+        "max(pooled impressions, the parent prior's strength (2 for an item)))."
+    )
+    alpha: float
+    beta: float
+    source: str = Field(
+        description="'item pooled' (every segment and variant of the item), 'segment "
+        "pooled' (the segment's variants, smoothed towards the item's prior)."
+    )
+
+
+class SampleSizeOut(BaseModel):
+    """Impressions per arm to tell the best challenger from the control at the current effect."""
+
+    control: str
+    arm: str = Field(description="The challenger with the highest posterior mean CTR.")
+    relative_effect: float = Field(description="Its posterior mean CTR over the control's, -1.")
+    needed_per_arm: int = Field(
+        description="Two-sided two-proportion test, normal approximation, at alpha and power."
+    )
+    more_per_arm: int = Field(
+        description="needed_per_arm minus the impressions of the less-shown of the two (>= 0)."
+    )
+    alpha: float
+    power: float
 
 
 class SrmOut(BaseModel):
@@ -78,6 +133,12 @@ class SegmentVerdict(BaseModel):
     srm: SrmOut | None = Field(description="null when the allocation is adaptive.")
     method: str = Field(description="'exact' (two variants) or 'monte_carlo'.")
     warnings: list[str]
+    control: str | None = Field(description="The control variant; null without variants.")
+    prior: PriorOut
+    sample_size: SampleSizeOut | None = Field(
+        description="How many more impressions per arm the current effect needs; null with "
+        "no challenger or an effect below rule.min_effect (0.1% relative)."
+    )
 
 
 class AbResponse(BaseModel):
@@ -86,6 +147,7 @@ class AbResponse(BaseModel):
     item_id: str
     view: str
     allocation: str
+    control: str | None = Field(description="The control variant every uplift is against.")
     segments: list[SegmentVerdict]
     model: ModelInfo | None
     rule: dict[str, Any]
@@ -118,6 +180,15 @@ class AllocateResponse(BaseModel):
     variant: str
     propensity: float = Field(ge=0, le=1)
     probabilities: dict[str, float]
+    unseen: list[str] = Field(
+        description="Variants with no settled impressions in the segment (new, or unknown)."
+    )
+    exploration_share: float = Field(
+        description="At most this share of the Thompson probabilities goes to the unseen "
+        "variants together (min_propensity is added on top)."
+    )
+    prior: PriorOut
+    warnings: list[str]
 
 
 async def _predicted(
@@ -146,15 +217,27 @@ async def _predicted(
 
 
 def _verdict(
-    arms: list[Arm], segment: str, adaptive: bool, predicted: dict[str, float]
+    arms: list[Arm],
+    segment: str,
+    adaptive: bool,
+    predicted: dict[str, float],
+    control: str | None,
+    prior: Prior,
 ) -> SegmentVerdict:
-    verdict = decide(arms, RULE, segment=segment).as_dict()
+    verdict = decide(arms, RULE, segment=segment, control=control, prior=prior).as_dict()
     for arm in verdict["arms"]:
         arm["predicted_ctr"] = predicted.get(arm["name"])
     if adaptive:
         verdict["srm"] = None
         if verdict["decision"] == "srm_mismatch":  # judged again without the split check
-            unchecked = decide(arms, RULE, segment=segment, expected_shares=_observed(arms))
+            unchecked = decide(
+                arms,
+                RULE,
+                segment=segment,
+                expected_shares=_observed(arms),
+                control=control,
+                prior=prior,
+            )
             verdict.update(decision=unchecked.decision, winner=unchecked.winner)
             verdict["message"] = unchecked.message
     verdict.pop("rule", None)
@@ -166,7 +249,41 @@ def _observed(arms: list[Arm]) -> list[float]:
     return [max(a.impressions, 1e-9) / total for a in arms]
 
 
-@router.get("/ab/{item_id}", response_model=AbResponse)
+def _priors(cells: ItemCells) -> tuple[Prior, dict[str, Prior]]:
+    """The item's pooled prior, and each segment's (smoothed towards the item's)."""
+    item = RULE.pooled_prior(cells.overall, source="item pooled")
+    by_segment = {
+        seg: item if seg == ALL else RULE.pooled_prior(arms, parent=item, source="segment pooled")
+        for seg, arms in cells.by_segment.items()
+    }
+    return item, by_segment
+
+
+def _control(cells: ItemCells, asked: str | None) -> str | None:
+    """The control asked for (it must be a variant), else ``v0`` if there is one, else the first."""
+    if asked is not None:
+        if asked not in cells.variants:
+            raise HTTPException(
+                status_code=404,
+                detail=f"control {asked[:80]!r} is not a variant of this item "
+                f"(variants: {cells.variants[:20]})",
+            )
+        return asked
+    if "v0" in cells.variants:
+        return "v0"
+    return cells.variants[0] if cells.variants else None
+
+
+@router.get(
+    "/ab/{item_id}",
+    response_model=AbResponse,
+    responses={
+        404: {
+            "model": Problem,
+            "description": "The control asked for is not a variant of the item.",
+        }
+    },
+)
 async def ab(
     item_id: ItemId,
     state: Annotated[ApiState, Depends(api_state)],
@@ -180,17 +297,30 @@ async def ab(
         ),
     ] = "fixed",
     max_segments: Annotated[int, Query(ge=1, le=100)] = 20,
+    control: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=256,
+            description="The control variant every uplift is measured against; default v0 if "
+            "the item has it, else its first variant. Not a variant of the item: 404.",
+        ),
+    ] = None,
 ) -> AbResponse:
-    """Per visual variant and segment: counts, posterior, chance to win, risk, verdict.
+    """Per visual variant and segment: counts, posterior, uplift over control, risk, verdict.
 
     Without ``segment``: every segment together (``all``) and the
     ``max_segments`` segments with the most impressions of the item.
     """
     cells = await read_item(state.redis, state.keys, item_id, view, segment, max_segments)
+    chosen = _control(cells, control)
+    _, priors = _priors(cells)
     verdicts = []
     for seg, arms in cells.by_segment.items():
         predicted = await _predicted(state, item_id, cells, seg) if seg != ALL else {}
-        verdicts.append(_verdict(arms, seg, allocation == "adaptive", predicted))
+        verdicts.append(
+            _verdict(arms, seg, allocation == "adaptive", predicted, chosen, priors[seg])
+        )
     model = state.watcher.current
     info = None
     if model is not None:
@@ -200,6 +330,7 @@ async def ab(
         item_id=item_id,
         view=view,
         allocation=allocation,
+        control=chosen,
         segments=verdicts,
         model=info,
         rule=RULE.as_dict(),
@@ -221,6 +352,9 @@ async def allocate(
 
     Returns the variant to show and its propensity: the exact probability
     this choice had, which the impression should carry as ``propensity``.
+    Variants with no settled impressions in the segment (new, or never
+    counted for the item at all: a typo?) share at most ``exploration_share``
+    (10%) and are named in ``warnings``.
     """
     segment = request.segment.key()
     cells = await read_item(state.redis, state.keys, item_id, "settled", segment, 1)
@@ -231,7 +365,19 @@ async def allocate(
         raise HTTPException(status_code=404, detail=f"no variants known for item {item_id!r}")
     floor = min(request.min_propensity, 1.0 / len(names))
     arms = [counted.get(n, Arm(n, 0, 0)) for n in names]
-    probs = allocation_probabilities(arms, min_propensity=floor)
+    item_prior = RULE.pooled_prior(cells.overall, source="item pooled")
+    prior = RULE.pooled_prior(arms, parent=item_prior, source="segment pooled")
+    probs = allocation_probabilities(
+        arms,
+        min_propensity=floor,
+        prior_a=prior.alpha,
+        prior_b=prior.beta,
+        exploration_share=DEFAULT_EXPLORATION_SHARE,
+    )
+    unseen = [a.name for a in arms if a.impressions == 0]
+    warnings = _allocation_warnings(item_id, segment, cells.variants, names, unseen)
+    for warning in warnings:
+        log.debug("allocate %s: %s", item_id, warning)
     p = np.array([probs[n] for n in names])
     chosen = int(np.random.default_rng().choice(len(names), p=p / p.sum()))
     return AllocateResponse(
@@ -240,4 +386,33 @@ async def allocate(
         variant=names[chosen],
         propensity=min(max(float(p[chosen]), 0.0), 1.0),
         probabilities={n: float(v) for n, v in probs.items()},
+        unseen=unseen,
+        exploration_share=DEFAULT_EXPLORATION_SHARE,
+        prior=PriorOut.model_validate(prior.as_dict()),
+        warnings=warnings,
     )
+
+
+def _allocation_warnings(
+    item_id: str, segment: str, known: list[str], names: list[str], unseen: list[str]
+) -> list[str]:
+    """Say which variants were never counted for the item, or never in this segment."""
+    share = f"{100 * DEFAULT_EXPLORATION_SHARE:.0f}%"
+    out = []
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        out.append(
+            f"variants {unknown} were never counted for item {item_id!r} (known: "
+            f"{known[:20]}): a typo, or not shown yet"
+        )
+    if len(unseen) == len(names):
+        out.append(
+            f"no variant has settled impressions in segment {segment}: the choice is "
+            "the prior's alone"
+        )
+    elif unseen:
+        out.append(
+            f"variants {unseen} have no settled impressions in segment {segment}: "
+            f"together they get at most {share} of the traffic (exploration share)"
+        )
+    return out

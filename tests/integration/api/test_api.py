@@ -395,8 +395,37 @@ def test_ab_view_of_learned_traffic(scenario: Scenario) -> None:
             counted["clicks"],
         )
         n, c = counted["impressions"], counted["clicks"]
-        assert arms[v]["posterior_mean"] == pytest.approx((c + 1) / (n + 2))
+        # the segment's pooled prior, stated in the body (was a flat Beta(1, 1))
+        prior = cell["prior"]
+        assert prior["source"] == "segment pooled" and 0 < prior["mean"] < 1
+        assert prior["alpha"] == pytest.approx(prior["mean"] * prior["strength"])
+        expected_mean = (c + prior["alpha"]) / (n + prior["strength"])
+        assert arms[v]["posterior_mean"] == pytest.approx(expected_mean)
         assert arms[v]["ci_low"] < arms[v]["posterior_mean"] < arms[v]["ci_high"]
+    item_prior = by_segment["all"]["prior"]
+    assert item_prior["source"] == "item pooled" and item_prior["strength"] == 100.0
+    pooled = by_segment["all"]["arms"]
+    clicks, shown = sum(a["clicks"] for a in pooled), sum(a["impressions"] for a in pooled)
+    assert item_prior["mean"] == pytest.approx((clicks + 1) / (shown + 2))
+    # the control (v0 by default), the uplift over it, one verdict per segment
+    assert body["control"] == "v0" and cell["control"] == "v0"
+    assert arms["v0"]["is_control"] and arms["v0"]["uplift"] is None
+    assert arms["v1"]["uplift"] > 0 and arms["v1"]["uplift_ci_low"] > 0
+    assert arms["v1"]["uplift_ci_low"] < arms["v1"]["uplift"] < arms["v1"]["uplift_ci_high"]
+    assert arms["v1"]["chance_to_beat_control"] == pytest.approx(arms["v1"]["chance_to_win"])
+    assert all("decision" not in arm for arm in cell["arms"])
+    size = cell["sample_size"]
+    assert size["control"] == "v0" and size["arm"] == "v1" and size["needed_per_arm"] > 0
+    assert size["more_per_arm"] == max(
+        size["needed_per_arm"] - min(arms["v0"]["impressions"], arms["v1"]["impressions"]), 0
+    )
+    assert {"prior_strength", "power", "min_effect"} <= set(body["rule"])
+    other = scenario.api.get("/ab/item-1?control=v1")
+    assert other["control"] == "v1"
+    flipped = {s["segment"]: s for s in other["segments"]}[seg]
+    assert {a["name"]: a for a in flipped["arms"]}["v0"]["uplift"] < 0
+    status, problem = scenario.api.request("GET", "/ab/item-1?control=nope")
+    assert status == 404 and "not a variant" in problem["detail"]
     assert arms["v1"]["chance_to_win"] > 0.99
     assert arms["v1"]["chance_to_win"] + arms["v0"]["chance_to_win"] == pytest.approx(1.0)
     # the model's opinion beside the counts, for the image each variant was shown with
@@ -419,10 +448,20 @@ def test_ab_view_of_learned_traffic(scenario: Scenario) -> None:
         assert sum(pick["probabilities"].values()) == pytest.approx(1.0)
         assert pick["propensity"] == pytest.approx(pick["probabilities"][pick["variant"]])
         assert pick["probabilities"]["v1"] > 0.99
+        assert pick["unseen"] == [] and pick["warnings"] == []
+        assert pick["prior"]["source"] == "segment pooled"
     floor = scenario.api.request(
         "POST", "/ab/item-1/allocate", {"segment": SEGMENTS[1], "min_propensity": 0.2}
     )[1]
     assert min(floor["probabilities"].values()) >= 0.2 - 1e-9
+    # a variant never counted (a typo) gets a warning and at most the exploration share
+    status, typo = scenario.api.request(
+        "POST", "/ab/item-1/allocate", {"segment": SEGMENTS[1], "variants": ["v0", "zz"]}
+    )
+    assert status == 200, typo
+    assert typo["exploration_share"] == 0.1 and typo["unseen"] == ["zz"]
+    assert typo["probabilities"]["zz"] <= 0.1 + 1e-12  # was 92.6%
+    assert any("'zz'" in w and "never counted" in w for w in typo["warnings"])
     status, problem = scenario.api.request(
         "POST", "/ab/no-such-item/allocate", {"segment": SEGMENTS[1]}
     )
@@ -474,7 +513,26 @@ def test_ab_verdicts_winner_and_sample_ratio_mismatch(stack: EmbeddedStack, tmp_
             win = {s["segment"]: s for s in api.get("/ab/win")["segments"]}[key]
             assert win["decision"] == "winner" and win["winner"] == "b", win
             assert win["message"].startswith(f"variant b wins for segment {key}")
+            assert "over control 'a'" in win["message"] and win["control"] == "a"
             assert "rarely real" in " ".join(win["warnings"])  # +83% is implausible
+            b = {a["name"]: a for a in win["arms"]}["b"]
+            assert b["uplift_ci_low"] > 0 and b["chance_to_beat_control"] > 0.975
+            assert win["sample_size"]["more_per_arm"] == 0  # decided: nothing more needed
+
+            # a typo among the variants asked for: a warning, and 10% at most
+            status, pick = api.request(
+                "POST", "/ab/win/allocate", {"segment": seg, "variants": ["a", "zz"]}
+            )
+            assert status == 200, pick
+            assert pick["probabilities"]["zz"] <= 0.1 + 1e-12
+            assert pick["probabilities"]["a"] >= 0.9 - 1e-12
+            assert pick["unseen"] == ["zz"] and len(pick["warnings"]) == 2
+            status, fresh = api.request(
+                "POST", "/ab/win/allocate", {"segment": {"device": "desktop", "geo": "US"}}
+            )
+            assert status == 200 and fresh["unseen"] == ["a", "b"]
+            assert fresh["probabilities"] == pytest.approx({"a": 0.5, "b": 0.5})
+            assert "the prior's alone" in " ".join(fresh["warnings"])
 
             srm = {s["segment"]: s for s in api.get("/ab/srm")["segments"]}[key]
             assert srm["decision"] == "srm_mismatch" and srm["srm"]["mismatch"] is True
