@@ -3,9 +3,10 @@
 Plain HTML, CSS and JavaScript in ``api/static/`` (no build step), with
 uPlot vendored in ``api/static/vendor/`` (see the README there): the page
 loads nothing from the internet. It polls the JSON endpoints
-(``/series/ctr``, ``/series/model``, ``/fleet``, ``/ab/{item_id}``) and
-shows "no data yet" for whatever is not there. Swagger UI is vendored beside
-uPlot, so ``/docs`` works offline too.
+(``/series/ctr``, ``/series/model``, ``/series/images``, ``/fleet``,
+``/ab/{item_id}``), shows the images behind its charts from
+``/images/{image_id}``, and shows "no data yet" for whatever is not there.
+Swagger UI is vendored beside uPlot, so ``/docs`` works offline too.
 """
 
 from __future__ import annotations

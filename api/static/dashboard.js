@@ -8,18 +8,31 @@
   var params = new URLSearchParams(window.location.search);
   var REFRESH_S = Math.max(1, Number(params.get("refresh")) || 5);
   var MINUTES = Math.min(120, Math.max(1, Number(params.get("minutes")) || 60));
+  // a CTR point on fewer impressions than this is not drawn (two impressions make a 100% spike)
+  var MIN_IMPRESSIONS = Math.max(1, Number(params.get("min_impressions")) || 10);
   var HISTORY = 180; // throughput and lag samples kept in the page
+  var IMAGES_EVERY = 3; // refreshes between two readings of a segment's images
   var PALETTE = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
     "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#ad494a",
   ];
+  var TOTAL_COLOR = "#111111";
+  // tick steps of a time axis, in seconds: never below one second
+  var TIME_INCRS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800,
+    21600, 43200, 86400, 172800, 604800];
+  var INT_INCRS = [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 2500, 5000, 1e4,
+    2e4, 5e4, 1e5, 2e5, 5e5, 1e6, 2e6, 5e6, 1e7];
 
   var state = {
     endpoints: null, // paths of the OpenAPI document; null: unknown, try everything
     item: params.get("item") || "",
     abSegment: params.get("segment") || "",
     smooth: Math.max(1, Number(params.get("smooth")) || 1), // minutes summed per CTR point
+    topSegments: Math.min(12, Math.max(1, Number(params.get("segments")) || 5)),
     charts: {},
+    isolated: {}, // chart id -> the series label shown alone (with the total)
+    variantImages: {}, // variant -> image id, of the item on show
+    imagesFor: undefined, // the segment whose images are on show (null: all)
     fleetPrev: null,
     throughput: { t: [], topics: {} },
     lag: { t: [], topics: {} },
@@ -56,6 +69,17 @@
     return new Date(epochS * 1000).toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z");
   }
 
+  function pad2(n) { return (n < 10 ? "0" : "") + n; }
+
+  // a tick or legend time, local: 14:05, 14:05:30, or 12-07 14:05 across days
+  function fmtClock(epochS, seconds, withDate) {
+    var d = new Date(epochS * 1000);
+    var text = pad2(d.getHours()) + ":" + pad2(d.getMinutes());
+    if (seconds) { text += ":" + pad2(d.getSeconds()); }
+    if (withDate) { text = pad2(d.getMonth() + 1) + "-" + pad2(d.getDate()) + " " + text; }
+    return text;
+  }
+
   function fmtAgo(epochS) {
     if (num(epochS) === null) { return "–"; }
     var s = Math.max(0, Date.now() / 1000 - epochS);
@@ -64,11 +88,23 @@
     return (s / 3600).toFixed(1) + " h ago";
   }
 
+  // decimals that show a tick step exactly (0.25 -> 2, 5 -> 0)
+  function decimalsFor(step) {
+    var d = 0;
+    while (d < 6 && Math.abs(Math.round(step * Math.pow(10, d)) - step * Math.pow(10, d)) > 1e-6) { d += 1; }
+    return d;
+  }
+
   function setText(id, text) { var el = $(id); if (el) { el.textContent = text; } }
 
   function hasData(panelId, yes) {
     var el = $(panelId);
     if (el) { el.classList.toggle("has-data", !!yes); }
+  }
+
+  function setEmpty(panelId, text) {
+    var el = $(panelId) && $(panelId).querySelector(".empty");
+    if (el) { el.textContent = text; }
   }
 
   function clear(el) { while (el.firstChild) { el.removeChild(el.firstChild); } }
@@ -80,20 +116,23 @@
     return el;
   }
 
+  // head: names, or {text, cls}; a column's cls goes on each of its cells too
   function table(el, head, rows) {
     clear(el);
+    var colCls = head.map(function (h) { return typeof h === "object" ? h.cls || "" : ""; });
     var thead = document.createElement("thead");
     var tr = document.createElement("tr");
-    head.forEach(function (h) { tr.appendChild(cell("th", h)); });
+    head.forEach(function (h, i) { tr.appendChild(cell("th", typeof h === "object" ? h.text : h, colCls[i])); });
     thead.appendChild(tr);
     el.appendChild(thead);
     var tbody = document.createElement("tbody");
     rows.forEach(function (row) {
       var r = document.createElement("tr");
       if (row.cls) { r.className = row.cls; }
-      row.cells.forEach(function (c) {
-        if (c !== null && typeof c === "object") { r.appendChild(cell("td", c.text, c.cls)); }
-        else { r.appendChild(cell("td", String(c))); }
+      row.cells.forEach(function (c, i) {
+        var td = c !== null && typeof c === "object" ? cell("td", c.text, c.cls) : cell("td", String(c));
+        if (colCls[i]) { td.classList.add(colCls[i]); }
+        r.appendChild(td);
       });
       tbody.appendChild(r);
     });
@@ -110,10 +149,98 @@
 
   function problem(text) { state.problems.push(text); }
 
+  // ---------------------------------------------------------------- images
+
+  function imageUrl(imageId) {
+    return imageId && available("/images") ? "images/" + encodeURIComponent(imageId) : null;
+  }
+
+  // a thumbnail: the image when the server has it, else a box with its name
+  function thumbnail(imageId, alt) {
+    var url = imageUrl(imageId);
+    if (!url) { return cell("span", alt, "thumb missing"); }
+    var img = document.createElement("img");
+    img.className = "thumb";
+    img.alt = alt;
+    img.title = imageId;
+    img.loading = "eager";
+    img.decoding = "async";
+    img.src = url;
+    img.addEventListener("error", function () {
+      img.replaceWith(cell("span", alt, "thumb missing"));
+    });
+    return img;
+  }
+
+  // figures of thumbnails: [{imageId, alt, caption: [lines], color}]; redrawn only when changed
+  function thumbs(el, entries) {
+    var key = JSON.stringify(entries);
+    if (el.dataset.key === key) { return; }
+    el.dataset.key = key;
+    clear(el);
+    entries.forEach(function (e) {
+      var fig = document.createElement("figure");
+      if (e.color) { fig.style.borderColor = e.color; }
+      fig.appendChild(thumbnail(e.imageId, e.alt));
+      var cap = document.createElement("figcaption");
+      e.caption.forEach(function (line, i) { cap.appendChild(cell("span", line, i ? "muted" : "")); });
+      fig.appendChild(cap);
+      el.appendChild(fig);
+    });
+  }
+
   // ---------------------------------------------------------------- charts
 
+  function lastValue(values) {
+    for (var i = values.length - 1; i >= 0; i -= 1) {
+      if (num(values[i]) !== null) { return values[i]; }
+    }
+    return null;
+  }
+
+  // x: the data's own range; one sample gets `pad` seconds either side. uPlot would stretch a
+  // time axis with one sample over 86,400,000 of its units (1,000 days when they are seconds),
+  // and hands that to this function as min and max, so the range is read from the data itself.
+  function xRange(pad) {
+    return function (u, min, max) {
+      var xs = (u.data && u.data[0]) || [];
+      var lo = xs.length ? xs[0] : min;
+      var hi = xs.length ? xs[xs.length - 1] : max;
+      if (num(lo) === null || num(hi) === null) { var now = Date.now() / 1000; return [now - pad, now + pad]; }
+      return hi > lo ? [lo, hi] : [lo - pad, hi + pad];
+    };
+  }
+
+  // y: from 0 (every figure here is >= 0) or the data's low end, at least `unit` tall
+  function yRange(spec) {
+    var unit = spec.yUnit || 1;
+    return function (u, min, max) {
+      if (num(min) === null || num(max) === null) { return [0, unit]; }
+      var lo = spec.fromZero ? Math.min(0, min) : min;
+      var hi = max;
+      if (hi - lo < unit) {
+        if (spec.fromZero) { hi = lo + unit; }
+        else { var mid = (lo + hi) / 2; lo = mid - unit / 2; hi = mid + unit / 2; }
+      }
+      var margin = (hi - lo) * 0.08;
+      return [lo === 0 ? 0 : lo - margin, hi + margin];
+    };
+  }
+
+  function timeTicks(u, splits, axisIdx, space, incr) {
+    var span = (u.scales.x.max || 0) - (u.scales.x.min || 0);
+    var seconds = incr < 60;
+    var withDate = span > 86400;
+    var labels = splits.map(function (v) { return fmtClock(v, seconds, withDate); });
+    u.bertctrTicks = u.bertctrTicks || {};
+    u.bertctrTicks.x = labels;
+    return labels;
+  }
+
   // Draws (or updates) a line chart; returns how many non-null points it shows.
-  // spec: {x: [epoch s], series: [{label, values, color, width}], fmt: v -> text}
+  // spec: {x: [epoch s], series: [{label, values, color, width, total}], fmt: (v, decimals) -> text,
+  //        integer: ticks on whole numbers, yUnit: the least y span, fromZero, xPad: s,
+  //        spanGaps, counts: [[impressions per point] per series] (CTR charts)}
   function lineChart(id, spec) {
     var el = $(id);
     var points = 0;
@@ -134,85 +261,205 @@
     var data = [spec.x].concat(spec.series.map(function (s) {
       return s.values.map(function (v) { return num(v); });
     }));
+    var chart = old;
     if (old && old.bertctrLabels === labels) {
       old.setData(data);
-      return points;
+    } else {
+      if (old) { old.destroy(); }
+      chart = newChart(id, el, spec, data);
+      chart.bertctrLabels = labels;
+      state.charts[id] = chart;
     }
-    if (old) { old.destroy(); }
-    var fmt = spec.fmt || function (v) { return fmtNum(v); };
+    chart.bertctrCounts = spec.counts || null;
+    chart.bertctrTotal = !!spec.hasTotal; // series 1 is the black total: never hidden
+    applyIsolation(id);
+    chart.setLegend(); // the latest values, unless the cursor points at others
+    return points;
+  }
+
+  function newChart(id, el, spec, data) {
+    var fmt = spec.fmt || function (v, d) { return fmtNum(v, d); };
+    var xPad = spec.xPad || 60;
+    var yAxis = {
+      size: 64,
+      values: function (u, splits, axisIdx, space, incr) {
+        var d = spec.integer ? 0 : decimalsFor(spec.scale ? incr * spec.scale : incr);
+        var out = splits.map(function (v) { return fmt(v, d); });
+        u.bertctrTicks = u.bertctrTicks || {};
+        u.bertctrTicks.y = out;
+        return out;
+      },
+    };
+    if (spec.integer) { yAxis.incrs = INT_INCRS; }
     var opts = {
-      width: Math.max(280, el.clientWidth || 600),
+      width: chartWidth(el),
       height: spec.height || 240,
-      scales: { x: { time: true } },
+      scales: {
+        x: { time: true, range: xRange(xPad) },
+        y: { range: yRange(spec) },
+      },
       legend: { live: true },
-      series: [{}].concat(spec.series.map(function (s) {
+      series: [{
+        label: "time",
+        value: function (u, v, si, idx) {
+          var t = idx === null || idx === undefined ? lastValue(u.data[0]) : v;
+          return num(t) === null ? "–" : fmtClock(t, xPad < 60 || spec.secondsInLegend, false);
+        },
+      }].concat(spec.series.map(function (s) {
         return {
           label: s.label,
           stroke: s.color,
           width: s.width || 1.5,
-          spanGaps: false,
-          value: function (u, v) { return num(v) === null ? "–" : fmt(v); },
+          spanGaps: !!spec.spanGaps,
+          points: { show: true, size: 4 },
+          // the value under the cursor; the latest one when the cursor is elsewhere
+          value: function (u, v, si, idx) {
+            var shown = idx === null || idx === undefined ? lastValue(u.data[si]) : v;
+            return num(shown) === null ? "–" : fmt(shown, spec.legendDecimals);
+          },
         };
       })),
       axes: [
-        {},
-        { size: 64, values: function (u, vals) { return vals.map(function (v) { return fmt(v); }); } },
+        { space: 70, incrs: TIME_INCRS, values: timeTicks },
+        yAxis,
       ],
     };
     var chart = new window.uPlot(opts, data, el);
-    chart.bertctrLabels = labels;
-    state.charts[id] = chart;
-    return points;
+    if (spec.isolate) { isolateOnClick(id, chart); }
+    return chart;
   }
+
+  function chartWidth(el) { return Math.max(200, el.clientWidth || 600); }
 
   function resizeCharts() {
     Object.keys(state.charts).forEach(function (id) {
       var el = $(id);
       var chart = state.charts[id];
-      if (el && chart) { chart.setSize({ width: Math.max(280, el.clientWidth || 600), height: chart.height }); }
+      if (el && chart) { chart.setSize({ width: chartWidth(el), height: chart.height }); }
     });
+  }
+
+  // a click on a legend entry shows that series alone (with the black total); another shows all
+  function isolateOnClick(id, chart) {
+    var legend = chart.root.querySelector(".u-legend");
+    if (!legend) { return; }
+    legend.addEventListener("click", function (e) {
+      var row = e.target.closest(".u-series");
+      var rows = Array.prototype.slice.call(legend.querySelectorAll(".u-series"));
+      var i = rows.indexOf(row);
+      e.stopPropagation(); // uPlot's own toggle would fight this one
+      e.preventDefault();
+      var u = state.charts[id];
+      if (i < 1 || !u || !u.series[i]) { return; }
+      var label = u.series[i].label;
+      var total = u.series[1] && u.bertctrTotal ? u.series[1].label : null;
+      state.isolated[id] = state.isolated[id] === label || label === total ? null : label;
+      applyIsolation(id);
+      if (id === "chart-ctr-segment") { refreshImages(); }
+    }, true);
+  }
+
+  function applyIsolation(id) {
+    var u = state.charts[id];
+    if (!u) { return; }
+    var alone = state.isolated[id] || null;
+    var labels = u.series.map(function (s) { return s.label; });
+    if (alone && labels.indexOf(alone) < 0) { alone = state.isolated[id] = null; }
+    for (var i = 1; i < u.series.length; i += 1) {
+      var show = !alone || labels[i] === alone || (i === 1 && u.bertctrTotal);
+      if (u.series[i].show !== show) { u.setSeries(i, { show: show }); }
+    }
+    u.root.classList.toggle("isolated", !!alone);
   }
 
   // ---------------------------------------------------------------- CTR
 
-  // CTR of each minute, or of the trailing `state.smooth` minutes (sums, not a mean of ratios)
-  function ctrValues(s) {
+  function windowWords() {
+    return state.smooth <= 1 ? "per minute" : "over " + state.smooth + " minutes";
+  }
+
+  // CTR of each minute, or of the trailing `state.smooth` minutes (sums, not a mean of ratios);
+  // null where the window has fewer than MIN_IMPRESSIONS impressions
+  function ctrWindow(s) {
     var k = state.smooth;
-    if (k <= 1 || !Array.isArray(s.impressions) || !Array.isArray(s.clicks)) { return s.ctr || []; }
-    var out = [];
-    var imps = 0;
-    var clicks = 0;
-    for (var i = 0; i < s.impressions.length; i += 1) {
-      imps += s.impressions[i] || 0;
-      clicks += s.clicks[i] || 0;
+    var imps = Array.isArray(s.impressions) ? s.impressions : [];
+    var clicks = Array.isArray(s.clicks) ? s.clicks : [];
+    var out = { values: [], counts: [] };
+    var n = 0;
+    var c = 0;
+    for (var i = 0; i < imps.length; i += 1) {
+      n += imps[i] || 0;
+      c += clicks[i] || 0;
       if (i >= k) {
-        imps -= s.impressions[i - k] || 0;
-        clicks -= s.clicks[i - k] || 0;
+        n -= imps[i - k] || 0;
+        c -= clicks[i - k] || 0;
       }
-      out.push(imps > 0 ? clicks / imps : null);
+      out.values.push(n >= MIN_IMPRESSIONS ? c / n : null);
+      out.counts.push(n);
     }
     return out;
   }
 
-  function ctrSeriesSpec(doc, totalLabel) {
-    var series = [];
-    if (doc.total) {
-      series.push({ label: totalLabel || doc.total.name, values: ctrValues(doc.total), color: "#111111", width: 2.5 });
+  // the first minute anything was counted (leading empty minutes are not drawn)
+  function firstCounted(doc) {
+    var all = [doc.total].concat(doc.series || []).filter(Boolean);
+    var t = doc.t || [];
+    for (var i = 0; i < t.length; i += 1) {
+      if (all.some(function (s) { return (s.impressions || [])[i] > 0; })) { return i; }
     }
-    (doc.series || []).forEach(function (s, i) {
-      series.push({ label: s.name, values: ctrValues(s), color: PALETTE[i % PALETTE.length] });
-    });
-    return { x: doc.t || [], series: series, fmt: function (v) { return fmtPct(v, 1); } };
+    return Math.max(0, t.length - 1);
+  }
+
+  function ctrSeriesSpec(doc, totalLabel) {
+    var from = firstCounted(doc);
+    var series = [];
+    var counts = [];
+    function add(s, label, color, width) {
+      var w = ctrWindow(s);
+      series.push({ label: label, values: w.values.slice(from), color: color, width: width });
+      counts.push(w.counts.slice(from));
+    }
+    if (doc.total) { add(doc.total, totalLabel || doc.total.name, TOTAL_COLOR, 2.5); }
+    (doc.series || []).forEach(function (s, i) { add(s, s.name, PALETTE[i % PALETTE.length]); });
+    return {
+      x: (doc.t || []).slice(from),
+      series: series,
+      counts: counts,
+      fmt: function (v, d) { return fmtPct(v, d); },
+      scale: 100, // ticks are shown in percent
+      legendDecimals: 1,
+      yUnit: 0.01,
+      fromZero: true,
+      xPad: 60,
+      spanGaps: true,
+      isolate: true,
+      hasTotal: !!doc.total,
+    };
+  }
+
+  function ctrEmpty(panelId, doc) {
+    var shown = doc && doc.total ? doc.total.window_impressions : 0;
+    setEmpty(panelId, shown > 0
+      ? "fewer than " + MIN_IMPRESSIONS + " impressions in every " + (state.smooth > 1 ? state.smooth + "-minute window" : "minute") +
+        ": choose a longer window"
+      : "no data yet");
   }
 
   function renderCtrSegment(doc) {
     var points = 0;
     if (doc && Array.isArray(doc.t) && doc.t.length) {
-      points = lineChart("chart-ctr-segment", ctrSeriesSpec(doc, "all segments"));
+      var spec = ctrSeriesSpec(doc, "all segments");
+      points = lineChart("chart-ctr-segment", spec);
     } else {
       lineChart("chart-ctr-segment", { x: [], series: [] });
     }
     hasData("panel-ctr-segment", points > 0);
+    ctrEmpty("panel-ctr-segment", doc);
+    var shown = (doc && doc.series || []).length;
+    var all = shown + ((doc && doc.omitted) || 0);
+    setText("segment-hint", "event time; " + (shown < all ? "the " + shown + " busiest of " + all + " segments"
+      : "all " + all + " segments") + ", and all together (black); points on fewer than " +
+      MIN_IMPRESSIONS + " impressions are not drawn");
     var total = doc && doc.total;
     setText("kpi-clock", doc && num(doc.clock) !== null ? fmtTime(doc.clock) : "–");
     setText("kpi-impressions", total ? fmtInt(total.window_impressions) : "–");
@@ -250,6 +497,21 @@
       lineChart("chart-ctr-variant", { x: [], series: [] });
     }
     hasData("panel-ctr-variant", points > 0);
+    ctrEmpty("panel-ctr-variant", doc);
+    setText("variant-hint", "event time; each visual variant, and the whole item (black); points on fewer than " +
+      MIN_IMPRESSIONS + " impressions are not drawn");
+    // each variant's image, in its line's colour (the A/B table shows them too)
+    state.variantImages = {};
+    var entries = ((doc && doc.series) || []).map(function (s, i) {
+      if (s.image_id) { state.variantImages[s.name] = s.image_id; }
+      return {
+        imageId: s.image_id || null,
+        alt: s.name,
+        color: PALETTE[i % PALETTE.length],
+        caption: [s.name, fmtPct(s.window_ctr, 1) + " of " + fmtInt(s.window_impressions)],
+      };
+    });
+    thumbs($("variant-thumbs"), entries);
     var items = (doc && doc.items) || [];
     var labels = {};
     items.forEach(function (it) { labels[it.item_id] = it.item_id + " (" + fmtInt(it.impressions) + ")"; });
@@ -259,6 +521,55 @@
     syncOptions(select, ids, doc && doc.item && !state.item ? "(busiest: " + doc.item + ")" : "(busiest item)", labels);
     select.value = state.item;
     return doc ? doc.item : null;
+  }
+
+  function renderTitles() {
+    Array.prototype.forEach.call(document.querySelectorAll(".ctr-window"), function (el) {
+      el.textContent = windowWords();
+    });
+  }
+
+  // ---------------------------------------------------------------- a segment's images
+
+  function imageSegment() {
+    var alone = state.isolated["chart-ctr-segment"];
+    return alone && alone !== "all segments" ? alone : null;
+  }
+
+  function renderImages(segment, doc) {
+    setText("images-segment", segment || "all segments");
+    var ok = doc && (doc.top || []).length + (doc.bottom || []).length > 0;
+    function entries(list) {
+      return (list || []).map(function (c) {
+        return {
+          imageId: c.image_id || null,
+          alt: c.item_id + " " + c.variant,
+          caption: [c.item_id + " · " + c.variant,
+            fmtPct(c.ctr, 1) + " of " + fmtInt(c.impressions) + " (ranked " + fmtPct(c.score, 1) + ")"],
+        };
+      });
+    }
+    thumbs($("images-top"), ok ? entries(doc.top) : []);
+    thumbs($("images-bottom"), ok ? entries(doc.bottom) : []);
+    if (doc) {
+      setText("images-hint", "variants of the " + fmtInt(doc.items_considered) + " busiest items with at least " +
+        fmtInt(doc.min_impressions) + " impressions here, ranked by CTR shrunk towards " +
+        fmtPct(doc.prior_ctr, 1) + " (a prior worth " + fmtInt(doc.prior_strength) + " impressions)");
+    }
+    setEmpty("panel-images", doc && doc.items_considered ? "no variant has " + fmtInt(doc.min_impressions) +
+      " impressions in this segment yet" : "no data yet");
+    hasData("panel-images", ok);
+  }
+
+  function refreshImages() {
+    if (!available("/series/images")) { return Promise.resolve(null); }
+    var segment = imageSegment();
+    state.imagesFor = segment;
+    var q = "series/images?n=3" + (segment ? "&segment=" + encodeURIComponent(segment) : "");
+    return attempt("/series/images", getJSON(q)).then(function (doc) {
+      if (state.imagesFor !== segment) { return; } // another segment was chosen meanwhile
+      guard("images", function () { renderImages(segment, doc); });
+    });
   }
 
   // ---------------------------------------------------------------- model
@@ -273,7 +584,10 @@
         { label: "AUC", values: pts.map(function (p) { return p.auc; }), color: "#1f77b4", width: 2 },
         { label: "calibration", values: pts.map(function (p) { return p.calibration; }), color: "#2ca02c", width: 2 },
       ],
-      fmt: function (v) { return fmtNum(v, 3); },
+      fmt: function (v, d) { return fmtNum(v, d === undefined ? 3 : d); },
+      yUnit: 0.05,
+      xPad: 30,
+      secondsInLegend: true,
     });
     hasData("panel-model", points > 0);
     setText("kpi-ne", latest ? fmtNum(latest.ne) : "–");
@@ -312,9 +626,7 @@
       clear(el);
       hasData("panel-encoder", false);
       // the model learns, but no encoder reports: the workers have no Triton
-      $("panel-encoder").querySelector(".empty").textContent = learning
-        ? "no encoder status: the workers learn without image embeddings"
-        : "no data yet";
+      setEmpty("panel-encoder", learning ? "no encoder status: the workers learn without image embeddings" : "no data yet");
       return;
     }
     var cmp = enc.comparison;
@@ -357,16 +669,46 @@
     }
   }
 
-  function storeSpec(store, fmt) {
-    var names = Object.keys(store.topics).sort();
+  // "t-1a2b-" for ["t-1a2b-clicks", "t-1a2b-labelled"]: the topic prefix, cut at a separator
+  function commonPrefix(names) {
+    if (names.length < 2) { return ""; }
+    var p = names[0];
+    names.forEach(function (n) { while (n.indexOf(p) !== 0) { p = p.slice(0, -1); } });
+    var cut = Math.max(p.lastIndexOf("-"), p.lastIndexOf("."), p.lastIndexOf("_"));
+    return cut >= 0 ? p.slice(0, cut + 1) : "";
+  }
+
+  function storeSpec(store, fmt, opts) {
+    var names = Object.keys(store.topics);
+    if (opts.order) { names.sort(function (a, b) { return opts.order.indexOf(a) - opts.order.indexOf(b); }); }
+    else { names.sort(); }
+    var prefix = opts.stripPrefix ? commonPrefix(names) : "";
     return {
       x: store.t.slice(),
       series: names.map(function (n, i) {
-        return { label: n, values: store.topics[n].slice(), color: PALETTE[i % PALETTE.length] };
+        return { label: n.slice(prefix.length), values: store.topics[n].slice(), color: PALETTE[i % PALETTE.length] };
       }),
+      prefix: prefix,
       fmt: fmt,
       height: 200,
+      fromZero: true,
+      yUnit: 1,
+      integer: !!opts.integer,
+      xPad: Math.max(30, 3 * REFRESH_S),
+      secondsInLegend: true,
     };
+  }
+
+  var EVENT_ORDER = ["impressions", "clicks", "labelled"];
+
+  // when the newest worker report was written (the fleet's counts are as of then)
+  function newestReport(doc, now) {
+    var newest = null;
+    (Array.isArray(doc.workers) ? doc.workers : []).forEach(function (w) {
+      var age = num(w.age_s);
+      if (age !== null && (newest === null || now - age > newest)) { newest = now - age; }
+    });
+    return newest === null ? now : newest;
   }
 
   function renderFleet(doc) {
@@ -379,21 +721,29 @@
       return;
     }
     var now = num(doc.at) !== null ? doc.at : Date.now() / 1000;
-    // throughput: processed counts are monotone, so rate = delta / time between polls
-    var processed = doc.processed && typeof doc.processed === "object" ? doc.processed : {};
+    // throughput: event counts only grow (a worker that restarts starts again from 0), and move
+    // when a worker reports (every few seconds): rate = delta / time between the newest reports,
+    // one sample per new report, so polling faster than workers report shows no 0-spike-0 saw.
+    // Ticks and watermark records are not events.
+    var events = doc.events && typeof doc.events === "object" ? doc.events : {};
+    var reportedAt = newestReport(doc, now);
     var prev = state.fleetPrev;
-    if (prev && now > prev.at) {
-      var rates = {};
-      Object.keys(processed).forEach(function (topic) {
-        var cur = num(processed[topic]);
-        var before = num(prev.processed[topic]);
-        if (cur !== null && before !== null && cur >= before) { rates[topic] = (cur - before) / (now - prev.at); }
-        else if (cur !== null) { rates[topic] = null; } // restarted counter: no rate this time
-      });
-      pushSample(state.throughput, now, rates);
+    if (!prev || reportedAt > prev.at + 0.05) { // report ages are rounded to 1 ms
+      if (prev) {
+        var rates = {};
+        Object.keys(events).forEach(function (kind) {
+          var cur = num(events[kind]);
+          var before = num(prev.events[kind]);
+          if (cur !== null && before !== null && cur >= before) { rates[kind] = (cur - before) / (reportedAt - prev.at); }
+          else if (cur !== null) { rates[kind] = null; } // restarted counter: no rate this time
+        });
+        pushSample(state.throughput, reportedAt, rates);
+      }
+      state.fleetPrev = { at: reportedAt, events: events };
     }
-    if (!prev || now > prev.at) { state.fleetPrev = { at: now, processed: processed }; }
-    var tp = lineChart("chart-throughput", storeSpec(state.throughput, function (v) { return fmtNum(v, 1); }));
+    var tp = lineChart("chart-throughput", storeSpec(state.throughput, function (v, d) {
+      return fmtNum(v, d === undefined ? 1 : d);
+    }, { order: EVENT_ORDER }));
     hasData("panel-throughput", tp > 0);
 
     // lag: per topic (partitions summed) over time, and the laggiest partitions now
@@ -408,7 +758,9 @@
       rows.push([tpKey, v]);
     });
     if (rows.length) { pushSample(state.lag, now, perTopic); }
-    var lp = lineChart("chart-lag", storeSpec(state.lag, function (v) { return fmtInt(v); }));
+    var lagSpec = storeSpec(state.lag, function (v) { return fmtInt(v); }, { integer: true, stripPrefix: true });
+    var lp = lineChart("chart-lag", lagSpec);
+    setText("lag-hint", "per topic, partitions added up" + (lagSpec.prefix ? "; topics named " + lagSpec.prefix + "…" : ""));
     rows.sort(function (a, b) { return b[1] - a[1] || (a[0] < b[0] ? -1 : 1); });
     table($("lag-table"), ["partition", "lag"], rows.slice(0, 8).map(function (r) {
       return { cells: [r[0], { text: fmtInt(r[1]), cls: r[1] > 0 ? "bad" : "" }] };
@@ -496,9 +848,12 @@
     var view = doc && doc.view ? " (" + doc.view + " counts)" : "";
     verdictEl.textContent = message + view + (warnings.length ? " — warning: " + warnings.join("; ") : "");
     verdictEl.className = "verdict " + String(decision).replace(/[^a-z_]/g, "");
-    table($("ab-table"), ["variant", "impressions", "clicks", "CTR", "posterior mean", "95% credible interval",
-      "chance to win", "risk", "verdict"], arms.map(function (a) {
-      var name = String(a.name || a.variant || "?");
+    var names = arms.map(function (a) { return String(a.name || a.variant || "?"); });
+    table($("ab-table"), ["variant", "impressions", "clicks", { text: "CTR", cls: "narrow-hide" },
+      "posterior mean", { text: "95% credible interval", cls: "narrow-hide" },
+      "chance to win", { text: "risk", cls: "narrow-hide" }, { text: "verdict", cls: "narrow-hide" }],
+    arms.map(function (a, i) {
+      var name = names[i];
       var isWinner = v.winner !== undefined && v.winner !== null && String(v.winner) === name;
       var ctr = num(a.ctr) !== null ? a.ctr : (num(a.impressions) ? a.clicks / a.impressions : null);
       return {
@@ -516,6 +871,12 @@
         ],
       };
     }));
+    // each variant's image beside its name (from /series/ctr, the same item)
+    var cells = $("ab-table").querySelectorAll("tbody tr td:first-child");
+    Array.prototype.forEach.call(cells, function (td, i) {
+      var imageId = state.variantImages[names[i]];
+      if (imageId) { td.insertBefore(thumbnail(imageId, names[i]), td.firstChild); td.classList.add("with-thumb"); }
+    });
     hasData("panel-ab", true);
   }
 
@@ -547,8 +908,9 @@
     var missing = [];
     var wantFleet = available("/fleet");
     if (!wantFleet) { missing.push("/fleet"); }
+    renderTitles();
     var jobs = [
-      attempt("/series/ctr", getJSON("series/ctr?by=segment&minutes=" + MINUTES)),
+      attempt("/series/ctr", getJSON("series/ctr?by=segment&minutes=" + MINUTES + "&limit=" + state.topSegments)),
       attempt("/series/ctr", getJSON(variantQuery())),
       attempt("/series/model", getJSON("series/model")),
       wantFleet ? attempt("/fleet", getJSON("fleet")) : Promise.resolve(null),
@@ -559,17 +921,20 @@
       guard("CTR by variant", function () { item = renderCtrVariant(docs[1]); });
       guard("model", function () { renderModel(docs[2]); });
       guard("fleet", function () { renderFleet(docs[3]); });
+      var more = [];
+      if (state.refreshes % IMAGES_EVERY === 0 || state.imagesFor !== imageSegment()) { more.push(refreshImages()); }
       if (!item || !available("/ab")) {
         if (!available("/ab")) { missing.push("/ab"); }
         guard("A/B", function () { renderAb(item, null); });
-        return null;
+        return Promise.all(more);
       }
       // one segment, or all together (and only the busiest one beside them: each costs a verdict)
       var q = "ab/" + encodeURIComponent(item) +
         (state.abSegment ? "?segment=" + encodeURIComponent(state.abSegment) : "?max_segments=1");
-      return attempt("/ab", getJSON(q)).then(function (doc) {
+      more.push(attempt("/ab", getJSON(q)).then(function (doc) {
         guard("A/B", function () { renderAb(item, doc); });
-      });
+      }));
+      return Promise.all(more);
     }).then(function () {
       state.refreshes += 1;
       state.lastRefresh = Date.now() / 1000;
@@ -604,10 +969,23 @@
       state.smooth = Math.max(1, Number(e.target.value) || 1);
       refresh();
     });
+    var top = $("segment-top");
+    top.value = String(state.topSegments);
+    if (top.value !== String(state.topSegments)) {
+      var o = document.createElement("option");
+      o.value = o.textContent = String(state.topSegments);
+      top.appendChild(o);
+      top.value = o.value;
+    }
+    top.addEventListener("change", function (e) {
+      state.topSegments = Math.max(1, Number(e.target.value) || 5);
+      refresh();
+    });
     $("ab-segment").addEventListener("change", function (e) {
       state.abSegment = e.target.value;
       refresh();
     });
+    renderTitles();
     var resizeTimer = null;
     window.addEventListener("resize", function () {
       window.clearTimeout(resizeTimer);

@@ -1,10 +1,16 @@
 """The live page (``GET /``) in a real headless Chromium, on a real worker's data.
 
 Simulated traffic goes through a broker, one worker and Redis; ``bertctr
-api`` serves the page; Debian's ``chromium`` (installed by
+api`` serves the page, and the simulated catalogue's images from
+``BERTCTR_IMAGE_DIR``; Debian's ``chromium`` (installed by
 ``tests/browser/ensure_chromium.sh``, never a browser download) opens it,
-driven by Playwright. The charts must fill with data, the page must log no
-error, and a screenshot is left at :data:`SCREENSHOT` for people to look at.
+driven by Playwright. The charts must fill with data and keep their axes
+within the data's range (one sample included), CTR points on too few
+impressions stay hidden, legends show the latest values, a segment can be
+isolated, thumbnails load, throughput falls to zero once traffic stops
+(internal records are not events), nothing overflows at 420 px, and the
+page must log no error. Screenshots at 1400 and 420 px are left at
+:data:`SCREENSHOTS` (``build/`` is git-ignored) for people to look at.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -35,9 +42,13 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[3]
 CHROMIUM = Path(os.environ.get("BERTCTR_CHROMIUM", "/usr/bin/chromium"))
 ENSURE = ROOT / "tests" / "browser" / "ensure_chromium.sh"
-#: where the screenshot is left (``var/`` is git-ignored)
-SCREENSHOT = ROOT / "var" / "screenshots" / "dashboard.png"
+#: where the screenshots are left: ``dashboard-1400.png`` and ``dashboard-420.png``
+SCREENSHOTS = ROOT / "build" / "screenshots"
 EVENTS = 3000
+#: the page's default: a CTR point on fewer impressions is not drawn
+MIN_IMPRESSIONS = 10
+#: the default number of segments drawn beside the total
+TOP_SEGMENTS = 5
 #: an encoder status (``bertctr stats --json`` ``encoder``) while version 3 calibrates,
 #: version 2 having been retired
 CALIBRATING = {
@@ -59,6 +70,87 @@ CALIBRATING = {
 }
 #: the page's charts and what each shows
 CHARTS = ("chart-ctr-segment", "chart-ctr-variant", "chart-model")
+#: the least y span each chart may show (all-zero lag is 0..1, not 0..100)
+Y_UNIT = {
+    "chart-ctr-segment": 0.01,
+    "chart-ctr-variant": 0.01,
+    "chart-model": 0.05,
+    "chart-throughput": 1.0,
+    "chart-lag": 1.0,
+}
+#: seconds an x axis may reach past its data (one sample has no span of its own)
+X_MARGIN_S = 300.0
+#: a chart's scales, data range and drawn tick labels
+AXES_JS = """(id) => {
+  const u = window.bertctr.charts[id];
+  if (!u) { return null; }
+  const xs = u.data[0].filter(v => v !== null && v !== undefined);
+  const ys = [];
+  u.series.forEach((s, i) => {
+    if (i > 0 && s.show) {
+      u.data[i].forEach(v => { if (v !== null && v !== undefined) ys.push(v); });
+    }
+  });
+  return {n: xs.length,
+          x: [u.scales.x.min, u.scales.x.max], xData: [Math.min(...xs), Math.max(...xs)],
+          y: [u.scales.y.min, u.scales.y.max],
+          yData: ys.length ? [Math.min(...ys), Math.max(...ys)] : null,
+          ticks: u.bertctrTicks || null};
+}"""
+#: each series' legend text while the cursor is elsewhere
+LEGEND_JS = """(id) => {
+  const u = window.bertctr.charts[id];
+  const rows = u.root.querySelectorAll('.u-legend .u-series');
+  return u.series.slice(1).map((s, i) => ({
+    label: s.label,
+    hasData: u.data[i + 1].some(v => v !== null && v !== undefined),
+    value: rows[i + 1] ? rows[i + 1].querySelector('.u-value').textContent : null}));
+}"""
+#: CTR points drawn on fewer than MIN_IMPRESSIONS impressions
+THIN_POINTS_JS = """([id, least]) => {
+  const u = window.bertctr.charts[id];
+  const counts = u.bertctrCounts;
+  const thin = [];
+  u.data.slice(1).forEach((values, s) => values.forEach((v, j) => {
+    if (v !== null && v !== undefined && !(counts && counts[s][j] >= least)) {
+      thin.push([u.series[s + 1].label, j, v, counts ? counts[s][j] : null]);
+    }
+  }));
+  return thin;
+}"""
+#: every thumbnail under a selector, loaded or not
+IMAGES_JS = """(sel) => Array.from(document.querySelectorAll(sel + ' img'))
+  .map(i => ({src: i.getAttribute('src'), loaded: i.complete && i.naturalWidth > 0}))"""
+#: what sticks out sideways: the page, a panel or a table scrolled inside one
+OVERFLOW_JS = """() => {
+  const w = document.documentElement.clientWidth;
+  const out = [];
+  const root = document.documentElement;
+  if (root.scrollWidth > w) { out.push(['page', root.scrollWidth, w]); }
+  document.querySelectorAll('header, footer, .panel, .scroll').forEach(el => {
+    const r = el.getBoundingClientRect();
+    if (el.scrollWidth > el.clientWidth + 1 || r.right > w + 0.5 || r.left < -0.5) {
+      out.push([el.id || el.className, el.scrollWidth, el.clientWidth, r.left, r.right]);
+    }
+  });
+  return out;
+}"""
+#: seconds of throughput that must all read 0 once traffic stops: two health reports and more
+IDLE_S = 12.0
+#: the throughput chart's samples of the last ``IDLE_S`` are all 0, for every series
+IDLE_JS = """(span) => {
+  const u = window.bertctr.charts['chart-throughput'];
+  if (!u || u.series.length < 4) { return false; }
+  const t = u.data[0];
+  const last = t[t.length - 1];
+  if (t[0] > last - span) { return false; }
+  const recent = t.map((x, j) => j).filter(j => t[j] >= last - span);
+  return recent.length >= 2
+    && u.data.slice(1).every(values => recent.every(j => values[j] === 0));
+}"""
+#: what a legend shows for "no value" (uPlot's and the page's own dash)
+BLANK = ("", "-", "--", "\u2013")
+TIME_TICK = re.compile(r"^(\d\d-\d\d )?\d\d:\d\d(:\d\d)?$")
 
 
 @pytest.fixture(scope="module")
@@ -73,26 +165,34 @@ def chromium() -> Path:
     return CHROMIUM
 
 
-def publish_traffic(env: WorkerEnv) -> Simulator:
-    """3,000 simulated impressions (and their clicks, duplicates, malformed messages),
-    dated over the last 40 minutes, published flat out."""
+def simulator() -> Simulator:
+    """3,000 simulated events dated over the last 40 minutes: 6 items, 4 variants each."""
     start = time.time() - 2400
-    sim = Simulator(SimConfig(seed=11, n_items=6, impressions_per_s=2.0, start_ts=start))
+    return Simulator(SimConfig(seed=11, n_items=6, impressions_per_s=2.0, start_ts=start))
+
+
+def publish_traffic(env: WorkerEnv, sim: Simulator) -> None:
+    """The simulator's impressions (and their clicks, duplicates, malformed messages),
+    published flat out."""
     messages = [
         (full_name(env.topic_prefix, m.topic), m.key, m.value) for m in sim.messages(EVENTS)
     ]
     asyncio.run(publish(env.stack.kafka_bootstrap, messages))
-    return sim
 
 
 @pytest.fixture
 def api(worker_env: WorkerEnv) -> Iterator[ApiServer]:
-    """A worker that has counted and learned the traffic, and the API over its Redis."""
+    """A worker that has counted and learned the traffic, and the API over its Redis,
+    serving the catalogue's images from a local image store."""
     worker_env.overrides.update({**REPLAY, "BERTCTR_CHECKPOINT_IDLE_S": "1"})
     worker_env.cli("topics", "create")
     worker_env.start_worker()
-    publish_traffic(worker_env)
-    server = ApiServer(worker_env.env(), worker_env.tmp / "api.log").start()
+    sim = simulator()
+    images = worker_env.tmp / "images"
+    sim.render_catalogue(images)
+    publish_traffic(worker_env, sim)
+    env = {**worker_env.env(), "BERTCTR_IMAGE_DIR": str(images)}
+    server = ApiServer(env, worker_env.tmp / "api.log").start()
     try:
         yield server
     finally:
@@ -108,6 +208,43 @@ def data_ready(api: ApiServer) -> bool:
 
 def chart_points(page: Page, chart: str) -> int:
     return int(page.get_attribute(f"#{chart}", "data-points") or 0)
+
+
+def check_axes(chart: str, axes: dict[str, Any]) -> None:
+    """The chart's scales hold its data, and reach at most a sane margin past it."""
+    assert axes is not None and axes["n"] >= 1, (chart, axes)
+    (x0, x1), (lo, hi) = axes["x"], axes["xData"]
+    margin = max(0.1 * (hi - lo), X_MARGIN_S)
+    assert lo - margin <= x0 <= lo and hi <= x1 <= hi + margin, (chart, axes)
+    if axes["yData"] is not None:
+        (y0, y1), (ylo, yhi) = axes["y"], axes["yData"]
+        base = min(ylo, 0.0)
+        allowed = max(yhi - base, Y_UNIT[chart])
+        assert base - 0.25 * allowed <= y0 <= ylo, (chart, axes)
+        assert yhi <= y1 <= max(yhi, base + Y_UNIT[chart]) + 0.25 * allowed, (chart, axes)
+    ticks = axes["ticks"]
+    assert ticks is not None and ticks.get("x") and ticks.get("y"), (chart, axes)
+    for axis in ("x", "y"):
+        assert len(set(ticks[axis])) == len(ticks[axis]), (chart, axis, ticks)
+    assert all(TIME_TICK.match(t) for t in ticks["x"]), (chart, ticks)  # no ":22.500"
+    if chart == "chart-lag":
+        assert all(re.fullmatch(r"-?[\d,]+", t) for t in ticks["y"]), ticks  # no "0 0 1 1 1"
+
+
+def loaded_images(page: Page, selector: str) -> list[dict[str, Any]]:
+    images: list[dict[str, Any]] = page.evaluate(IMAGES_JS, selector)
+    return images
+
+
+def wait_images(page: Page, selector: str, least: int) -> list[dict[str, Any]]:
+    """Wait until at least ``least`` thumbnails under ``selector`` have loaded, and all have."""
+    page.wait_for_function(
+        """([sel, least]) => { const imgs = Array.from(document.querySelectorAll(sel + ' img'));
+             return imgs.length >= least && imgs.every(i => i.complete && i.naturalWidth > 0); }""",
+        arg=[selector, least],
+        timeout=20_000,
+    )
+    return loaded_images(page, selector)
 
 
 def test_the_live_page_shows_the_system_in_chromium(
@@ -135,6 +272,16 @@ def test_the_live_page_shows_the_system_in_chromium(
             requests: list[str] = []
             page.on("request", lambda req: requests.append(req.url))
             page.goto(f"{api.url}/?refresh=1", wait_until="load")
+            if has_fleet:
+                # one throughput sample (two fleet polls): its x axis spans a minute, not years
+                first = page.wait_for_function(
+                    f"""() => {{ const f = {AXES_JS};
+                          const a = f('chart-throughput');
+                          return a && a.n === 1 ? {{tp: a, lag: f('chart-lag')}} : false; }}""",
+                    timeout=30_000,
+                ).json_value()
+                check_axes("chart-throughput", first["tp"])
+                check_axes("chart-lag", first["lag"])
             # three refreshes: the throughput needs two fleet polls
             page.wait_for_function(
                 "Number(document.body.dataset.refreshes || 0) >= 3", timeout=30_000
@@ -148,11 +295,82 @@ def test_the_live_page_shows_the_system_in_chromium(
             )
             for chart in CHARTS:
                 assert drawn[chart]["length"] > 0, drawn
-            # by segment: all segments together, then the busiest (at most 12)
-            assert drawn["chart-ctr-segment"]["labels"][0] == "all segments"
-            assert 2 <= len(drawn["chart-ctr-segment"]["labels"]) <= 13
+            # by segment: all segments together, then the busiest few, not a tangle of 13
+            segment_labels = drawn["chart-ctr-segment"]["labels"]
+            assert segment_labels[0] == "all segments"
+            assert 2 <= len(segment_labels) <= 1 + TOP_SEGMENTS, segment_labels
+            assert "busiest" in (page.text_content("#segment-hint") or "")
             assert drawn["chart-model"]["labels"] == ["NE", "AUC", "calibration"]
             assert drawn["chart-model"]["length"] >= 2
+            # the titles say the window the CTR is taken over
+            titles = page.eval_on_selector_all(
+                "h2 .ctr-window", "els => els.map(e => e.textContent)"
+            )
+            assert titles == ["per minute", "per minute"], titles
+
+            if has_fleet:
+                # traffic over, throughput falls to 0: ticks and watermark records are not events
+                page.wait_for_function(IDLE_JS, arg=IDLE_S, timeout=90_000)
+                labels = page.evaluate(
+                    "window.bertctr.charts['chart-throughput'].series.slice(1).map(s => s.label)"
+                )
+                assert labels == ["impressions", "clicks", "labelled"], labels
+
+            # every chart's axes hold its data with a sane margin, ticks read right
+            for chart in page.evaluate("Object.keys(window.bertctr.charts)"):
+                check_axes(chart, page.evaluate(AXES_JS, chart))
+            # no CTR point on a handful of impressions (two of them made a 100% spike)
+            for chart in ("chart-ctr-segment", "chart-ctr-variant"):
+                thin = page.evaluate(THIN_POINTS_JS, [chart, MIN_IMPRESSIONS])
+                assert thin == [], (chart, thin[:5])
+            # legends show the latest values without hovering
+            page.mouse.move(0, 0)
+            for chart in page.evaluate("Object.keys(window.bertctr.charts)"):
+                legend = page.evaluate(LEGEND_JS, chart)
+                blank = [e for e in legend if e["hasData"] and e["value"] in BLANK]
+                assert blank == [], (chart, legend)
+
+            # the images behind the charts: all segments' best and worst variants
+            top = wait_images(page, "#images-top", 1)
+            bottom = wait_images(page, "#images-bottom", 1)
+            assert all(i["src"].startswith("images/") for i in top + bottom), top + bottom
+            assert page.text_content("#images-segment") == "all segments"
+            # and the variants of the item on show
+            variants = wait_images(page, "#variant-thumbs", 4)
+            assert len(variants) == 4, variants
+
+            # a click on a segment's legend entry isolates it (the total stays), and its images
+            # are asked for; another click shows every segment again
+            entry = page.locator("#chart-ctr-segment .u-legend .u-series").nth(2)
+            label = segment_labels[1]
+            entry.click()
+            shown = page.evaluate(
+                "window.bertctr.charts['chart-ctr-segment'].series.slice(1).map(s => s.show)"
+            )
+            assert shown == [True, True] + [False] * (len(segment_labels) - 2), shown
+            page.wait_for_function(
+                "(label) => document.getElementById('images-segment').textContent === label"
+                " && window.bertctr.imagesFor === label",
+                arg=label,
+                timeout=10_000,
+            )
+            page.wait_for_function(
+                """() => { const p = document.getElementById('panel-images');
+                     const empty = p.querySelector('.empty').textContent;
+                     return p.classList.contains('has-data')
+                       ? Array.from(p.querySelectorAll('img')).every(i => i.complete)
+                       : empty.includes('impressions in this segment'); }""",
+                timeout=20_000,
+            )
+            entry.click()
+            shown = page.evaluate(
+                "window.bertctr.charts['chart-ctr-segment'].series.slice(1).map(s => s.show)"
+            )
+            assert all(shown), shown
+            page.wait_for_function(
+                "document.getElementById('images-segment').textContent === 'all segments'",
+                timeout=10_000,
+            )
 
             # another item from the selector: the variant chart follows it
             options = page.eval_on_selector_all(
@@ -167,13 +385,34 @@ def test_the_live_page_shows_the_system_in_chromium(
                 timeout=10_000,
             )
             assert chart_points(page, "chart-ctr-variant") > 0
-            if has_ab:  # the A/B view follows the chosen item too
+            if has_ab:  # the A/B view follows the chosen item too, with each variant's image
                 page.wait_for_function(
                     "(item) => document.getElementById('ab-item').textContent === item"
                     " && document.getElementById('panel-ab').classList.contains('has-data')",
                     arg=options[-1],
                     timeout=10_000,
                 )
+                ab_images = wait_images(page, "#ab-table", 2)
+                variant_doc = api.get(f"/series/ctr?by=variant&item={options[-1]}")
+                expected = {f"images/{s['image_id']}" for s in variant_doc["series"]}
+                assert {i["src"] for i in ab_images} <= expected, (ab_images, expected)
+
+            # another smoothing window: the titles follow it
+            page.select_option("#ctr-smooth", "5")
+            page.wait_for_function(
+                """() => Array.from(document.querySelectorAll('h2 .ctr-window'))
+                     .every(e => e.textContent === 'over 5 minutes')""",
+                timeout=10_000,
+            )
+            assert "per minute" not in (page.text_content("main") or "")
+            page.wait_for_function(
+                "(n) => Number(document.body.dataset.refreshes) >= n",
+                arg=int(page.evaluate("window.bertctr.refreshes")) + 1,
+                timeout=10_000,
+            )
+            for chart in ("chart-ctr-segment", "chart-ctr-variant"):
+                assert page.evaluate(THIN_POINTS_JS, [chart, MIN_IMPRESSIONS]) == []
+                check_axes(chart, page.evaluate(AXES_JS, chart))
 
             status = page.text_content("#status") or ""
             assert "problem" not in (page.get_attribute("#status", "class") or ""), status
@@ -216,9 +455,24 @@ def test_the_live_page_shows_the_system_in_chromium(
             # nothing from outside the server
             assert all(u.startswith(api.url) or u.startswith("data:") for u in requests), requests
 
-            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(SCREENSHOT), full_page=True)
-            print(f"screenshot: {SCREENSHOT}")
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOTS / "dashboard-1400.png"), full_page=True)
+
+            # a phone: one column, no panel (nor table) wider than the screen
+            page.set_viewport_size({"width": 420, "height": 1400})
+            page.wait_for_function(
+                """() => Object.entries(window.bertctr.charts).every(([id, u]) =>
+                     u.width <= document.getElementById(id).clientWidth && u.width <= 420)""",
+                timeout=10_000,
+            )
+            page.wait_for_function(
+                "(n) => Number(document.body.dataset.refreshes) >= n",
+                arg=int(page.evaluate("window.bertctr.refreshes")) + 1,
+                timeout=10_000,
+            )
+            assert page.evaluate(OVERFLOW_JS) == []
+            page.screenshot(path=str(SCREENSHOTS / "dashboard-420.png"), full_page=True)
+            print(f"screenshots: {SCREENSHOTS}/dashboard-1400.png, dashboard-420.png")
         finally:
             browser.close()
     assert errors == [], errors
