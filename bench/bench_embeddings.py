@@ -33,17 +33,22 @@ Run: ``.venv/bin/python bench/bench_embeddings.py [--events 50000] [--seed 7]``
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Sequence
 
 import numpy as np
 
+from bertctr.cli.progress import Progress
 from bertctr.demo_config import DemoConfig
 from bertctr.judge import Judgement, catalogue_embeddings, judge, lookup_from, true_attributes
 from online_ctr.metrics import GroupMetrics
 from simulator import SimConfig, Simulator
 from simulator.labelled import OfflineExample, labelled_stream
 from simulator.ranking import EmbeddingLookup
+
+#: progress on stderr: a bar over each row's stream on a terminal, plain lines otherwise
+SHOW = Progress(prefix="[bench_embeddings] ")
 
 
 def run(
@@ -55,11 +60,14 @@ def run(
     seed: int,
     with_content: bool | None = None,
 ) -> Judgement:
-    j = judge(sim, stream, lookup, requests, seed, with_content=with_content)
-    print(
+    with SHOW.bar(name, len(stream), unit="examples") as bar:
+        j = judge(
+            sim, stream, lookup, requests, seed, with_content=with_content, progress=bar.update_to
+        )
+    SHOW.say(
         f"{name:<30} {j.ne:>7.4f} {j.auc:>6.4f} {j.lift:>7.3f} "
         f"{j.lift / j.oracle_lift:>8.0%} {j.events_per_s:>9.0f}",
-        flush=True,
+        file=sys.stdout,
     )
     return j
 
@@ -82,8 +90,12 @@ def main() -> None:
 
     sim = Simulator(SimConfig(seed=args.seed, impressions_per_s=args.impressions_per_s))
     t0 = time.perf_counter()
-    images, titles = catalogue_embeddings(sim, args.image_dim, args.text_dim)
-    last_layer, _ = catalogue_embeddings(sim, 16, args.text_dim, image_features="last")
+    # two passes over the catalogue: multi-scale image features (and titles), the last layer
+    with SHOW.bar("embedding the catalogue", 2, unit="passes") as bar:
+        images, titles = catalogue_embeddings(sim, args.image_dim, args.text_dim)
+        bar.update()
+        last_layer, _ = catalogue_embeddings(sim, 16, args.text_dim, image_features="last")
+        bar.update()
     print(
         f"embedded {len(images)} images and {len(titles)} titles in "
         f"{time.perf_counter() - t0:.1f} s "

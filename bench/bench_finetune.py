@@ -70,6 +70,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -81,6 +82,7 @@ from finetune_bench.report import print_seed, print_summary, summarise
 from finetune_bench.worker import worker_learner
 from finetune_bench.world import CONTROLS, FINETUNED, PCA, POSITIVE, World, build_world
 
+from bertctr.cli.progress import Progress
 from bertctr.demo_config import DemoConfig
 from bertctr.judge import lookup_from, true_attributes
 from online_ctr.learner import Learner
@@ -91,9 +93,16 @@ from simulator.labelled import OfflineExample
 from simulator.ranking import ranking_lifts
 from simulator.traffic import Cohort
 
+#: progress on stderr: a bar over each seed's steps on a terminal, plain lines otherwise
+SHOW = Progress(prefix="[bench_finetune] ")
+#: the steps of one seed, as the bar names them
+STEPS = ("world", "champion", "job", "arms", "ranking")
+
 
 def run_seed(seed: int, args: argparse.Namespace) -> dict[str, Any]:
     t_seed = time.perf_counter()
+    steps = SHOW.bar(f"seed {seed}", len(STEPS), unit="steps")
+    steps.set_postfix(step=STEPS[0])
     world = build_world(seed, args.events, args)
     stream = world.stream
     cut = int(args.finetune_at * len(stream))
@@ -102,22 +111,33 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict[str, Any]:
     for e in rest:
         oracle.update(e.true_p, e.clicked)
     oracle_ne = float(oracle.snapshot()["ne"])
-    print(
+    SHOW.say(
         f"\nseed {seed}: {len(stream)} impressions, CTR "
         f"{np.mean([e.clicked for e in stream]):.4f}, fine-tuning after {cut} "
         f"({sum(e.clicked for e in learned)} clicks); oracle NE after {oracle_ne:.4f}",
-        flush=True,
+        file=sys.stdout,
     )
 
+    def step(name: str) -> None:  # the previous step is done, ``name`` starts
+        steps.set_postfix(step=name)
+        steps.update()
+
     # 1. the champion learns the first part, as the worker does
+    step(STEPS[1])
     champion = worker_learner()
     predictions = learn(champion, learned, world.lookup(PCA))
     # 2. the job, and the new version embedded as Triton would serve it
+    step(STEPS[2])
     job = finetune_job(world, learned, rest, predictions, seed, args.min_clicks)
     world.add_head(FINETUNED, job.result.projection)
     # 3. and 4. the rest of the stream, every way
+    step(STEPS[3])
     arms, controls = run_arms(world, champion, learned, rest, job.published, args.calibration)
+    step(STEPS[4])
     by_cohort = ranking(world, arms, job.published, args.requests, seed + 1000)
+    steps.set_postfix(step="done")
+    steps.update()
+    steps.close()
     lifts, oracle_lift = by_cohort["all"] if "all" in by_cohort else by_cohort["warm"]
     cold = by_cohort.get("cold")
 

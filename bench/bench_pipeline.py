@@ -60,6 +60,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from bertctr.cli.progress import Progress
 from bertctr.demo import learned
 from bertctr.harness.kafka import Message, publish, read_topics
 from bertctr.harness.stack import EmbeddedStack, start_stack
@@ -73,6 +74,8 @@ from schemas.topics import CLICKS, IMPRESSIONS, LABELLED
 from streams.kafka.decode import decode
 
 WINDOW_S = 60.0
+#: progress on stderr: bars over the rows and the labels on a terminal, plain lines otherwise
+SHOW = Progress(prefix="[bench_pipeline] ")
 
 
 def routed(ns: Namespace, events: Sequence[RawEvent]) -> list[Message]:
@@ -317,6 +320,7 @@ def end_to_end(
     settle(fleet, workers, warm_labels if workers == 1 or tree is None else 0)
     n_imps = sum(1 for k, _, _ in events if k == IMPRESSIONS)
     total = n_imps + warm_labels
+    bar = SHOW.bar(f"{workers} worker(s): labelled", total, unit="labels")
     t0 = time.monotonic()
     split.start()
     asyncio.run(publish(stack.kafka_bootstrap, routed(fleet.namespace, events)))
@@ -327,8 +331,10 @@ def end_to_end(
             lambda r: len(r.of(labelled)) >= total,
             900,
             settle_s=0,
+            progress=lambda r: bar.update_to(len(r.of(labelled))),
         )
     )
+    bar.close()
     if workers == 1 or tree is None:
         # a baseline from before the learner lease has one model per worker,
         # and the shared metrics key holds whichever wrote last: not awaited
@@ -483,17 +489,31 @@ def main() -> None:
     stack = start_stack(None, os.environ.get("BERTCTR_REDIS_URL", "redis://127.0.0.1:6379/0"))
     rss = RssWatch()
     fleets: list[WorkerFleet] = []
+    names = ["ceilings", "e2e 1 worker", "click latency", "latency floor", "e2e 2 workers"]
+    if args.before is not None:
+        names += ["before: 1 worker", "before: 2 workers"]
+    rows = SHOW.bar("rows", len(names) + 1, unit="rows")  # and the learner alone
+
+    def row(done: str) -> None:
+        rows.set_postfix(done=done)
+        rows.update()
+
     try:
         ceiling = ceilings(stack, events, args.partitions)
+        row("ceilings")
         cpu1: dict[str, float] = {}
         e2e1, fleet = end_to_end(stack, events, 1, args.partitions, rss, cpu=cpu1)
         fleets.append(fleet)
+        row("e2e 1 worker")
         latencies = click_latency(fleet, args.latency_rate, seconds)
         fleet.close()
+        row("click latency")
         floor = latency_floor(stack, args.partitions, args.latency_rate, seconds)
+        row("latency floor")
         e2e2, fleet2 = end_to_end(stack, events, 2, args.partitions, rss)
         fleets.append(fleet2)
         fleet2.close()
+        row("e2e 2 workers")
         before: dict[str, float] = {}
         if args.before is not None:
             for workers in (1, 2):
@@ -516,12 +536,15 @@ def main() -> None:
                 before[f"before_e2e_events_per_s_{workers}_worker{'s' if workers > 1 else ''}"] = (
                     round(rate)
                 )
+                row(f"before: {workers} worker{'s' if workers > 1 else ''}")
     finally:
         rss.stop()
         for f in fleets:
             f.close()
         stack.close()
     lrate = learner_rate(n)
+    row("learner")
+    rows.close()
     lat = np.array(latencies) if latencies else np.array([float("nan")])
     result = {
         "events": len(events),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +35,9 @@ __all__ = [
     "title_embeddings",
     "true_attributes",
 ]
+
+#: examples learned between two calls of :func:`judge`'s ``progress``
+PROGRESS_EVERY = 1000
 
 
 def catalogue_embeddings(
@@ -124,20 +127,27 @@ def judge(
     seed: int,
     spec: FeatureSpec = DEFAULT_SPEC,
     with_content: bool | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> Judgement:
     """Learn ``stream`` progressively (predict, then learn), then rank held-out requests.
 
     ``with_content`` is passed to :func:`~online_ctr.models.registry.make_model`;
     by default it is on exactly when there are embeddings, as in the worker.
+    ``progress`` is told how many examples are learned, every
+    :data:`PROGRESS_EVERY` and at the end (a progress bar's ``update_to``).
     """
     content = lookup is not None if with_content is None else with_content
     learner = Learner(make_model(with_content=content), spec=spec)
     group = GroupMetrics()
     t0 = time.perf_counter()
-    for e in stream:
+    for i, e in enumerate(stream, 1):
         image, title = lookup(e.impression) if lookup is not None else (None, None)
         group.update(learner.predict_then_learn(e.labelled(), image, title), e.clicked)
+        if progress is not None and i % PROGRESS_EVERY == 0:
+            progress(i)
     rate = len(stream) / (time.perf_counter() - t0)
+    if progress is not None:
+        progress(len(stream))
     lift, oracle_lift = ranking_lifts(sim, learner, requests, seed, lookup)
     m = group.snapshot()
     return Judgement(m["ne"], m["auc"], lift, oracle_lift, rate)
