@@ -25,11 +25,12 @@ decides (:func:`decide`, with the thresholds of :class:`DecisionRule`):
       challenger below it with that probability.
 
 Rule c bounds the false winners: on an A/A test (identical arms) read once,
-each arm is declared the winner with probability at most
-``(1 - credible_level) / 2``, so a winner of ``k`` arms appears with
-probability at most ``k (1 - credible_level) / 2``, 5% for two arms
+each arm is declared the winner with probability of about
+``(1 - credible_level) / 2`` at most (a one-sided test at that level; the
+pooled prior's shrinkage only lowers it), so a winner of ``k`` arms appears
+with probability ``k (1 - credible_level) / 2`` at most, 5% for two arms
 (:meth:`DecisionRule.false_winner_level`; the seeded simulation in the unit
-tests measures it). Rules a and b alone allow 10%: 5% on each side.
+tests measures it). Rules a and b alone allow about 10%: 5% on each side.
 
 A lift of the leader over the runner-up above ``max_lift`` (0.5 = 50%,
 GrowthBook's "suspicious" change) adds a warning: visual variants rarely move
