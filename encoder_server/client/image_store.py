@@ -20,6 +20,7 @@ image host that is down or slow is transient (:class:`StoreUnavailable`).
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 from collections.abc import Sequence
@@ -85,6 +86,10 @@ class LocalImageStore:
             except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
                 continue
             except OSError as exc:
+                if exc.errno == errno.ENAMETOOLONG:
+                    # a valid id (up to 256 characters) may be longer than a file name can
+                    # be: no file has it, for good (a disk error would stall the stream)
+                    continue
                 # the path stays in this process's log; callers (and API clients) get no path
                 log.warning("cannot read %s: %s", path, exc)
                 raise StoreUnavailable(

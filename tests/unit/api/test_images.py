@@ -54,7 +54,18 @@ def test_a_stored_image_is_served_with_its_media_type(image_dir: Path) -> None:
 
 @pytest.mark.parametrize(
     "image_id",
-    ["nope", "page", "huge", "..", "...", "outside", "..%2Foutside", "%2E%2E", "a%5C..%5Coutside"],
+    [
+        "nope",
+        "page",
+        "huge",
+        "..",
+        "...",
+        "outside",
+        "..%2Foutside",
+        "%2E%2E",
+        "a%5C..%5Coutside",
+        "x" * 256,  # a valid id, too long for a file name: not a 503
+    ],
 )
 def test_unknown_unsafe_or_non_images_are_404_without_a_path(
     image_dir: Path, image_id: str

@@ -91,6 +91,18 @@ async def test_local_path_traversal_is_rejected(image_dir: Path, image_id: str) 
         await store.fetch(image_id, None)
 
 
+@pytest.mark.parametrize("image_id", ["x" * 256, "\u00e9" * 200])
+async def test_local_id_too_long_for_a_file_name_is_not_found(
+    image_dir: Path, image_id: str
+) -> None:
+    """A valid event id (256 characters, or 400 bytes of UTF-8) that no file can be named
+    after is a missing image for good, not a disk error to wait out (the stream would stall)."""
+    store = LocalImageStore(image_dir, max_bytes=1500)
+    with pytest.raises(ImageNotFound) as missing:
+        await store.fetch(image_id, None)
+    assert str(image_dir) not in str(missing.value)
+
+
 async def test_local_directory_named_like_an_image_is_not_an_image(image_dir: Path) -> None:
     (image_dir / "d.png").mkdir()
     store = LocalImageStore(image_dir, max_bytes=1500)
