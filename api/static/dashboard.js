@@ -851,7 +851,8 @@
     var names = arms.map(function (a) { return String(a.name || a.variant || "?"); });
     table($("ab-table"), ["variant", "impressions", "clicks", { text: "CTR", cls: "narrow-hide" },
       "posterior mean", { text: "95% credible interval", cls: "narrow-hide" },
-      "chance to win", { text: "risk", cls: "narrow-hide" }, { text: "verdict", cls: "narrow-hide" }],
+      "chance to win", { text: "risk", cls: "narrow-hide" },
+      { text: "uplift vs control (95%)", cls: "narrow-hide" }],
     arms.map(function (a, i) {
       var name = names[i];
       var isWinner = v.winner !== undefined && v.winner !== null && String(v.winner) === name;
@@ -867,7 +868,9 @@
           fmtPct(a.ci_low) + " – " + fmtPct(a.ci_high),
           fmtPct(a.chance_to_win, 1),
           fmtPct(a.risk, 3),
-          isWinner ? "winner" : (decision === "winner" ? "loses" : String(decision || "–").replace(/_/g, " ")),
+          // the verdict is the segment's, shown once above the table; each row its uplift
+          a.is_control ? "control" : (num(a.uplift) === null ? "–" : (a.uplift >= 0 ? "+" : "") +
+            fmtPct(a.uplift, 1) + " (" + fmtPct(a.uplift_ci_low, 1) + " – " + fmtPct(a.uplift_ci_high, 1) + ")"),
         ],
       };
     }));

@@ -432,6 +432,10 @@ def test_the_live_page_shows_the_system_in_chromium(
             if has_ab:
                 assert "has-data" in panels["ab"], status
                 assert page.locator("#ab-table tbody tr").count() >= 2
+                # one verdict per segment, above the table; each row shows its uplift
+                header = page.locator("#ab-table thead").inner_text()
+                assert "verdict" not in header and "uplift vs control" in header, header
+                assert page.locator("#ab-table tbody tr", has_text="control").count() == 1
             else:
                 assert "has-data" not in panels["ab"]
             assert page.locator("#panel-model .empty").is_hidden()
