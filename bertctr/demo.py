@@ -44,7 +44,6 @@ from schemas.keys import KeySpace
 from schemas.settings import Settings
 from simulator import SimMessage, Simulator
 from simulator.catalogue import CatalogueEntry
-from simulator.config import world_config
 
 if TYPE_CHECKING:
     from bertctr.cli.progress import Progress as Show
@@ -156,16 +155,7 @@ def simulate(
     settings: Settings, cfg: DemoConfig, tmp: Path, progress: Progress
 ) -> tuple[Simulator, list[SimMessage]]:
     """The simulator, its rendered catalogue and the messages to publish."""
-    sized = {} if cfg.items is None else {"n_items": cfg.items}
-    sim = Simulator(
-        world_config(
-            cfg.world,
-            seed=cfg.seed,
-            impressions_per_s=cfg.impressions_per_s,
-            attribution_window_s=settings.attribution_window_s,
-            **sized,
-        )
-    )
+    sim = Simulator(cfg.sim_config(settings.attribution_window_s))
     sim.render_catalogue(tmp / "images")
     messages = list(sim.messages(cfg.events))
     progress(

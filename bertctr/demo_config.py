@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from simulator.config import SimConfig, world_config
+
 __all__ = ["DemoConfig"]
 
 
@@ -46,3 +48,22 @@ class DemoConfig:
     finetune_at: float = 0.4
     #: the demo's first part has ~500 clicks; the production default is higher
     finetune_min_clicks: int = 100
+
+    def sim_config(self, attribution_window_s: float | None = None) -> SimConfig:
+        """The simulator's config for this demo (the tests rebuild its stream with it).
+
+        On a world with launches they are spread over twice the run's simulated
+        span rather than a day, so that about half of the launching items go live
+        while the demo runs and the rest are left for the cold-start ranking.
+        """
+        overrides: dict[str, float | int | bool] = {
+            "seed": self.seed,
+            "impressions_per_s": self.impressions_per_s,
+        }
+        if attribution_window_s is not None:
+            overrides["attribution_window_s"] = attribution_window_s
+        if self.items is not None:
+            overrides["n_items"] = self.items
+        if self.world != "small":
+            overrides["launch_span_s"] = 2.0 * self.events / self.impressions_per_s
+        return world_config(self.world, **overrides)
