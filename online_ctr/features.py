@@ -67,7 +67,7 @@ import math
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from schemas.events import Impression, Segment
 
@@ -81,15 +81,23 @@ __all__ = [
     "IMAGE_PREFIX",
     "MAX_AUDIENCE_FIELDS",
     "POSITION_BUCKETS",
+    "TITLE_PREFIX",
     "VARIANT_ID",
     "AudienceFields",
+    "CandidateFields",
     "Crossed",
     "FeatureSpec",
+    "SegmentFeatures",
     "bucket",
+    "embedding_feature_names",
     "featurize",
+    "id_features",
     "is_image_feature",
     "position_bucket",
+    "position_features",
+    "segment_features",
     "title_tokens",
+    "word_features",
 ]
 
 #: size of the hashed id space (2**18: collisions stay rare for ~10^5 ids)
@@ -338,6 +346,8 @@ def _hour_features(hour: int) -> tuple[tuple[str, float], ...]:
 #: the image embedding's features (``img_0``, ``img_0&seg.taste=t1``, ...)
 #: start with this: a new encoder version changes exactly these
 IMAGE_PREFIX = "img_"
+#: the title embedding's features (``txt_0``, ...)
+TITLE_PREFIX = "txt_"
 
 
 def is_image_feature(name: object) -> bool:
@@ -402,9 +412,127 @@ def featurize(
     x.update(_context(impression, segment.get("device")))
     for prefix, embedding, cross_fields in (
         (IMAGE_PREFIX[:-1], image_embedding, spec.embedding_cross_fields),
-        ("txt", title_embedding, spec.title_embedding_cross_fields),
+        (TITLE_PREFIX[:-1], title_embedding, spec.title_embedding_cross_fields),
     ):
         if embedding is not None:
             crossed = [s for n, s in segment.items() if spec.crosses(cross_fields, n, auto_fields)]
             x.update(_embedding(prefix, embedding, crossed, spec.embedding_crosses))
     return x
+
+
+# The same features, in the parts a request to score many candidates for one
+# segment is made of (the scoring API's batch path, :mod:`online_ctr.frozen`):
+# what the segment and the hour give every candidate, computed once, and what
+# each candidate adds. ``tests/unit/online_ctr/test_features.py`` checks that
+# the parts put together are exactly :func:`featurize`'s dict.
+
+
+class CandidateFields(Protocol):
+    """What the features read of one thing to score: an impression less its segment and time.
+
+    :class:`~schemas.events.Impression` has these fields, and so has the
+    scoring API's candidate.
+    """
+
+    @property
+    def item_id(self) -> str: ...
+
+    @property
+    def variant(self) -> str: ...
+
+    @property
+    def title(self) -> str: ...
+
+    @property
+    def position(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class SegmentFeatures:
+    """What one segment at one hour of day gives every candidate's features.
+
+    ``shared`` are the features whose names and values depend on nothing
+    else (one-hot segment fields, the hour and its device crosses); the
+    other fields name the segment one-hots (``seg.taste=t1``) that each kind
+    of content is crossed with.
+    """
+
+    shared: tuple[tuple[str, float], ...]
+    id_crossed: tuple[str, ...]
+    token_crossed: tuple[str, ...]
+    image_crossed: tuple[str, ...]
+    title_crossed: tuple[str, ...]
+    embedding_crosses: int
+
+
+def segment_features(
+    segment: Mapping[str, str],
+    ts: float,
+    spec: FeatureSpec = DEFAULT_SPEC,
+    auto_fields: Collection[str] | None = None,
+) -> SegmentFeatures:
+    """The features ``segment`` shown at ``ts`` gives every candidate (as :func:`featurize`).
+
+    >>> seg = segment_features({"device": "mobile", "geo": "DE", "taste": "t1"}, 0.0)
+    >>> seg.id_crossed, dict(seg.shared)["seg.device=mobile&hour_sin"]
+    (('seg.taste=t1',), 0.0)
+    """
+    one_hot = {name: f"seg.{name}={value}" for name, value in sorted(segment.items())}
+
+    def crossed(fields: Crossed) -> tuple[str, ...]:
+        return tuple(s for n, s in one_hot.items() if spec.crosses(fields, n, auto_fields))
+
+    shared = dict.fromkeys(one_hot.values(), 1.0)
+    hour = dict(_hour_features(int(ts // 3600) % 24))
+    shared.update(hour)
+    device = one_hot.get("device")
+    if device is not None:
+        shared[f"{device}&hour_sin"] = hour["hour_sin"]
+        shared[f"{device}&hour_cos"] = hour["hour_cos"]
+    return SegmentFeatures(
+        shared=tuple(shared.items()),
+        id_crossed=crossed(spec.id_cross_fields),
+        token_crossed=crossed(spec.token_cross_fields),
+        image_crossed=crossed(spec.embedding_cross_fields),
+        title_crossed=crossed(spec.title_embedding_cross_fields),
+        embedding_crosses=spec.embedding_crosses,
+    )
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def id_features(item_id: str, variant: str) -> tuple[str, str]:
+    """The item's and the variant's one-hot names (hashed ids, as :func:`featurize`).
+
+    >>> id_features("sku-1", "v2")
+    ('item=43469', 'var=99660')
+    """
+    return f"item={bucket(item_id)}", f"{VARIANT_ID}{bucket(item_id + '/' + variant)}"
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def word_features(title: str) -> tuple[str, ...]:
+    """The title's token one-hots (``w=red``), as :func:`featurize` names them."""
+    return tuple(f"w={t}" for t in _tokens(title))
+
+
+def position_features(position: int) -> tuple[tuple[str, float], ...]:
+    """The position's one-hot bucket and numeric shapes, as :func:`featurize` has them."""
+    return _position_features(position)
+
+
+def embedding_feature_names(
+    prefix: str, dims: int, crossed: Sequence[str], crosses: int
+) -> list[tuple[str, ...]]:
+    """Per embedding dimension, the names of the features that carry its value.
+
+    ``prefix`` is :data:`IMAGE_PREFIX` or :data:`TITLE_PREFIX`; dimension
+    ``k`` is ``{prefix}k`` and, for the first ``crosses``, its crosses with
+    each segment one-hot in ``crossed``.
+
+    >>> embedding_feature_names(IMAGE_PREFIX, 2, ["seg.taste=t1"], 1)
+    [('img_0', 'img_0&seg.taste=t1'), ('img_1',)]
+    """
+    return [
+        (f"{prefix}{k}", *(f"{prefix}{k}&{seg}" for seg in (crossed if k < crosses else ())))
+        for k in range(dims)
+    ]

@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 
 from online_ctr.features import (
     DEFAULT_SPEC,
+    IMAGE_PREFIX,
     MAX_AUDIENCE_FIELDS,
+    TITLE_PREFIX,
     AudienceFields,
     FeatureSpec,
     bucket,
+    embedding_feature_names,
     featurize,
+    id_features,
     position_bucket,
+    position_features,
+    segment_features,
     title_tokens,
+    word_features,
 )
 from schemas import Impression, LabelledImpression
 
@@ -155,3 +163,50 @@ def test_labelled_impressions_featurize_like_impressions() -> None:
         imp(), clicked=True, click_delay_s=3.0, late=False, labelled_at=NOON_UTC
     )
     assert featurize(labelled) == featurize(imp())
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        DEFAULT_SPEC,
+        FeatureSpec.from_setting("device=ids,taste"),
+        FeatureSpec(None, None, None, 3, ("geo",)),
+        FeatureSpec((), (), ()),
+    ],
+)
+def test_the_parts_of_a_request_add_up_to_featurize(spec: FeatureSpec) -> None:
+    """The scoring API's batch path builds features from these parts: they must be the dict."""
+    rng = random.Random(5)
+    words = ["red", "blue", "shoe", "a", "Lamp", "x1", "mug&co"]
+    for n in range(200):
+        segment = {"device": rng.choice(["mobile", "desk&top"]), "geo": rng.choice(["DE", "FR"])}
+        segment.update({f"f{k}": rng.choice(["a", "b c", "d&w"]) for k in range(rng.randrange(3))})
+        auto = rng.choice([None, frozenset(), frozenset(segment) - {"geo"}])
+        title = " ".join(rng.choice(words) for _ in range(rng.randrange(5)))
+        position = rng.choice([0, 1, 4, 9, 13, 10_000])
+        ts = NOON_UTC + rng.randrange(48) * 1800
+        image = [rng.choice([rng.gauss(0, 1), float("nan")]) for _ in range(rng.randrange(12))]
+        title_vec = [rng.gauss(0, 1) for _ in range(rng.randrange(4))]
+        impression = Impression(
+            event_id="e", impression_id="i", ts=ts, item_id=f"sku-{n % 7}", image_id="img",
+            variant=f"v{n % 3}", title=title, position=position, segment=segment,
+        )  # fmt: skip
+        expected = featurize(impression, image, title_vec or None, spec, auto)
+
+        seg = segment_features(segment, ts, spec, auto)
+        item, variant = id_features(impression.item_id, impression.variant)
+        parts = [*seg.shared, (item, 1.0), (variant, 1.0)]
+        parts += [(w, 1.0) for w in word_features(title)]
+        parts += [(f"{s}&{f}", 1.0) for s in seg.id_crossed for f in (item, variant)]
+        parts += [(f"{s}&{w}", 1.0) for s in seg.token_crossed for w in word_features(title)]
+        parts += position_features(position)
+        for prefix, vector, crossed in (
+            (IMAGE_PREFIX, image, seg.image_crossed),
+            (TITLE_PREFIX, title_vec, seg.title_crossed),
+        ):
+            names = embedding_feature_names(prefix, len(vector), crossed, seg.embedding_crosses)
+            for value, dim in zip(vector, names, strict=True):
+                if math.isfinite(value):
+                    parts += [(name, value) for name in dim]
+        assert dict(parts) == expected
+        assert len(parts) == len(expected)  # no feature in two parts: a sum counts each once
