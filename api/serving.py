@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from online_ctr.frozen import Predictor, frozen_predictor
+from online_ctr.frozen import BatchPredictor, batch_predictor
 from online_ctr.learner import Learner
 from online_ctr.promotion.duel import EncoderDuel
 from online_ctr.store import CheckpointError, ModelStore
@@ -38,8 +38,9 @@ class ServedModel:
     """One loaded snapshot's champion and what a response says about it."""
 
     learner: Learner = field(repr=False)
-    #: the learner's predictions, from weights derived once (:mod:`online_ctr.frozen`)
-    predict: Predictor = field(repr=False)
+    #: the learner's predictions for a request's candidates, from weights derived
+    #: once (:mod:`online_ctr.frozen`)
+    predict_many: BatchPredictor = field(repr=False)
     snapshot: str
     saved_at: float
     image_model: str
@@ -108,7 +109,7 @@ class ModelWatcher:
             return False
         self.current = ServedModel(
             learner=duel.champion,
-            predict=frozen_predictor(duel.champion),
+            predict_many=batch_predictor(duel.champion),
             snapshot=snapshot.name,
             saved_at=snapshot.created_at,
             image_model=champion_of(duel).image_model,

@@ -213,7 +213,7 @@ async def _predicted(
         scored = await state.scorer.score(ScoreRequest(segment=parsed, candidates=candidates))
     except ModelUnavailable:
         return {}
-    return {s.variant: s.ctr for s in scored.scores}
+    return {c.variant: p for c, p in zip(scored.request.candidates, scored.ctr, strict=True)}
 
 
 def _verdict(

@@ -40,6 +40,6 @@ async def score(request: ScoreRequest, state: Annotated[ApiState, Depends(api_st
         raise RequestValidationError([error]) from exc
     except ModelUnavailable as exc:
         raise HTTPException(status_code=503, detail=str(exc)) from exc
-    # built by the scorer from validated parts: serialise it once, without the
+    # built by the scorer from validated parts: serialised once, without the
     # second validation FastAPI gives a returned model (a third of a 100-candidate reply)
-    return Response(scored.model_dump_json(), media_type="application/json")
+    return Response(scored.json(), media_type="application/json")

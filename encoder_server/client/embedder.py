@@ -31,6 +31,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from redis.exceptions import RedisError
 
@@ -39,13 +40,29 @@ from encoder_server.client.cache import EmbeddingCache, title_key
 from encoder_server.client.errors import ImageUnavailable
 from encoder_server.client.image_store import ImageStore
 from encoder_server.client.triton_client import EmbeddingClient
-from schemas.events import Impression
 
-__all__ = ["Embedder", "ExampleEmbeddings"]
+__all__ = ["Embeddable", "Embedder", "ExampleEmbeddings"]
 
 log = logging.getLogger(__name__)
 
 Vector = tuple[float, ...]
+
+
+class Embeddable(Protocol):
+    """What the embedder reads of an example: its image (id and where) and its title.
+
+    :class:`~schemas.events.Impression` has these fields, and so has the
+    scoring API's candidate (embedded as it is, without becoming an impression).
+    """
+
+    @property
+    def image_id(self) -> str: ...
+
+    @property
+    def image_url(self) -> str | None: ...
+
+    @property
+    def title(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -154,7 +171,7 @@ class Embedder:
         return {model: version for model, (_, version, _) in self._versions.items()}
 
     async def embed(
-        self, impressions: Sequence[Impression], image_model: str = IMAGE_ENCODER
+        self, impressions: Sequence[Embeddable], image_model: str = IMAGE_ENCODER
     ) -> list[ExampleEmbeddings]:
         """One result per impression, in order; raises only for transient failures.
 
