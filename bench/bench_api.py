@@ -22,10 +22,15 @@ Concurrency (issue 23): **closed loop**, N clients each sending its next
 request as soon as the last is answered, against ``bertctr api --workers W``
 for each W asked: p50/p99 and requests/s at 1 and at 20 clients, in the same
 run and on the same server. Goal: p99 under 50 ms at 20 clients.
+The clients are one asyncio process (aiohttp) that shares the cores with the
+server; each row says how much CPU it took per request (``client_cpu_ms``).
+``--baseline-tree DIR`` (a checkout of an older commit, e.g. ``git archive
+REF | tar -x -C DIR``) measures the same closed loop, by the same client in
+the same run, against ``bertctr api`` run from that tree: before and after.
 The last stdout line is one JSON object.
 
 Run: ``.venv/bin/python bench/bench_api.py [--rates 20 50] [--seconds 20] [--candidates 100]
-[--clients 1 20] [--api-workers 1 2]``
+[--clients 1 20] [--api-workers 1 2] [--baseline-tree DIR]``
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ from bertctr.demo_config import DemoConfig
 from bertctr.evaluation import catalogue_lookup
 from bertctr.harness.api import ApiServer
 from bertctr.harness.encoders import start_encoder_server
+from online_ctr.frozen import per_candidate_predictor
 from online_ctr.learner import Learner
 from online_ctr.models.registry import make_model
 from online_ctr.store import FileModelStore
@@ -139,8 +145,9 @@ async def open_loop(
 
 async def closed_loop(
     url: str, body: Any, clients: int, seconds: float
-) -> tuple[list[float], int, float]:
-    """(latencies ms, non-200 answers, requests/s) of ``clients`` back-to-back senders."""
+) -> tuple[list[float], int, float, float]:
+    """(latencies ms, non-200 answers, requests/s, client CPU ms per request) of
+    ``clients`` back-to-back senders."""
     latencies: list[float] = []
     failures = 0
     payload = json.dumps(body).encode()
@@ -163,10 +170,10 @@ async def closed_loop(
                 latencies.append((time.perf_counter() - t0) * 1000.0)
                 failures += not ok
 
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(sender() for _ in range(clients)))
-        elapsed = time.perf_counter() - started
-    return latencies, failures, len(latencies) / elapsed
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return latencies, failures, len(latencies) / elapsed, cpu * 1000.0 / max(len(latencies), 1)
 
 
 async def in_process(
@@ -177,11 +184,12 @@ async def in_process(
     profile: bool,
     optimised: bool = True,
 ) -> list[float]:
-    """The scorer without HTTP: model, features and cache reads only.
+    """The scorer without HTTP: model, features, cache reads and the reply's JSON.
 
     ``optimised=False`` is the first version of the scorer, for the same-run
-    comparison: the learner's own predictions (weights derived from FTRL's
-    state per feature per call) and every embedding read from Redis.
+    comparison: the learner's own predictions, one candidate at a time
+    (weights derived from FTRL's state per feature per call), and every
+    embedding read from Redis.
     """
     import redis.asyncio as aioredis
 
@@ -190,8 +198,8 @@ async def in_process(
     watcher.refresh()
     if not optimised:
         assert watcher.current is not None
-        slow = watcher.current.learner.predict_features
-        watcher.current = dataclasses.replace(watcher.current, predict=slow)
+        slow = per_candidate_predictor(watcher.current.learner)
+        watcher.current = dataclasses.replace(watcher.current, predict_many=slow)
     memo = EMBEDDING_MEMO if optimised else 0
     embedder = embedder_from_settings(settings, client, memo_size=memo)
     scorer = CandidateScorer(watcher, embedder, 1000)
@@ -203,7 +211,7 @@ async def in_process(
         t0 = time.perf_counter()
         if profiler is not None:
             profiler.enable()
-        await scorer.score(request)
+        (await scorer.score(request)).json()
         if profiler is not None:
             profiler.disable()
         out.append((time.perf_counter() - t0) * 1000.0)
@@ -252,6 +260,11 @@ def main() -> None:
         nargs="+",
         default=[1, 2],
         help="bertctr api --workers values to measure the closed loop against",
+    )
+    parser.add_argument(
+        "--baseline-tree",
+        type=Path,
+        help="a checkout of an older commit: its bertctr api is measured too (closed loop)",
     )
     args = parser.parse_args()
 
@@ -319,21 +332,31 @@ def run_server(
                 )
                 row[name] = {**percentiles(lat), "failed": failed}
             report["rates"][rate] = row
+    servers = [("", {**os.environ, **env})]
+    if args.baseline_tree is not None:
+        # the older tree's packages first, and not the current directory's (-m puts it first)
+        tree = str(args.baseline_tree.resolve())
+        servers.append(
+            ("baseline", {**os.environ, **env, "PYTHONPATH": tree, "PYTHONSAFEPATH": "1"})
+        )
     report["concurrency"] = {}
     for workers in args.api_workers:
-        log = tmp / f"api-{workers}.log"
-        with ApiServer({**os.environ, **env}, log, workers=workers) as api:
-            for _ in range(workers * 4):  # warm every process: model load, memo
-                api.request("POST", "/score", body)
-            for clients in args.clients:
-                lat, failed, per_s = asyncio.run(
-                    closed_loop(api.url + "/score", body, clients, args.seconds)
-                )
-                report["concurrency"][(workers, clients)] = {
-                    **percentiles(lat),
-                    "failed": failed,
-                    "requests_per_s": round(per_s, 1),
-                }
+        for name, server_env in servers:
+            log = tmp / f"api-{name or 'current'}-{workers}.log"
+            with ApiServer(server_env, log, workers=workers) as api:
+                for _ in range(workers * 4):  # warm every process: model load, memo
+                    status, _ = api.request("POST", "/score", body)
+                    assert status == 200
+                for clients in args.clients:
+                    lat, failed, per_s, client_cpu = asyncio.run(
+                        closed_loop(api.url + "/score", body, clients, args.seconds)
+                    )
+                    report["concurrency"][(name, workers, clients)] = {
+                        **percentiles(lat),
+                        "failed": failed,
+                        "requests_per_s": round(per_s, 1),
+                        "client_cpu_ms": round(client_cpu, 2),
+                    }
     return report
 
 
@@ -348,12 +371,13 @@ def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
         line(f"GET /healthz at {rate:g}/s (floor)", row["healthz"])
         line(f"POST /score at {rate:g}/s", row["score"])
     print(f"\nclosed loop, POST /score, {args.seconds:.0f}s per row")
-    print(f"{'':<34} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'n':>6} {'req/s':>8}")
-    for (workers, clients), r in report["concurrency"].items():
-        name = f"{workers} API worker(s), {clients} client(s)"
+    header = f"{'':<42} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'n':>6} {'req/s':>8}"
+    print(f"{header} {'client CPU ms/req':>18}")
+    for (server, workers, clients), r in report["concurrency"].items():
+        name = f"{server + ': ' if server else ''}{workers} API worker(s), {clients} client(s)"
         print(
-            f"{name:<34} {r['p50_ms']:>8} {r['p99_ms']:>8} {r['max_ms']:>8} {r['n']:>6} "
-            f"{r['requests_per_s']:>8}"
+            f"{name:<42} {r['p50_ms']:>8} {r['p99_ms']:>8} {r['max_ms']:>8} {r['n']:>6} "
+            f"{r['requests_per_s']:>8} {r['client_cpu_ms']:>18}"
         )
     line("scorer in process", report["in_process_score"])
     line("scorer in process, unoptimised", report["in_process_unoptimised"])
@@ -378,26 +402,34 @@ def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
         "goal_p99_ms": 25.0,
         "goal_met": score["p99_ms"] < 25.0,
     }
-    conc = report["concurrency"]
     one, many = min(args.clients), max(args.clients)
-    best = min(args.api_workers, key=lambda w: conc[(w, many)]["p99_ms"])
-    summary.update(
-        {
-            "p50_ms_1_client": conc[(best, one)]["p50_ms"],
-            "p99_ms_1_client": conc[(best, one)]["p99_ms"],
-            f"p99_ms_{many}_clients": conc[(best, many)]["p99_ms"],
-            f"requests_per_s_{many}_clients": conc[(best, many)]["requests_per_s"],
-            "api_workers": best,
-            "p99_ms_by_workers_and_clients": {
-                f"{w}x{c}": r["p99_ms"] for (w, c), r in conc.items()
-            },
-            "requests_per_s_by_workers_and_clients": {
-                f"{w}x{c}": r["requests_per_s"] for (w, c), r in conc.items()
-            },
-            "concurrency_goal_p99_ms": 50.0,
-            "concurrency_goal_met": conc[(best, many)]["p99_ms"] < 50.0,
-        }
-    )
+    for server in ("", "baseline"):
+        conc = {(w, c): r for (s, w, c), r in report["concurrency"].items() if s == server}
+        if not conc:
+            continue
+        best = min(args.api_workers, key=lambda w: conc[(w, many)]["p99_ms"])
+        key = f"{server}_" if server else ""
+        summary.update(
+            {
+                f"{key}p50_ms_1_client": conc[(best, one)]["p50_ms"],
+                f"{key}p99_ms_1_client": conc[(best, one)]["p99_ms"],
+                f"{key}p99_ms_{many}_clients": conc[(best, many)]["p99_ms"],
+                f"{key}requests_per_s_{many}_clients": conc[(best, many)]["requests_per_s"],
+                f"{key}api_workers": best,
+                f"{key}p99_ms_by_workers_and_clients": {
+                    f"{w}x{c}": r["p99_ms"] for (w, c), r in conc.items()
+                },
+                f"{key}requests_per_s_by_workers_and_clients": {
+                    f"{w}x{c}": r["requests_per_s"] for (w, c), r in conc.items()
+                },
+                f"{key}client_cpu_ms_per_request_by_workers_and_clients": {
+                    f"{w}x{c}": r["client_cpu_ms"] for (w, c), r in conc.items()
+                },
+            }
+        )
+        if not server:
+            summary["concurrency_goal_p99_ms"] = 50.0
+            summary["concurrency_goal_met"] = conc[(best, many)]["p99_ms"] < 50.0
     print(json.dumps(summary))
 
 
