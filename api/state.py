@@ -91,6 +91,11 @@ async def close_state(state: ApiState) -> None:
     await state.redis.aclose()
 
 
-def api_state(request: Request) -> ApiState:
-    """FastAPI dependency: the running server's state."""
+async def api_state(request: Request) -> ApiState:
+    """FastAPI dependency: the running server's state.
+
+    ``async`` though it never waits: FastAPI runs a plain ``def`` dependency
+    in its thread pool, a hop to another thread and back on every request
+    (a tenth of a ``POST /score`` answered in ~1 ms).
+    """
     return cast(ApiState, request.app.state.bertctr)

@@ -24,6 +24,7 @@ that does not decode (wrong length) is logged and counted as a miss.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
@@ -42,8 +43,13 @@ Vector = tuple[float, ...]
 _FLOAT32_LE = np.dtype("<f4")
 
 
+@functools.lru_cache(maxsize=1 << 14)
 def title_key(title: str) -> str:
-    """Cache key of a title: ``t:`` + BLAKE2b hex digest of its UTF-8 text."""
+    """Cache key of a title: ``t:`` + BLAKE2b hex digest of its UTF-8 text.
+
+    Memoised: a catalogue's titles come again and again (the scoring API
+    asks for a hundred per request).
+    """
     return "t:" + hashlib.blake2b(title.encode("utf-8"), digest_size=16).hexdigest()
 
 
