@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from online_ctr import frozen
 from online_ctr.features import FeatureSpec
 from online_ctr.frozen import (
     SEGMENT_MEMO,
@@ -164,7 +165,8 @@ def test_batch_scores_of_a_model_without_weights_are_its_own() -> None:
         FrozenLinear(learner)
 
 
-def test_batch_view_remembers_segments_within_bounds() -> None:
+def test_batch_view_remembers_within_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(frozen, "CONTENT_MEMO", 150)
     learner, rng = trained("ftrl", FeatureSpec())
     view = FrozenLinear(learner)
     for _ in range(3):  # the second and third time from what it remembered
@@ -175,6 +177,11 @@ def test_batch_view_remembers_segments_within_bounds() -> None:
         view.predict_many(Segment(device=f"d{i}", geo="DE"), 0.0, [Candidate("a", "b", "", 0)],
                           [None], [None])  # fmt: skip
     assert len(view._segments) <= SEGMENT_MEMO
+    for _ in range(20):  # candidates remembered: a request's worth past the bound at most
+        request = random_request(rng, 100)
+        expected = one_by_one(learner, *request)
+        assert view.predict_many(*request) == pytest.approx(expected, abs=1e-12)
+        assert sum(map(len, view._content.values())) == view._remembered <= 150 + 100
     # the view keeps its weights while the learner goes on
     request = random_request(rng, 50)
     before = view.predict_many(*request)
