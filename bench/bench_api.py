@@ -25,18 +25,23 @@ run and on the same server. Goal: p99 under 50 ms at 20 clients.
 The clients are one asyncio process (aiohttp) that shares the cores with the
 server; each row says how much CPU it took per request (``client_cpu_ms``).
 ``--baseline-tree DIR`` (a checkout of an older commit, e.g. ``git archive
-REF | tar -x -C DIR``) measures the same closed loop, by the same client in
-the same run, against ``bertctr api`` run from that tree: before and after.
+REF | tar -x -C DIR``; repeatable) measures the same closed loop, by the same
+client in the same run, against ``bertctr api`` run from that tree: before
+and after, with the JSON keys of the 20-client figures prefixed by its label.
+The servers of one worker count run side by side and take turns, in slices
+(``--rounds``, each round in another order), so a load that comes and goes
+on the machine meanwhile weighs on each alike.
 The last stdout line is one JSON object.
 
 Run: ``.venv/bin/python bench/bench_api.py [--rates 20 50] [--seconds 20] [--candidates 100]
-[--clients 1 20] [--api-workers 1 2] [--baseline-tree DIR]``
+[--clients 1 20] [--api-workers 1 2] [--baseline-tree [LABEL=]DIR ...]``
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import dataclasses
 import json
@@ -143,13 +148,27 @@ async def open_loop(
     return latencies, failures
 
 
-async def closed_loop(
-    url: str, body: Any, clients: int, seconds: float
-) -> tuple[list[float], int, float, float]:
-    """(latencies ms, non-200 answers, requests/s, client CPU ms per request) of
-    ``clients`` back-to-back senders."""
-    latencies: list[float] = []
-    failures = 0
+@dataclasses.dataclass
+class ClosedLoop:
+    """What ``clients`` back-to-back senders saw, over one or more slices of time."""
+
+    latencies_ms: list[float] = dataclasses.field(default_factory=list)
+    failed: int = 0
+    seconds: float = 0.0
+    client_cpu_s: float = 0.0
+
+    def row(self) -> dict[str, Any]:
+        n = max(len(self.latencies_ms), 1)
+        return {
+            **percentiles(self.latencies_ms),
+            "failed": self.failed,
+            "requests_per_s": round(len(self.latencies_ms) / self.seconds, 1),
+            "client_cpu_ms": round(self.client_cpu_s * 1000.0 / n, 2),
+        }
+
+
+async def closed_loop(url: str, body: Any, clients: int, seconds: float, into: ClosedLoop) -> None:
+    """``clients`` back-to-back senders for ``seconds``; what they saw is added to ``into``."""
     payload = json.dumps(body).encode()
     headers = {"content-type": "application/json"}
     connector = aiohttp.TCPConnector(limit=clients)
@@ -158,7 +177,6 @@ async def closed_loop(
         deadline = time.perf_counter() + seconds
 
         async def sender() -> None:
-            nonlocal failures
             while time.perf_counter() < deadline:
                 t0 = time.perf_counter()
                 try:
@@ -167,13 +185,13 @@ async def closed_loop(
                         ok = resp.status == 200
                 except (aiohttp.ClientError, TimeoutError):
                     ok = False
-                latencies.append((time.perf_counter() - t0) * 1000.0)
-                failures += not ok
+                into.latencies_ms.append((time.perf_counter() - t0) * 1000.0)
+                into.failed += not ok
 
         started, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(sender() for _ in range(clients)))
-        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
-    return latencies, failures, len(latencies) / elapsed, cpu * 1000.0 / max(len(latencies), 1)
+        into.seconds += time.perf_counter() - started
+        into.client_cpu_s += time.process_time() - cpu
 
 
 async def in_process(
@@ -262,11 +280,21 @@ def main() -> None:
         help="bertctr api --workers values to measure the closed loop against",
     )
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="closed loop: slices each row's seconds are cut into, servers taking turns",
+    )
+    parser.add_argument(
         "--baseline-tree",
-        type=Path,
-        help="a checkout of an older commit: its bertctr api is measured too (closed loop)",
+        action="append",
+        default=[],
+        metavar="[LABEL=]DIR",
+        help="a checkout of an older commit: its bertctr api is measured too (closed loop); "
+        "repeat for more (labelled 'baseline', then by directory name, unless LABEL= is given)",
     )
     args = parser.parse_args()
+    baseline_trees(args.baseline_tree)  # refuse a wrong directory before the long set-up
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-api-"))
     prefix = f"bench:api:{uuid.uuid4().hex[:8]}:"
@@ -312,6 +340,18 @@ def main() -> None:
         clean(args.redis_url, prefix)
 
 
+def baseline_trees(specs: list[str]) -> list[tuple[str, str]]:
+    """(label, absolute directory) of each ``--baseline-tree [LABEL=]DIR``."""
+    out = []
+    for i, spec in enumerate(specs):
+        label, _, tree = spec.rpartition("=")
+        path = Path(tree).resolve()
+        if not (path / "api" / "app.py").is_file():
+            raise SystemExit(f"--baseline-tree {spec}: no checkout of this project there")
+        out.append((label or ("baseline" if i == 0 else path.name), str(path)))
+    return out
+
+
 def run_server(
     env: dict[str, str], tmp: Path, body: dict[str, Any], args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -333,30 +373,33 @@ def run_server(
                 row[name] = {**percentiles(lat), "failed": failed}
             report["rates"][rate] = row
     servers = [("", {**os.environ, **env})]
-    if args.baseline_tree is not None:
+    for label, tree in baseline_trees(args.baseline_tree):
         # the older tree's packages first, and not the current directory's (-m puts it first)
-        tree = str(args.baseline_tree.resolve())
-        servers.append(
-            ("baseline", {**os.environ, **env, "PYTHONPATH": tree, "PYTHONSAFEPATH": "1"})
-        )
+        servers.append((label, {**os.environ, **env, "PYTHONPATH": tree, "PYTHONSAFEPATH": "1"}))
     report["concurrency"] = {}
     for workers in args.api_workers:
-        for name, server_env in servers:
-            log = tmp / f"api-{name or 'current'}-{workers}.log"
-            with ApiServer(server_env, log, workers=workers) as api:
+        with contextlib.ExitStack() as stack:
+            apis = {}
+            for name, server_env in servers:
+                log = tmp / f"api-{name or 'current'}-{workers}.log"
+                api = stack.enter_context(ApiServer(server_env, log, workers=workers))
                 for _ in range(workers * 4):  # warm every process: model load, memo
                     status, _ = api.request("POST", "/score", body)
                     assert status == 200
-                for clients in args.clients:
-                    lat, failed, per_s, client_cpu = asyncio.run(
-                        closed_loop(api.url + "/score", body, clients, args.seconds)
-                    )
-                    report["concurrency"][(name, workers, clients)] = {
-                        **percentiles(lat),
-                        "failed": failed,
-                        "requests_per_s": round(per_s, 1),
-                        "client_cpu_ms": round(client_cpu, 2),
-                    }
+                apis[name] = api
+            for clients in args.clients:
+                # every server in turn, a slice at a time, each round in another order:
+                # whatever else loads the machine meanwhile is shared out alike
+                seen = {name: ClosedLoop() for name in apis}
+                for i in range(args.rounds):
+                    names = list(apis)[i % len(apis) :] + list(apis)[: i % len(apis)]
+                    for name in names:
+                        url = apis[name].url + "/score"
+                        asyncio.run(
+                            closed_loop(url, body, clients, args.seconds / args.rounds, seen[name])
+                        )
+                for name, loop in seen.items():
+                    report["concurrency"][(name, workers, clients)] = loop.row()
     return report
 
 
@@ -371,12 +414,12 @@ def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
         line(f"GET /healthz at {rate:g}/s (floor)", row["healthz"])
         line(f"POST /score at {rate:g}/s", row["score"])
     print(f"\nclosed loop, POST /score, {args.seconds:.0f}s per row")
-    header = f"{'':<42} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'n':>6} {'req/s':>8}"
+    header = f"{'':<48} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'n':>6} {'req/s':>8}"
     print(f"{header} {'client CPU ms/req':>18}")
     for (server, workers, clients), r in report["concurrency"].items():
         name = f"{server + ': ' if server else ''}{workers} API worker(s), {clients} client(s)"
         print(
-            f"{name:<42} {r['p50_ms']:>8} {r['p99_ms']:>8} {r['max_ms']:>8} {r['n']:>6} "
+            f"{name:<48} {r['p50_ms']:>8} {r['p99_ms']:>8} {r['max_ms']:>8} {r['n']:>6} "
             f"{r['requests_per_s']:>8} {r['client_cpu_ms']:>18}"
         )
     line("scorer in process", report["in_process_score"])
@@ -403,10 +446,8 @@ def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
         "goal_met": score["p99_ms"] < 25.0,
     }
     one, many = min(args.clients), max(args.clients)
-    for server in ("", "baseline"):
+    for server in dict.fromkeys(s for s, _, _ in report["concurrency"]):
         conc = {(w, c): r for (s, w, c), r in report["concurrency"].items() if s == server}
-        if not conc:
-            continue
         best = min(args.api_workers, key=lambda w: conc[(w, many)]["p99_ms"])
         key = f"{server}_" if server else ""
         summary.update(
