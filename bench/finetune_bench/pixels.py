@@ -25,7 +25,7 @@ from encoder_server.serving.image_encoder import ImageEncoder
 from finetune_bench.photos import photo_catalogue
 from simulator import Simulator
 
-__all__ = ["CACHE_DIR", "Pixels", "catalogue_pixels"]
+__all__ = ["CACHE_DIR", "Pixels", "catalogue_pixels", "draw_catalogue"]
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,8 @@ def _key(sim: Simulator, photos: bool) -> str:
     return hashlib.sha256(json.dumps(shop, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _draw(sim: Simulator, photos: bool) -> dict[str, bytes]:
+def draw_catalogue(sim: Simulator, photos: bool) -> dict[str, bytes]:
+    """The catalogue's PNG bytes by image id: the simulator's drawings, or on photographs."""
     if photos:
         return photo_catalogue(sim, sim.render_seed)
     with tempfile.TemporaryDirectory() as tmp:
@@ -76,7 +77,7 @@ def catalogue_pixels(sim: Simulator, photos: bool, cache: Path | None = CACHE_DI
 def _pixels(sim: Simulator, photos: bool, key: str, cache: Path | None) -> Pixels:
     ids = [e.image_id for e in sim.catalogue]
     t0 = time.perf_counter()
-    pngs = _draw(sim, photos)
+    pngs = draw_catalogue(sim, photos)
     seconds = {"draw": time.perf_counter() - t0}
     path = None if cache is None else cache / f"{key}.npy"
     if path is not None and path.exists():

@@ -18,10 +18,8 @@ on every run).
 from __future__ import annotations
 
 import argparse
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -29,8 +27,7 @@ from bertctr.finetune_data import backbone_features
 from bertctr.judge import catalogue_embeddings, lookup_from, title_embeddings, true_attributes
 from encoder_server.projection import Projection, fit_pca
 from encoder_server.serving.image_encoder import ImageEncoder
-from finetune_bench.photos import photo_catalogue
-from finetune_bench.pixels import Pixels, catalogue_pixels
+from finetune_bench.pixels import Pixels, catalogue_pixels, draw_catalogue
 from simulator import Simulator
 from simulator.config import world_config
 from simulator.labelled import OfflineExample, labelled_stream
@@ -106,7 +103,7 @@ def build_world(seed: int, events: int, args: argparse.Namespace) -> World:
     # the same way, to start training from it and to encode the other versions
     demo_images, titles = catalogue_embeddings(sim, args.image_dim, args.text_dim)
     ids = [e.image_id for e in sim.catalogue]
-    pngs = photo_catalogue(sim, seed) if args.photos else _rendered(sim, ids)
+    pngs = draw_catalogue(sim, args.photos)
     base = ImageEncoder(features="multiscale")
     pooled, errors = base.pooled([pngs[i] for i in ids])
     if any(errors):
@@ -153,13 +150,6 @@ def _catalogue_world(seed: int, events: int, args: argparse.Namespace) -> World:
     titles = title_embeddings(sim, args.text_dim)
     base = ImageEncoder(features="multiscale")
     return World(sim, stream, pixels.pngs, base.with_head(head), head, images, titles, pixels)
-
-
-def _rendered(sim: Simulator, ids: list[str]) -> dict[str, bytes]:
-    """The catalogue as the simulator draws it, PNG bytes by image id."""
-    with tempfile.TemporaryDirectory() as tmp:
-        sim.render_catalogue(Path(tmp))
-        return {i: (Path(tmp) / f"{i}.png").read_bytes() for i in ids}
 
 
 def _versions(
