@@ -18,7 +18,10 @@ data out. Tracked overall and per segment key (``Segment.key()``):
   River's ``ROCAUC`` whose error grows with the CTR's skew. Histograms are
   sparse dicts, so a checkpoint carries only the bins in use;
 * ``calibration``: mean prediction / observed CTR (1.0 is calibrated);
-* ``ctr`` and ``count``.
+* ``ctr`` and ``count``;
+* ``reliability`` (overall only): predicted vs observed CTR per band of
+  :data:`RELIABILITY_POOL` score bins (0.5 logit), read off the same
+  histograms: the points of a reliability diagram (``bertctr report``).
 
 Per-segment groups are capped (``max_segments``); later keys are pooled
 under :data:`OTHER_SEGMENT`, so free-form segment fields cannot grow the
@@ -37,12 +40,21 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["OTHER_SEGMENT", "GroupMetrics", "ProgressiveMetrics", "entropy", "score_bin"]
+__all__ = [
+    "OTHER_SEGMENT",
+    "RELIABILITY_POOL",
+    "GroupMetrics",
+    "ProgressiveMetrics",
+    "entropy",
+    "score_bin",
+]
 
 EPS = 1e-7
 N_BINS = 4000
 LOGIT_RANGE = 10.0
 OTHER_SEGMENT = "__other__"
+#: score bins pooled into one band of the reliability diagram (0.5 logit, 40 bands)
+RELIABILITY_POOL = 100
 
 
 def _clip(p: float) -> float:
@@ -104,6 +116,32 @@ class GroupMetrics:
             neg_below += neg_here
         return wins / (n_pos * n_neg)
 
+    def reliability(self) -> list[dict[str, float]]:
+        """``{predicted, observed, count}`` per non-empty band of :data:`RELIABILITY_POOL` bins.
+
+        ``predicted`` is the mean of the bins' centre probabilities, exact to
+        within half a 0.005-logit bin, so no per-band sum of predictions is kept.
+
+        >>> g = GroupMetrics()
+        >>> for p, y in [(0.1, False), (0.1, True), (0.8, True)]:
+        ...     g.update(p, y)
+        >>> [(round(b["predicted"], 2), b["observed"], b["count"]) for b in g.reliability()]
+        [(0.1, 0.5, 2.0), (0.8, 1.0, 1.0)]
+        """
+        bands: dict[int, list[float]] = {}  # band -> [count, positives, sum of centre p]
+        for bins, positive in ((self._pos_bins, 1.0), (self._neg_bins, 0.0)):
+            for b, w in bins.items():
+                centre = ((b + 0.5) / N_BINS * 2 - 1) * LOGIT_RANGE
+                band = bands.setdefault(b // RELIABILITY_POOL, [0.0, 0.0, 0.0])
+                band[0] += w
+                band[1] += positive * w
+                band[2] += w / (1.0 + math.exp(-centre))
+        return [
+            {"predicted": s / n, "observed": pos / n, "count": n}
+            for _, (n, pos, s) in sorted(bands.items())
+            if n > 0
+        ]
+
     def snapshot(self) -> dict[str, Any]:
         """``count, logloss, ne, auc, calibration, ctr``; ``None`` where undefined."""
         if self.count == 0:
@@ -155,7 +193,8 @@ class ProgressiveMetrics:
         group.update(p, y, w)
 
     def snapshot(self) -> dict[str, Any]:
-        """JSON-serialisable: the overall figures plus ``segments: {key: figures}``."""
+        """JSON-serialisable: overall figures, ``reliability``, ``segments: {key: figures}``."""
         out = self.overall.snapshot()
+        out["reliability"] = self.overall.reliability()
         out["segments"] = {k: g.snapshot() for k, g in sorted(self.segments.items())}
         return out

@@ -69,7 +69,7 @@ def test_snapshot_is_json_with_the_agreed_keys() -> None:
         m.update(p, y, "s")
     snap = json.loads(json.dumps(m.snapshot()))
     keys = {"count", "logloss", "ne", "auc", "calibration", "ctr"}
-    assert set(snap) == keys | {"segments"}
+    assert set(snap) == keys | {"segments", "reliability"}
     assert set(snap["segments"]["s"]) == keys
 
 
