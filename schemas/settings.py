@@ -144,6 +144,47 @@ class Settings(BaseSettings):
         "learns its reorder buffer anyway; those examples are learned but not scored "
         "(model.unscored), so progressive metrics stay honest.",
     )
+    quality_window: int = Field(
+        default=20000,
+        ge=100,
+        description="Per-audience quality: the newest this many scored examples (a sliding "
+        "window by example count) are judged per segment field value.",
+    )
+    quality_min_impressions: int = Field(
+        default=500,
+        ge=1,
+        description="A segment field value is judged (may be flagged) only with at least this "
+        "many impressions in the quality window.",
+    )
+    quality_min_clicks: int = Field(
+        default=10,
+        ge=1,
+        description="... and at least this many clicks in the window.",
+    )
+    quality_calibration_low: float = Field(
+        default=0.8,
+        gt=0,
+        description="Flag a segment value whose calibration (predicted / observed clicks) "
+        "falls below this.",
+    )
+    quality_calibration_high: float = Field(
+        default=1.25,
+        gt=0,
+        description="Flag a segment value whose calibration rises above this.",
+    )
+    quality_ne_margin: float = Field(
+        default=0.05,
+        ge=0,
+        description="Flag a segment value whose NE exceeds the whole model's NE (same "
+        "window) by more than this.",
+    )
+    quality_max_values: int = Field(
+        default=50,
+        ge=1,
+        le=1000,
+        description="Values tracked per segment field; further ones share __other__ (bounds "
+        "memory and the /metrics label cardinality).",
+    )
     health_interval_s: float = Field(
         default=5.0, gt=0, description="How often a worker writes its health report."
     )
