@@ -1,0 +1,223 @@
+"""Gather a report's data from Redis and the image store, through the API's own readers.
+
+CTR series, the model's history and the top and bottom images come from
+:mod:`api.series` (what the live page reads), the A/B cells from
+:mod:`api.ab_view` with the maths of :mod:`online_ctr.ab` (as ``GET /ab``
+judges), the encoder's state from :mod:`streams.readers`. Each source is
+read on its own: one that is absent or unreadable becomes
+:class:`~bertctr.report.data.Unavailable` with its reason, never an error
+for the whole report.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from api.ab_view import ALL, read_item
+from api.series import (
+    MAX_MINUTES,
+    CtrSeriesData,
+    read_ctr_series,
+    read_model_series,
+    read_segment_images,
+)
+from bertctr.report.data import (
+    AbArm,
+    AbItem,
+    EncoderHistory,
+    ImagesData,
+    NeData,
+    ReliabilityBand,
+    ReportData,
+    Unavailable,
+)
+from bertctr.report.since import Since
+from encoder_server.client.errors import ImageUnavailable, StoreUnavailable
+from encoder_server.client.image_store import ImageStore
+from online_ctr.ab import DecisionRule, decide
+from schemas.keys import MODEL_HISTORY_LEN, SETTLED, KeySpace
+from streams.readers import read_decisions, read_json
+
+__all__ = ["AB_ITEMS", "CTR_SERIES", "TOP_IMAGES", "gather_report"]
+
+log = logging.getLogger(__name__)
+
+#: segments drawn in the CTR chart (the busiest)
+CTR_SERIES = 8
+#: best and worst images shown
+TOP_IMAGES = 5
+#: items whose A/B posteriors are drawn (the busiest)
+AB_ITEMS = 3
+#: the rule ``GET /ab`` judges with (its defaults)
+RULE = DecisionRule()
+
+T = TypeVar("T")
+#: no ``--since``: everything kept
+EVERYTHING = Since()
+
+
+async def _guarded(what: str, read: Callable[[], Awaitable[T | Unavailable]]) -> T | Unavailable:
+    """One source's data, or why not (Redis down, a malformed document)."""
+    try:
+        return await read()
+    except (RedisError, OSError, ValueError, TypeError, KeyError) as exc:
+        log.warning("report: cannot read %s: %s", what, exc)
+        return Unavailable(f"could not read {what}: {type(exc).__name__}: {exc}")
+
+
+async def _ctr(client: aioredis.Redis, keys: KeySpace, since: Since) -> CtrSeriesData | Unavailable:
+    clock_probe = await read_ctr_series(client, keys, "segment", minutes=1, limit=1)
+    if clock_probe.clock is None:
+        return Unavailable("no impressions counted yet (no counters under this prefix)")
+    minutes = since.minutes(clock_probe.clock, MAX_MINUTES)
+    return await read_ctr_series(client, keys, "segment", minutes=minutes, limit=CTR_SERIES)
+
+
+async def _ne(
+    client: aioredis.Redis,
+    keys: KeySpace,
+    since: Since,
+    oracle: list[tuple[int, float]] | None,
+    now: float,
+) -> NeData | Unavailable:
+    series = await read_model_series(client, keys, points=MODEL_HISTORY_LEN)
+    points = series["points"]
+    start = since.start(now)
+    if start is not None:
+        points = [p for p in points if p["t"] >= start]
+    if not points:
+        return Unavailable("no model history in Redis for this window (no learner published)")
+    latest = series["latest"] or {}
+    return NeData(points=points, oracle=oracle, latest_ne=latest.get("ne"))
+
+
+async def _reliability(
+    client: aioredis.Redis, keys: KeySpace
+) -> list[ReliabilityBand] | Unavailable:
+    metrics = await read_json(client, keys.model_metrics)
+    if not isinstance(metrics, dict):
+        return Unavailable("no model metrics in Redis (no learner published)")
+    rows = metrics.get("reliability")
+    if not isinstance(rows, list):
+        return Unavailable("the learner's metrics carry no reliability rows (an older learner)")
+    return [
+        ReliabilityBand(float(r["predicted"]), float(r["observed"]), float(r["count"]))
+        for r in rows
+    ]
+
+
+async def _images(
+    client: aioredis.Redis,
+    keys: KeySpace,
+    store: ImageStore | None,
+    tags: dict[str, list[str]] | None,
+) -> ImagesData:
+    ranking = await read_segment_images(client, keys, None, n=TOP_IMAGES)
+    images: dict[str, bytes] = {}
+    for cell in [*ranking.top, *ranking.bottom]:
+        if store is None or cell.image_id is None:
+            continue
+        try:
+            images[cell.image_id] = await store.fetch(cell.image_id, None)
+        except (ImageUnavailable, StoreUnavailable) as exc:
+            log.info("report: no image for %r: %s", cell.image_id, exc)
+    return ImagesData(ranking=ranking, images=images, tags=tags)
+
+
+def _control(variants: list[str]) -> str | None:
+    """``GET /ab``'s default control: ``v0`` if the item has it, else its first variant."""
+    if "v0" in variants:
+        return "v0"
+    return variants[0] if variants else None
+
+
+async def _ab(client: aioredis.Redis, keys: KeySpace) -> list[AbItem] | Unavailable:
+    busiest = await read_ctr_series(client, keys, "variant", minutes=1, limit=1)
+    if not busiest.items:
+        return Unavailable("no item has impressions yet")
+    out = []
+    for entry in busiest.items[:AB_ITEMS]:
+        item_id = entry["item_id"]
+        cells = await read_item(client, keys, item_id, SETTLED, ALL, 1)
+        arms = cells.overall
+        if len(arms) < 2:
+            continue
+        prior = RULE.pooled_prior(arms, source="item pooled")
+        control = _control(cells.variants)
+        verdict = decide(arms, RULE, segment=ALL, control=control, prior=prior)
+        out.append(
+            AbItem(
+                item_id=item_id,
+                decision=verdict.decision,
+                message=verdict.message,
+                arms=[
+                    AbArm(
+                        name=s.name,
+                        impressions=s.impressions,
+                        clicks=s.clicks,
+                        alpha=prior.alpha + s.clicks,
+                        beta=prior.beta + s.impressions - s.clicks,
+                        chance_to_win=s.chance_to_win,
+                        is_control=s.is_control,
+                        uplift=s.uplift,
+                        uplift_ci_low=s.uplift_ci_low,
+                        uplift_ci_high=s.uplift_ci_high,
+                    )
+                    for s in verdict.arms
+                ],
+            )
+        )
+    return out
+
+
+async def _encoder(client: aioredis.Redis, keys: KeySpace) -> EncoderHistory:
+    status = await read_json(client, keys.encoder_status)
+    finetune = await read_json(client, keys.finetune_state)
+    return EncoderHistory(
+        status=status if isinstance(status, dict) else None,
+        counts=await read_decisions(client, keys),
+        finetune=finetune if isinstance(finetune, dict) else None,
+    )
+
+
+async def gather_report(
+    client: aioredis.Redis,
+    keys: KeySpace,
+    *,
+    since: Since = EVERYTHING,
+    image_store: ImageStore | None = None,
+    tags: dict[str, list[str]] | None = None,
+    oracle: list[tuple[int, float]] | None = None,
+    title: str = "bertctr report",
+) -> ReportData:
+    """Everything the report shows, read from Redis (and the image store for thumbnails).
+
+    ``oracle``: the simulator's NE curve (:func:`~bertctr.report.oracle.oracle_ne_curve`),
+    known only to a simulation. ``tags``: image id -> tags, None when none were computed.
+    """
+    now = time.time()
+
+    async def images() -> ImagesData:
+        return await _images(client, keys, image_store, tags)
+
+    async def encoder() -> EncoderHistory:
+        return await _encoder(client, keys)
+
+    return ReportData(
+        title=title,
+        generated_at=now,
+        window=since.describe(),
+        redis_prefix=keys.prefix,
+        ctr=await _guarded("the CTR counters", lambda: _ctr(client, keys, since)),
+        ne=await _guarded("the model history", lambda: _ne(client, keys, since, oracle, now)),
+        reliability=await _guarded("the model metrics", lambda: _reliability(client, keys)),
+        images=await _guarded("the image ranking", images),
+        ab=await _guarded("the A/B counters", lambda: _ab(client, keys)),
+        encoder=await _guarded("the encoder status", encoder),
+    )
