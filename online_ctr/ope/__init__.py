@@ -1,0 +1,82 @@
+"""Off-policy evaluation: what CTR another policy would have earned on logged impressions.
+
+An impression that carries a ``propensity`` (the probability the shown
+variant was chosen with, e.g. by ``POST /ab/{item_id}/allocate``) can be
+reweighted to stand for a policy that was never run. Three estimators, each
+with a 95% interval from the central limit theorem on its per-impression
+terms, the number of impressions and the effective sample size:
+
+* :mod:`~online_ctr.ope.ips` — inverse propensity scoring (unbiased, noisy);
+* :mod:`~online_ctr.ope.snips` — self-normalised IPS (a little biased, steadier);
+* :mod:`~online_ctr.ope.dr` — doubly robust: the CTR model's prediction plus
+  an IPS correction of its error (unbiased when the propensities are right).
+
+The rest, one concept each: :mod:`~online_ctr.ope.logged` (the logged unit),
+:mod:`~online_ctr.ope.policies` (target policies), :mod:`~online_ctr.ope.terms`
+(weights and the refusals), :mod:`~online_ctr.ope.estimate` (the result and
+its interval), :mod:`~online_ctr.ope.evaluate` (all estimators at once).
+
+Exceptions::
+
+    ValueError
+     └── OpeRefused            an estimate would mislead; ``reason`` says why
+          ├── TooFewImpressions  fewer propensity-carrying impressions than the minimum
+          └── NoOverlap          the target acts where the logging policy never does
+
+Anchors: Open Bandit Pipeline's estimators (``obp.ope``) and Vowpal
+Wabbit's ``--cb_type ips|dr``; the intervals here are CLT ones, not
+bootstrap (cheap, and checked for coverage in ``bench/insights_bench/ope.py``).
+
+>>> from online_ctr.ope import LoggedImpression, UniformPolicy, evaluate
+>>> units = [LoggedImpression("s", "i", ("a", "b"), "a", 0.5, 1.0, (0.6, 0.2)),
+...          LoggedImpression("s", "i", ("a", "b"), "b", 0.5, 0.0, (0.6, 0.2))]
+>>> report = evaluate(units, UniformPolicy(), min_impressions=2)
+>>> report.estimates["ips"].value, report.logged_ctr
+(0.5, 0.5)
+"""
+
+from __future__ import annotations
+
+from online_ctr.ope.dr import doubly_robust
+from online_ctr.ope.errors import NoOverlap, OpeRefused, TooFewImpressions
+from online_ctr.ope.estimate import Estimate, clt_interval, effective_sample_size
+from online_ctr.ope.evaluate import ESTIMATORS, OpeReport, evaluate
+from online_ctr.ope.ips import ips
+from online_ctr.ope.logged import LoggedImpression
+from online_ctr.ope.policies import (
+    GreedyPolicy,
+    TargetPolicy,
+    ThompsonPolicy,
+    UniformPolicy,
+    VariantPolicy,
+    parse_policy,
+    thompson_probabilities,
+)
+from online_ctr.ope.snips import snips
+from online_ctr.ope.terms import DEFAULT_MIN_IMPRESSIONS, Terms, prepare
+
+__all__ = [
+    "DEFAULT_MIN_IMPRESSIONS",
+    "ESTIMATORS",
+    "Estimate",
+    "GreedyPolicy",
+    "LoggedImpression",
+    "NoOverlap",
+    "OpeRefused",
+    "OpeReport",
+    "TargetPolicy",
+    "Terms",
+    "ThompsonPolicy",
+    "TooFewImpressions",
+    "UniformPolicy",
+    "VariantPolicy",
+    "clt_interval",
+    "doubly_robust",
+    "effective_sample_size",
+    "evaluate",
+    "ips",
+    "parse_policy",
+    "prepare",
+    "snips",
+    "thompson_probabilities",
+]
