@@ -56,6 +56,7 @@ from encoder_server.client.embedder import Embedder, ExampleEmbeddings
 from encoder_server.client.errors import EncoderUnavailable, StoreUnavailable
 from online_ctr.learner import Learner
 from online_ctr.promotion.duel import EncoderDuel
+from online_ctr.segment_quality import QualityRules
 from online_ctr.store import ModelStore, SnapshotInfo
 from schemas.events import WATERMARK_RECORD, LabelledImpression, WatermarkRecord
 from schemas.keys import KeySpace
@@ -65,6 +66,7 @@ from streams.learner.checkpointer import Checkpointer
 from streams.learner.metrics_publisher import MetricsPublisher
 from streams.learner.pending import Fresh, Mark, Pending
 from streams.learner.promotion import Promotion
+from streams.learner.quality import SegmentQualityFeed
 from wiring.models import champion_of, fresh_learner, model_store
 
 __all__ = ["LearnerAgent"]
@@ -120,6 +122,9 @@ class LearnerAgent:
         #: the serving model and, while a new encoder version is judged, its challenger
         self.duel = EncoderDuel.adopt(duel_or_learner, IMAGE_ENCODER)
         self.promotion = Promotion(settings)
+        #: the serving model's quality per segment field value (``quality`` in the metrics)
+        self.segment_quality = SegmentQualityFeed(QualityRules.from_settings(settings))
+        self.segment_quality.follow(self.learner)
         self.metrics = MetricsPublisher(client, keys, settings.metrics_interval_s)
         self.checkpoints = Checkpointer(
             self.store, settings.checkpoint_interval_s, guard, self.offsets
@@ -186,6 +191,7 @@ class LearnerAgent:
         the challenger without an image, so both arms learn the same examples.
         """
         watermark = self.learner.watermark
+        self.segment_quality.follow(self.learner)
         for i, item in enumerate(batch):
             self.offsets[item.source] = item.offset
             if isinstance(item, Mark):
@@ -203,6 +209,7 @@ class LearnerAgent:
             )
         if self.learner.watermark > watermark:
             self._last_progress = time.monotonic()
+        self.segment_quality.follow(self.learner)  # a promoted challenger starts a window
 
     async def _embed(self, batch: Sequence[Fresh]) -> list[ExampleEmbeddings | None]:
         """Embeddings for ``batch``, waiting out transient outages (never skipping)."""
@@ -317,6 +324,7 @@ class LearnerAgent:
         watermark = self.learner.watermark
         snapshot["watermark"] = watermark if watermark > float("-inf") else None
         snapshot["learner"] = dict(self.identity)
+        snapshot["quality"] = self.segment_quality.snapshot()
         return snapshot
 
     async def close(self) -> None:
