@@ -36,6 +36,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from api.ctr_counters import CtrCounters, ctr_families
+from api.quality_view import quality_families
 from schemas.metric_names import (
     CONSUMER_LAG,
     DEAD_LETTERS,
@@ -354,6 +355,7 @@ def families(view: FleetView) -> Iterator[Metric]:
     for metric, key in ((MODEL_UNSCORED, "unscored"), (MODEL_UPDATED, "updated_at")):
         number = _number((model or {}).get(key))
         yield gauge_family(metric, [((), number)] if number is not None else [])
+    yield from quality_families(model)
     encoder = view.encoder or {}
     versions = [(role, _version(encoder, role)) for role in ("champion", "challenger")]
     yield gauge_family(ENCODER_VERSION, (((r,), v) for r, v in versions if v is not None))

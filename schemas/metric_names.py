@@ -50,6 +50,9 @@ __all__ = [
     "REDIS_UP",
     "SEGMENT_CLICKS",
     "SEGMENT_IMPRESSIONS",
+    "SEGMENT_QUALITY",
+    "SEGMENT_QUALITY_FIGURES",
+    "SEGMENT_QUALITY_FLAG",
     "TRITON_FAILURES",
     "TRITON_REQUEST_SECONDS",
     "VARIANT_CLICKS",
@@ -172,6 +175,31 @@ MODEL_UPDATED = MetricName(
     "gauge",
     (),
     "When the learner last published its metrics (epoch seconds).",
+)
+#: the learner's per-audience quality (``quality`` of its metrics): figure key -> (name, help)
+SEGMENT_QUALITY_FIGURES: dict[str, tuple[str, str]] = {
+    "ne": ("bertctr_segment_ne", "NE of the segment field value over the quality window."),
+    "calibration": (
+        "bertctr_segment_calibration",
+        "Predicted / observed clicks of the segment field value over the quality window.",
+    ),
+    "auc": ("bertctr_segment_auc", "ROC AUC of the segment field value over the quality window."),
+    "share": (
+        "bertctr_segment_share",
+        "The segment field value's share of the quality window's impressions.",
+    ),
+}
+#: per-segment-value quality gauges, for the values judged (enough data)
+SEGMENT_QUALITY: dict[str, MetricName] = {
+    key: MetricName(name, "gauge", ("field", "value"), help_)
+    for key, (name, help_) in SEGMENT_QUALITY_FIGURES.items()
+}
+SEGMENT_QUALITY_FLAG = MetricName(
+    "bertctr_segment_quality_flag",
+    "gauge",
+    ("field", "value", "reason"),
+    "1 when the segment field value is flagged for the reason (calibration_low, "
+    "calibration_high, ne), else 0; for the values judged (enough impressions and clicks).",
 )
 ENCODER_VERSION = MetricName(
     "bertctr_encoder_version",
@@ -318,6 +346,8 @@ API_METRICS: tuple[MetricName, ...] = (
     *MODEL.values(),
     MODEL_UNSCORED,
     MODEL_UPDATED,
+    *SEGMENT_QUALITY.values(),
+    SEGMENT_QUALITY_FLAG,
     ENCODER_VERSION,
     ENCODER_DECISIONS,
     *CTR_COUNTERS,
