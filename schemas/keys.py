@@ -33,6 +33,7 @@ key                                             what
 ``P learner:lease``                             the learner lease: its holder's token
 ``P learner:epoch``                             counter: one more at every lease taken
 ``P emb:<model>:<version>:<item>``              a cached embedding (float32 bytes)
+``P desc:<model>:<version>:<image>``            what is in an image: tags, attributes (JSON)
 ``P encoder:status``                            champion, challenger, comparison (JSON)
 ``P encoder:decisions``                         hash: promotion decisions by kind
 ``P encoder:finetune``                          the last fine-tuning job (JSON)
@@ -134,6 +135,10 @@ class KeySpace:
     def embedding(self, model: str, version: int | str, item_key: str) -> str:
         """One item's cached embedding (float32 bytes), per model and version."""
         return f"{self.prefix}emb:{model}:{version}:{item_key}"
+
+    def description(self, model: str, version: int | str, image_id: str) -> str:
+        """What is in one image (JSON tags and attributes), per image model and version."""
+        return f"{self.prefix}desc:{model}:{version}:{image_id}"
 
     @property
     def model_metrics(self) -> str:

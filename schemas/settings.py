@@ -318,6 +318,15 @@ class Settings(BaseSettings):
         default=None,
         description="Local CLIP checkpoint (transformers format); switches both encoders to it.",
     )
+    clip_tag_labels: str = Field(
+        default="shoe,bag,lamp,mug,chair,dress,shirt,watch,phone,car,food,furniture,toy,book,"
+        "jewellery,cosmetics,text banner,person,animal,landscape",
+        description="Comma-separated labels the image describer scores zero-shot when a CLIP "
+        "checkpoint is configured (BERTCTR_CLIP_PATH); they replace the ImageNet object tags.",
+    )
+    tag_top_k: int = Field(
+        default=5, ge=1, le=50, description="Tags the image describer keeps per image, best first."
+    )
 
     @model_validator(mode="after")
     def _margin_inside_clip(self) -> Settings:

@@ -39,9 +39,12 @@ import numpy as np
 
 __all__ = [
     "ANY_SIZE",
+    "DESCRIPTION_OUTPUT",
     "EMBEDDING_OUTPUT",
     "ENCODER_IO",
     "ERROR_OUTPUT",
+    "IMAGE_DESCRIBER",
+    "IMAGE_DESCRIBER_IO",
     "IMAGE_ENCODER",
     "IMAGE_ENCODER_IO",
     "TEXT_ENCODER",
@@ -49,6 +52,7 @@ __all__ = [
     "Modality",
     "ModelIO",
     "TensorSpec",
+    "describer_io",
     "encoder_io",
     "input_name",
 ]
@@ -207,3 +211,22 @@ def encoder_io(modality: Modality, dim: int) -> ModelIO:
 def input_name(modality: Modality) -> str:
     """Name of the BYTES ``[batch, 1]`` input tensor: ``image`` or ``text``."""
     return _BY_MODALITY[modality].input.name
+
+
+#: the image describer: the image encoder's embedding plus what is in each
+#: image, from the same forward pass (issue 22). A model of its own, so the
+#: embedding path (``image_encoder``) stays exactly as fast as it was.
+IMAGE_DESCRIBER = "image_describer"
+#: BYTES ``[batch, 1]``: one JSON description per row (``encoder_server.description``),
+#: empty for a failed row
+DESCRIPTION_OUTPUT = "description"
+
+IMAGE_DESCRIBER_IO = ModelIO(
+    inputs=IMAGE_ENCODER_IO.inputs,
+    outputs=(*IMAGE_ENCODER_IO.outputs, TensorSpec(DESCRIPTION_OUTPUT, _BYTES, (1,))),
+)
+
+
+def describer_io(dim: int) -> ModelIO:
+    """The describer's contract for an image encoder of embedding width ``dim``."""
+    return IMAGE_DESCRIBER_IO.sized(dim)

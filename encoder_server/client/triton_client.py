@@ -52,10 +52,11 @@ from encoder_server.base import Encoded, Encoder, model_of
 from encoder_server.client.batcher import MicroBatcher
 from encoder_server.client.breaker import CircuitBreaker
 from encoder_server.client.errors import EncoderUnavailable
-from schemas.tensors import ENCODER_IO
+from schemas.tensors import DESCRIPTION_OUTPUT, ENCODER_IO, IMAGE_DESCRIBER, IMAGE_DESCRIBER_IO
 
 __all__ = [
     "BREAKER_OPEN",
+    "Described",
     "Embedded",
     "EmbeddingClient",
     "EncodeFn",
@@ -116,6 +117,19 @@ class Embedded:
         return self.vector is not None and not self.error
 
 
+@dataclass(frozen=True)
+class Described:
+    """One image's result from the describer: its embedding and description (JSON), or an error."""
+
+    vector: tuple[float, ...] | None
+    description: str = ""
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.vector is not None and bool(self.description) and not self.error
+
+
 class EmbeddingClient(Protocol):
     """The embedding service: one result per item, in order."""
 
@@ -144,6 +158,15 @@ def _from_encoded(encoded: Encoded, n: int) -> list[Embedded]:
     return [
         Embedded(None, error) if error else Embedded(tuple(row.tolist()))
         for row, error in zip(encoded.embeddings, encoded.errors, strict=True)
+    ]
+
+
+def _described(encoded: Encoded, texts: list[str], n: int) -> list[Described]:
+    if len(encoded.errors) != n or len(texts) != n:
+        raise EncoderUnavailable(f"describer returned {len(texts)} rows for {n} items")
+    return [
+        Described(None, "", error) if error else Described(tuple(row.tolist()), text)
+        for row, error, text in zip(encoded.embeddings, encoded.errors, texts, strict=True)
     ]
 
 
@@ -189,6 +212,8 @@ class InMemoryEmbeddingClient:
         self.versions.update(versions or {})
         self.available = True
         self.closed = False
+        #: the describer: ``items -> (Encoded, JSON descriptions)``, set by tests that need one
+        self.describe_fn: Callable[[Sequence[bytes]], tuple[Encoded, list[str]]] | None = None
         #: same meaning as on TritonEmbeddingClient: one "request" per embed call
         self.infer_requests = 0
         self.items_sent = 0
@@ -212,6 +237,17 @@ class InMemoryEmbeddingClient:
     async def version(self, model: str) -> int:
         self._model(model)
         return self.versions[model]
+
+    async def describe(self, items: Sequence[bytes]) -> list[Described]:
+        """What :attr:`describe_fn` says of ``items``; unavailable without one."""
+        if self.describe_fn is None or not self.available or self.closed:
+            raise EncoderUnavailable("in-memory describer unavailable")
+        if not items:
+            return []
+        self.infer_requests += 1
+        self.items_sent += len(items)
+        encoded, texts = self.describe_fn(list(items))
+        return _described(encoded, texts, len(items))
 
     async def cache_tag(self, model: str) -> str:
         return str(await self.version(model))
@@ -277,6 +313,7 @@ class TritonEmbeddingClient:
         self._rng = rng or random.Random()
         self._triton: Any = None
         self._batchers: dict[str, MicroBatcher[Embedded]] = {}
+        self._describers: MicroBatcher[Described] | None = None
         self.infer_requests = 0
         self.items_sent = 0
         self.observer = observer
@@ -317,6 +354,59 @@ class TritonEmbeddingClient:
             out.extend(part)
         return out
 
+    async def describe(self, items: Sequence[bytes]) -> list[Described]:
+        """Embedding and description of each image, from the ``image_describer`` model.
+
+        One request per :attr:`max_batch` images (micro-batched like
+        :meth:`embed`); the embedding path's requests are untouched.
+        """
+        if not items:
+            return []
+        batcher = self._describers
+        if batcher is None:
+            batcher = self._describers = MicroBatcher(
+                self._infer_described, self.max_batch, self.batch_window_s
+            )
+        futures = [
+            batcher.submit(items[i : i + self.max_batch])
+            for i in range(0, len(items), self.max_batch)
+        ]
+        out: list[Described] = []
+        for part in await asyncio.gather(*futures, return_exceptions=True):
+            if isinstance(part, BaseException):
+                raise part
+            out.extend(part)
+        return out
+
+    async def _infer_described(self, items: list[bytes]) -> list[Described]:
+        from tritonclient.grpc import InferInput, InferRequestedOutput
+
+        io = IMAGE_DESCRIBER_IO
+        shape = io.input.batch_shape(len(items))
+        tensor = InferInput(io.input.name, shape, io.input.triton_dtype)
+        tensor.set_data_from_numpy(np.array(items, dtype=io.input.dtype).reshape(shape))
+        outputs = [InferRequestedOutput(t.name) for t in io.outputs]
+
+        def attempt() -> Awaitable[Any]:
+            self.infer_requests += 1
+            self.items_sent += len(items)
+            return self._client().infer(  # type: ignore[no-any-return]
+                IMAGE_DESCRIBER, [tensor], outputs=outputs, client_timeout=self.timeout_s
+            )
+
+        result = await self._attempts(IMAGE_DESCRIBER, "infer", attempt, f" ({len(items)} items)")
+        n = len(items)
+        embeddings = result.as_numpy(io.embedding.name)
+        errors = result.as_numpy(io.error.name)
+        texts = result.as_numpy(DESCRIPTION_OUTPUT)
+        if embeddings is None or errors is None or texts is None or texts.size != n:
+            raise EncoderUnavailable(f"malformed response from {IMAGE_DESCRIBER} for {n} items")
+        encoded = Encoded(
+            embeddings=np.asarray(embeddings, dtype=np.float32).reshape(n, -1),
+            errors=[_text(e) for e in errors.reshape(n)],
+        )
+        return _described(encoded, [_text(t) for t in texts.reshape(n)], n)
+
     async def version(self, model: str) -> int:
         metadata = await self._attempts(
             model,
@@ -345,6 +435,9 @@ class TritonEmbeddingClient:
         for batcher in self._batchers.values():
             batcher.close()
         self._batchers.clear()
+        if self._describers is not None:
+            self._describers.close()
+            self._describers = None
         if self._triton is not None:
             triton, self._triton = self._triton, None
             with contextlib.suppress(Exception):

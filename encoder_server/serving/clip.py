@@ -41,8 +41,11 @@ from transformers import AutoTokenizer, CLIPModel
 
 from encoder_server.base import IMAGE_ENCODER, TEXT_ENCODER, Encoded, Modality
 from encoder_server.chunked import run_chunked
+from encoder_server.description import CLIP_ZERO_SHOT, Description
 from encoder_server.images import decode_image
 from encoder_server.projection import Projection, l2_normalise
+from encoder_server.serving.attributes import measure_image
+from encoder_server.serving.tags import DEFAULT_TOP_K, top_tags, zero_shot_probs
 from encoder_server.serving.text_encoder import decode_text
 
 __all__ = ["ClipImageEncoder", "ClipTextEncoder", "load_clip_encoders"]
@@ -84,7 +87,10 @@ class _Clip:
 
     def preprocess(self, data: bytes) -> npt.NDArray[np.float32]:
         """Decode, resize the shorter side, centre-crop, normalise: ``[3, s, s]``."""
-        img = decode_image(data)
+        return self.prepare(decode_image(data))
+
+    def prepare(self, img: Image.Image) -> npt.NDArray[np.float32]:
+        """Resize a decoded picture's shorter side, centre-crop, normalise: ``[3, s, s]``."""
         size = self.image_size
         width, height = img.size
         scale = size / min(width, height)
@@ -143,6 +149,50 @@ class ClipImageEncoder:
             self.max_batch,
         )
         return Encoded(embeddings=self.projection.apply(features), errors=errors)
+
+    def describe(
+        self, items: Sequence[bytes], labels: Sequence[str], top_k: int = DEFAULT_TOP_K
+    ) -> tuple[Encoded, list[Description | None]]:
+        """Embed a batch and tag it zero-shot with ``labels``, in one forward pass.
+
+        Each label is scored as the prompt "a photo of a {label}"
+        (:func:`~encoder_server.serving.tags.zero_shot_probs`); the prompts'
+        text features are computed once per label list. Attributes as for
+        every image encoder (:func:`~encoder_server.serving.attributes.measure_image`).
+        """
+        if not labels:
+            raise ValueError("zero-shot tagging needs at least one label")
+        measured: list[dict[str, float | str]] = []
+
+        def parse(data: bytes) -> npt.NDArray[np.float32]:
+            img = decode_image(data)
+            measured.append(measure_image(img))
+            return self._clip.prepare(img)
+
+        features, errors = run_chunked(
+            items,
+            parse,
+            lambda batch: self._clip.image_features(np.stack(batch)),
+            self._clip.dim,
+            self.max_batch,
+        )
+        probs = zero_shot_probs(features, self._prompts(tuple(labels)))
+        found = iter(measured)
+        descriptions = [
+            None
+            if error
+            else Description(top_tags(row, labels, top_k), next(found), CLIP_ZERO_SHOT)
+            for row, error in zip(probs, errors, strict=True)
+        ]
+        return Encoded(self.projection.apply(features), errors), descriptions
+
+    def _prompts(self, labels: tuple[str, ...]) -> npt.NDArray[np.float32]:
+        cached = getattr(self, "_prompt_cache", None)
+        if cached is None or cached[0] != labels:
+            prompts = [f"a photo of a {label}" for label in labels]
+            cached = (labels, self._clip.text_features(prompts))
+            self._prompt_cache = cached
+        return cached[1]
 
 
 class ClipTextEncoder:

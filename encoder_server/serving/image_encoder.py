@@ -66,8 +66,11 @@ from PIL import Image
 
 from encoder_server.base import IMAGE_ENCODER, Encoded, Modality
 from encoder_server.chunked import run_chunked
+from encoder_server.description import IMAGENET, Description
 from encoder_server.images import decode_image
 from encoder_server.projection import Projection
+from encoder_server.serving.attributes import measure_image
+from encoder_server.serving.tags import DEFAULT_TOP_K, imagenet_labels, top_tags
 
 __all__ = ["FEATURE_DIM", "FEATURE_DIMS", "ImageEncoder"]
 
@@ -202,11 +205,19 @@ class ImageEncoder:
         BadImage
             If the bytes are refused by :func:`~encoder_server.images.decode_image`.
         """
+        return self._normalise(self._pixels(data))
+
+    def _pixels(self, data: bytes) -> npt.NDArray[np.uint8]:
+        """Decoded and resized to ``input_size`` squared: uint8 ``[s, s, 3]``."""
         img = decode_image(data)
         if img.size != (self.input_size, self.input_size):
             img = img.resize((self.input_size, self.input_size), Image.Resampling.BILINEAR)
-        pixels = np.asarray(img, dtype=np.float32)
-        return ((pixels - PIXEL_MEAN) / PIXEL_STD).transpose(2, 0, 1)
+        return np.asarray(img, dtype=np.uint8)
+
+    @staticmethod
+    def _normalise(pixels: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        scaled = (pixels.astype(np.float32) - PIXEL_MEAN) / PIXEL_STD
+        return np.ascontiguousarray(scaled.transpose(2, 0, 1))
 
     def _forward(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """Pooled features of a preprocessed batch ``[n, 3, s, s]``."""
@@ -219,6 +230,51 @@ class ImageEncoder:
             else:
                 pooled = self._model.extract_features(x).mean(dim=(2, 3))
         return np.asarray(pooled.float().numpy(), dtype=np.float32)
+
+    def _forward_classified(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Pooled features and the ImageNet class probabilities, side by side.
+
+        The classifier reads the last layer's pooled 1280 features, which
+        both feature sets end with, so it costs one 1280x1000 product on
+        the forward pass the embedding needs anyway.
+        """
+        features = self._forward(batch)
+        with torch.inference_mode():
+            logits = self._model._fc(torch.from_numpy(features[:, -FEATURE_DIM:]))
+            probs = torch.softmax(logits, dim=1)
+        return np.concatenate([features, probs.float().numpy()], axis=1)
+
+    def describe(
+        self, items: Sequence[bytes], top_k: int = DEFAULT_TOP_K
+    ) -> tuple[Encoded, list[Description | None]]:
+        """Embed a batch and say what is in each image, in one forward pass.
+
+        Tags are the backbone's own ImageNet head (softmax, top ``top_k``);
+        attributes are :func:`~encoder_server.serving.attributes.measure` of
+        the decoded picture. A failed item has an error and no description.
+        """
+        measured: list[dict[str, float | str]] = []
+
+        def parse(data: bytes) -> npt.NDArray[np.float32]:
+            pixels = self._pixels(data)
+            measured.append(measure_image(Image.fromarray(pixels)))
+            return self._normalise(pixels)
+
+        labels = imagenet_labels()
+        both, errors = run_chunked(
+            items,
+            parse,
+            lambda batch: self._forward_classified(np.stack(batch)),
+            self.feature_dim + len(labels),
+            self.max_batch,
+        )
+        features, probs = both[:, : self.feature_dim], both[:, self.feature_dim :]
+        found = iter(measured)
+        descriptions = [
+            None if error else Description(top_tags(row, labels, top_k), next(found), IMAGENET)
+            for row, error in zip(probs, errors, strict=True)
+        ]
+        return Encoded(self.projection.apply(features), errors), descriptions
 
     def _levels(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Feature maps of the stem, of every block and of the head convolution.

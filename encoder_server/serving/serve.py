@@ -313,8 +313,13 @@ def serve(
     stop: threading.Event | None = None,
     versions: VersionSource | None = None,
     poll_s: float = 2.0,
+    describe: bool = True,
 ) -> None:
     """Serve ``encoders`` on Triton until SIGTERM/SIGINT (or ``stop`` is set).
+
+    With ``describe``, the first image encoder that can describe images is
+    also served as ``image_describer`` (:mod:`encoder_server.serving.describe`),
+    tagging with ``BERTCTR_CLIP_TAG_LABELS`` when it is CLIP.
 
     ``on_ready`` is called once every model is loaded (the CLI prints the
     readiness line from it), including the ``versions`` there are at start;
@@ -333,6 +338,8 @@ def serve(
         try:
             for encoder in encoders:
                 bind_encoder(triton, encoder, max_batch_size, queue_delay_us)
+            if describe:
+                _bind_describer(triton, encoders, max_batch_size, queue_delay_us)
             triton.run()
             poll = _poller(triton, versions, max_batch_size, queue_delay_us)
             served = poll() if poll is not None else {}
@@ -343,6 +350,29 @@ def serve(
         finally:
             triton.stop()
             log.info("Triton stopped")
+
+
+def _bind_describer(
+    triton: Any, encoders: Sequence[Encoder], max_batch_size: int, queue_delay_us: int
+) -> None:
+    """Bind the describer of the first image encoder that describes, if any."""
+    from encoder_server.serving.describe import bind_describer, describes
+    from schemas.settings import Settings
+
+    for encoder in encoders:
+        if describes(encoder):
+            settings = Settings()
+            labels = [x.strip() for x in settings.clip_tag_labels.split(",") if x.strip()]
+            bind_describer(
+                triton,
+                encoder,
+                labels,
+                settings.tag_top_k,
+                max_batch_size,
+                queue_delay_us,
+                encoder_parameters(encoder),
+            )
+            return
 
 
 def _poller(
