@@ -16,9 +16,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from api.problems import bounded_errors
-from api.routes import ab, ctr, dashboard, health, images, metrics, score, series
+from api.routes import ab, ctr, dashboard, explain, health, images, metrics, quality, score, series
 from api.state import close_state, open_state
 from api.telemetry import RequestTimer
+from online_ctr.insights import NoAttributes
 from online_ctr.store import ModelStore
 from schemas.settings import Settings
 
@@ -52,8 +53,10 @@ def create_app(settings: Settings, store: ModelStore | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
-    for module in (ctr, score, ab, health, series, images, dashboard, metrics):
+    for module in (ctr, score, ab, explain, health, series, images, dashboard, quality, metrics):
         app.include_router(module.router)
+    # GET /explain's image attributes: the attribute cache's adapter replaces this one line
+    app.state.attribute_source = NoAttributes(explain.NO_SOURCE)
     app.add_middleware(RequestTimer)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     _document_limits(app, settings)
