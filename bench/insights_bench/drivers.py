@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from collections import defaultdict
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 from scipy import stats
 
 from online_ctr.insights import (
@@ -37,7 +40,7 @@ from online_ctr.insights import (
 from schemas.topics import CLICKS, IMPRESSIONS
 from simulator import Simulator
 from simulator.audience import Preferences
-from simulator.catalogue import COLOURS
+from simulator.catalogue import COLOURS, NUMERIC_ATTRIBUTES, SUBTLE_ATTRIBUTES
 from simulator.config import world_config
 
 __all__ = ["DECOY_PREFIX", "IMPRESSIONS_PER_SEED", "run", "simulate_cells", "true_effect"]
@@ -49,6 +52,9 @@ IMPRESSIONS_PER_SEED = 200_000
 #: attributes no audience reacts to: the true nulls
 DECOY_PREFIX = "decoy_"
 BACKDROPS = ("plain", "studio", "outdoor")
+#: pixel-measured names that measure a hidden attribute (the rest have no known truth)
+MEASURED_AS = {"text": "text_overlay"}
+HIDDEN = frozenset({*NUMERIC_ATTRIBUTES, *SUBTLE_ATTRIBUTES, *(f"colour={c}" for c in COLOURS)})
 
 
 def simulate_cells(sim: Simulator, n: int) -> list[CellCount]:
@@ -78,18 +84,44 @@ def simulate_cells(sim: Simulator, n: int) -> list[CellCount]:
     ]
 
 
+def _decoys(rng: np.random.Generator) -> tuple[dict[str, float], str]:
+    numeric = {
+        f"{DECOY_PREFIX}sharpness": float(rng.uniform(0.0, 1.0)),
+        f"{DECOY_PREFIX}contrast": float(rng.normal(0.5, 0.15)),
+        f"{DECOY_PREFIX}sticker": float(rng.random() < 0.2),
+    }
+    return numeric, f"{DECOY_PREFIX}backdrop={BACKDROPS[int(rng.integers(len(BACKDROPS)))]}"
+
+
 def simulator_attributes(sim: Simulator, seed: int) -> dict[str, ImageAttributes]:
     """The simulator's attributes of every image, with the decoys drawn from ``seed``."""
     rng = np.random.default_rng([seed, 22])
     out = {}
     for e in sim.catalogue:
-        numeric = dict(e.numeric())
-        numeric[f"{DECOY_PREFIX}sharpness"] = float(rng.uniform(0.0, 1.0))
-        numeric[f"{DECOY_PREFIX}contrast"] = float(rng.normal(0.5, 0.15))
-        numeric[f"{DECOY_PREFIX}sticker"] = float(rng.random() < 0.2)
-        backdrop = BACKDROPS[int(rng.integers(len(BACKDROPS)))]
-        tags = frozenset({f"colour={e.colour}", f"{DECOY_PREFIX}backdrop={backdrop}"})
-        out[e.image_id] = ImageAttributes(e.image_id, numeric, tags)
+        decoys, backdrop = _decoys(rng)
+        tags = frozenset({f"colour={e.colour}", backdrop})
+        out[e.image_id] = ImageAttributes(e.image_id, {**e.numeric(), **decoys}, tags)
+    return out
+
+
+def measured_attributes(sim: Simulator, seed: int, image_dir: Path) -> dict[str, ImageAttributes]:
+    """Attributes measured on the rendered images, plus the decoys."""
+    from encoder_server.serving.attributes import measure_image
+
+    sim.render_catalogue(image_dir)
+    rng = np.random.default_rng([seed, 22])
+    out = {}
+    for e in sim.catalogue:
+        with Image.open(image_dir / f"{e.image_id}.png") as img:
+            values = measure_image(img)
+        numeric = {
+            MEASURED_AS.get(k, k): float(v) for k, v in values.items() if not isinstance(v, str)
+        }
+        tags = {f"{k}={v}" for k, v in values.items() if isinstance(v, str)}
+        decoys, backdrop = _decoys(rng)
+        out[e.image_id] = ImageAttributes(
+            e.image_id, {**numeric, **decoys}, frozenset({*tags, backdrop})
+        )
     return out
 
 
@@ -148,8 +180,10 @@ def _score(drivers: Drivers, prefs: Preferences, cells: list[CellCount]) -> dict
     taste_est, taste_true = [], []
     flagged = false = nulls = null_flagged = 0
     for e in drivers.effects:
-        truth = true_effect(prefs, shares[e.group], e.attribute, e.sd)
         is_null = e.attribute.startswith(DECOY_PREFIX)
+        if not (is_null or e.attribute in HIDDEN):
+            continue  # measured, but with no known truth (contrast, sharpness, ...)
+        truth = true_effect(prefs, shares[e.group], e.attribute, e.sd)
         if e.group.startswith("taste=") and not is_null:
             taste_est.append(e.log_odds)
             taste_true.append(truth)
@@ -158,7 +192,7 @@ def _score(drivers: Drivers, prefs: Preferences, cells: list[CellCount]) -> dict
         nulls += is_null
         null_flagged += e.significant and is_null
     rho = float(stats.spearmanr(taste_est, taste_true).statistic) if taste_true else float("nan")
-    non_null = len(drivers.effects) - nulls
+    non_null = sum(e.attribute in HIDDEN for e in drivers.effects)
     return {
         "spearman": rho,
         "effects": len(drivers.effects),
@@ -176,16 +210,26 @@ def run(
     impressions: int = IMPRESSIONS_PER_SEED,
     q: float = 0.05,
     within_items: bool = True,
+    measured: bool = False,
 ) -> dict[str, Any]:
-    """Per-seed rows and the summary figures; prints nothing."""
+    """Per-seed rows and the summary figures; prints nothing.
+
+    ``measured`` measures the attributes on the rendered images
+    (``encoder_server/serving/attributes.py``; slower: 8,000 PNGs per seed)
+    instead of taking the simulator's own; attributes with no hidden
+    counterpart (contrast, sharpness, ...) then count in neither figure.
+    """
     rows = []
     for seed in seeds:
         sim = Simulator(world_config("catalogue", seed=seed))
         cells = simulate_cells(sim, impressions)
         counts = roll_up(cells)
-        drivers = estimate_drivers(
-            counts, simulator_attributes(sim, seed), q=q, within_items=within_items
-        )
+        if measured:
+            with tempfile.TemporaryDirectory(prefix="bertctr-drivers-") as tmp:
+                attributes = measured_attributes(sim, seed, Path(tmp))
+        else:
+            attributes = simulator_attributes(sim, seed)
+        drivers = estimate_drivers(counts, attributes, q=q, within_items=within_items)
         row = {"seed": seed, "impressions": impressions, **_score(drivers, sim.preferences, cells)}
         log.info("seed %d: %s", seed, row)
         rows.append(row)
@@ -194,6 +238,7 @@ def run(
     return {
         "q": q,
         "within_items": within_items,
+        "measured": measured,
         "rows": rows,
         "drivers_spearman_mean": float(np.mean(rhos)),
         "drivers_spearman_min": float(np.min(rhos)),
