@@ -27,6 +27,7 @@ from schemas import Impression, LabelledImpression
 from schemas.keys import KeySpace
 from schemas.settings import Settings
 from streams.learner.agent import LearnerAgent
+from streams.readers import read_stats
 from tests.integration.api.test_metrics import parse, value
 from tests.unit.streams.learner.test_agent_store import FakeEvent, FakeMessage
 
@@ -91,6 +92,12 @@ async def test_learner_published_quality_shows_on_quality_and_metrics(
     raw = await _read_metrics(published)
     doc = raw["quality"]
     assert doc["examples"] == 1500  # the window, full
+    client = aioredis.Redis.from_url(published.redis_url)
+    try:  # bertctr stats --json's reader: the same block under model.quality
+        stats = await read_stats(client, KeySpace(published.redis_prefix))
+    finally:
+        await client.aclose()
+    assert stats["model"]["quality"] == doc
     app = create_app(published, MemoryModelStore())
     transport = httpx.ASGITransport(app=app)
     async with (
