@@ -23,14 +23,15 @@ name               formula                                                      
 ``colour``         name of the palette colour (:data:`PALETTE`) most of the     a name
                    subject's pixels are nearest to (hue, saturation, value
                    rules); the whole frame when no subject stands out
-``sharpness``      ``v / (v + 1000)``, ``v`` the variance of the 4-neighbour    [0, 1)
+``sharpness``      ``v / (v + 100)``, ``v`` the variance of the 4-neighbour     [0, 1)
                    Laplacian of L (Pech-Pacheco et al. 2000); 0.5 at ``v`` =
-                   1000, a crisp product shot is above 0.6
-``text``           share of 8x8-pixel cells, in the densest horizontal band     [0, 1]
-                   (1/8 of the height), whose luma spans more than 96 levels
-                   with at least 3 sign changes of the horizontal gradient on
-                   a row: glyph strokes, which object outlines and blobs rarely
-                   make; a caption or a corner badge gives 0.2 or more
+                   100, a crisp product shot is above 0.6
+``text``           share of text-like 8x8-pixel cells in the densest window of    [0, 1]
+                   3x6 cells; a cell is text-like when its luma spans more
+                   than 48 levels and a 16-pixel run on its median row holds
+                   at least 6 strong horizontal steps (glyph strokes; an
+                   outline or a blob makes 2); a caption or a corner badge
+                   gives 0.1 or more, a plain shot 0
 ``scale``          share of the frame the subject fills: the connected region   [0, 1]
                    of pixels differing from the background colour (median of
                    the 4-pixel border) by more than 48 (RGB distance) that
@@ -106,7 +107,7 @@ Pixels = npt.NDArray[np.uint8]
 Floats = npt.NDArray[np.float64]
 Mask = npt.NDArray[np.bool_]
 
-_SHARPNESS_HALF = 1000.0  # Laplacian variance at which sharpness is 0.5
+_SHARPNESS_HALF = 100.0  # Laplacian variance at which sharpness is 0.5
 _SUBJECT_DISTANCE = 48.0  # RGB distance from the background that marks the subject
 _EDGE_THRESHOLD = 64.0  # Sobel magnitude of L (0..255) that counts as an edge
 _TEXT_CELL = 8
@@ -142,7 +143,7 @@ def colourfulness(pixels: Pixels) -> float:
 
 
 def sharpness(lum: Floats) -> float:
-    """Variance of the Laplacian of luma, mapped to [0, 1) as ``v / (v + 1000)``."""
+    """Variance of the Laplacian of luma, mapped to [0, 1) as ``v / (v + 100)``."""
     v = float(ndimage.laplace(lum).var())
     return v / (v + _SHARPNESS_HALF)
 
