@@ -48,7 +48,7 @@ from simulator.catalogue import CatalogueEntry
 if TYPE_CHECKING:
     from bertctr.cli.progress import Progress as Show
 
-__all__ = ["DemoConfig", "LabelLog", "demo_fleet", "run_demo"]
+__all__ = ["DemoConfig", "LabelLog", "demo_fleet", "run_demo", "write_demo_report"]
 
 #: told what the demo is doing, one line at a time
 Progress = Callable[[str], None]
@@ -281,6 +281,31 @@ def summarise(
     }
 
 
+def write_demo_report(
+    sim: Simulator, outputs: LabelLog, fleet: WorkerFleet, out: Path, progress: Progress
+) -> Path:
+    """``bertctr report`` on the run's data, with the oracle's NE (only the simulator knows it).
+
+    Thumbnails come from the rendered catalogue; the oracle is scored on the
+    labels in the order they were read, as the learner met them.
+    """
+    from bertctr.report import make_report, oracle_ne_curve
+
+    t0 = time.monotonic()
+    oracle = oracle_ne_curve(
+        (sim.true_p[m["impression_id"]], bool(m["clicked"])) for m in outputs.labels
+    )
+    page = make_report(
+        Settings.from_env(fleet.env()),
+        out,
+        title=f"bertctr demo report (seed {sim.config.seed})",
+        oracle=oracle,
+        image_dir=str(fleet.directory / "images"),
+    )
+    progress(f"report written in {time.monotonic() - t0:.1f}s: {page}")
+    return page
+
+
 def serve_api(fleet: WorkerFleet, port: int | None, show: Show) -> ApiServer:
     """``bertctr api`` on the fleet's data (port ``None``: a free one), answering."""
     api = ApiServer(fleet.env(), fleet.directory / "api.log", port=port).start()
@@ -295,6 +320,8 @@ def run_demo(
     *,
     serving: Callable[[str], None] | None = None,
     then: Callable[[dict[str, Any]], None] | None = None,
+    report: bool = False,
+    report_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Run the demo end to end and return the summary dict.
 
@@ -303,7 +330,9 @@ def run_demo(
     published; ``serving`` is called with its URL once it answers. ``then``
     is called with the summary while everything still runs (the API, the
     workers, Triton, the broker): ``bertctr demo --serve`` waits there until
-    it is stopped.
+    it is stopped. ``report``: write ``bertctr report`` of the run into
+    ``report_dir`` (default: ``report/`` in the demo's folder) before
+    ``then``; the summary's ``report`` is the page's path.
     """
     tmp = Path(tempfile.mkdtemp(prefix="bertctr-demo-"))
     sim, messages = simulate(settings, cfg, tmp, show.say)
@@ -342,6 +371,9 @@ def run_demo(
         summary["published"] = len(messages)
         if cfg.encoders:
             summary["encoder"] = encoder_summary(fleet, finetune)
+        if report:
+            out = report_dir or tmp / "report"
+            summary["report"] = str(write_demo_report(sim, outputs, fleet, out, show.say))
         if then is not None:
             then(summary)
         return summary

@@ -6,6 +6,7 @@ import argparse
 import json
 import signal
 import threading
+from pathlib import Path
 from typing import Any
 
 from bertctr.cli.common import Subparsers
@@ -54,6 +55,7 @@ def format_summary(s: dict[str, Any]) -> str:
             f"  embeddings: {_embeddings_line(s.get('embeddings') or {})}",
             *_encoder_lines(s.get("encoder")),
             f"  live counters: BERTCTR_REDIS_PREFIX={s['redis_prefix']} bertctr stats",
+            *([f"  report: {s['report']}"] if s.get("report") else []),
         ]
     )
 
@@ -105,7 +107,15 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             wait_until_stopped()
 
     try:
-        run_demo(settings, cfg, show, serving=serving if args.serve else None, then=report)
+        run_demo(
+            settings,
+            cfg,
+            show,
+            serving=serving if args.serve else None,
+            then=report,
+            report=not args.no_report,
+            report_dir=args.report_dir,
+        )
     except KeyboardInterrupt:  # its processes are stopped by now
         show.say("stopped")
         # --serve runs until it is stopped: that is how it ends, during the demo or after
@@ -149,6 +159,14 @@ def _add_demo(sub: Subparsers) -> None:
         help="learn without image and title embeddings (no Triton): the baseline",
     )
     demo.add_argument("--json", action="store_true", help="last stdout line: JSON summary")
+    demo.add_argument(
+        "--report-dir",
+        type=Path,
+        default=None,
+        help="where bertctr report writes the run's page (default: report/ in the demo's "
+        "temporary folder); its path is printed with the summary",
+    )
+    demo.add_argument("--no-report", action="store_true", help="write no report")
     demo.add_argument(
         "--serve",
         action="store_true",

@@ -49,7 +49,7 @@ __all__ = ["AB_ITEMS", "CTR_SERIES", "TOP_IMAGES", "gather_report"]
 log = logging.getLogger(__name__)
 
 #: segments drawn in the CTR chart (the busiest)
-CTR_SERIES = 8
+CTR_SERIES = 6
 #: best and worst images shown
 TOP_IMAGES = 5
 #: items whose A/B posteriors are drawn (the busiest)

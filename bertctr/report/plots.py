@@ -13,6 +13,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+import matplotlib.dates as mdates
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -40,9 +41,11 @@ THUMBNAIL_PX = 96
 _DPI = 100
 
 
-def _figure(width: float = 9.0, height: float = 4.0) -> Figure:
-    fig = Figure(figsize=(width, height), dpi=_DPI, layout="constrained")
+def _figure(width: float = 9.0, height: float = 4.0, right: float = 0.97) -> Figure:
+    """A figure with fixed margins: a layout engine would cost a draw of every figure more."""
+    fig = Figure(figsize=(width, height), dpi=_DPI)
     FigureCanvasAgg(fig)
+    fig.subplots_adjust(left=0.09, right=right, bottom=0.15, top=0.95, hspace=0.45)
     return fig
 
 
@@ -52,16 +55,31 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def ctr_plot(data: CtrSeriesData, path: Path) -> Path:
-    """CTR per minute of event time, one line per segment, all segments dashed."""
-    fig = _figure()
-    ax = fig.add_subplot()
-    when = np.array([int(t) for t in data.t], dtype="datetime64[s]")  # UTC
+def _pooled(values: Sequence[int], width: int) -> list[int]:
+    return [sum(values[i : i + width]) for i in range(0, len(values), width)]
+
+
+def ctr_plot(data: CtrSeriesData, path: Path, most_points: int = 24) -> Path:
+    """CTR over event time, one line per segment, all segments dashed.
+
+    Minutes are pooled (impressions and clicks summed) so that a line has
+    at most ``most_points`` points: one minute of one segment is mostly noise.
+    """
     shown = [*data.series, *([data.total] if data.total is not None else [])]
+    # the window starts at its first counted minute: a short run is not drawn in a corner
+    busy = [i for i in range(len(data.t)) if any(s.impressions[i] for s in shown)]
+    first = busy[0] if busy else 0
+    width = max(1, math.ceil((len(data.t) - first) / most_points))
+    fig = _figure(10.0, 4.0, right=0.62)
+    ax = fig.add_subplot()
+    starts = [int(t) for t in data.t[first::width]]
+    when = np.array(starts, dtype="datetime64[s]")  # UTC
     for s in shown:
+        imps = _pooled(s.impressions[first:], width)
+        clicks = _pooled(s.clicks[first:], width)
         ctr = [
-            c if c is not None and n >= MIN_POINT_IMPRESSIONS else math.nan
-            for c, n in zip(s.ctr, s.impressions, strict=True)
+            c / n if n >= MIN_POINT_IMPRESSIONS else math.nan
+            for c, n in zip(clicks, imps, strict=True)
         ]
         total = s is data.total
         ax.plot(
@@ -71,9 +89,11 @@ def ctr_plot(data: CtrSeriesData, path: Path) -> Path:
             linestyle="--" if total else "-",
             color="black" if total else None,
             linewidth=2.0 if total else 1.0,
+            alpha=1.0 if total else 0.8,
             label=f"{s.name} ({s.window_impressions:,} imp.)",
         )
-    ax.set_xlabel("event time (UTC)")
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))  # type: ignore[no-untyped-call]
+    ax.set_xlabel(f"event time (UTC), {width}-minute buckets")
     ax.set_ylabel("CTR")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
@@ -112,6 +132,7 @@ def ne_plot(data: NeData, path: Path) -> Path:
 def reliability_plot(bands: Sequence[ReliabilityBand], path: Path) -> Path:
     """Observed against predicted CTR per band, dot area by examples; the diagonal is calibrated."""
     fig = _figure(5.5, 5.0)
+    fig.subplots_adjust(left=0.15, bottom=0.12)
     ax = fig.add_subplot()
     top = max([0.01, *(b.predicted for b in bands), *(b.observed for b in bands)]) * 1.1
     ax.plot([0, top], [0, top], color="grey", linestyle=":", label="calibrated")
@@ -135,7 +156,9 @@ def reliability_plot(bands: Sequence[ReliabilityBand], path: Path) -> Path:
 
 def ab_plot(items: Sequence[AbItem], path: Path) -> Path:
     """Each item's variants' Beta posteriors of CTR, one panel per item."""
-    fig = _figure(9.0, 2.6 * max(1, len(items)))
+    panels = max(1, len(items))
+    fig = _figure(9.0, 2.6 * panels)
+    fig.subplots_adjust(left=0.04, bottom=0.5 / (2.6 * panels), top=1 - 0.3 / (2.6 * panels))
     axes = fig.subplots(max(1, len(items)), 1, squeeze=False)[:, 0]
     for ax, item in zip(axes, items, strict=False):
         lo = min(stats.beta.ppf(0.0005, a.alpha, a.beta) for a in item.arms)
@@ -157,9 +180,9 @@ def drivers_heatmap(grid: DriversGrid, path: Path) -> Path:
     values = np.array(
         [[math.nan if v is None else v for v in row] for row in grid.effects], dtype=float
     )
-    fig = _figure(
-        max(5.0, 1.0 + 0.9 * len(grid.attributes)), max(2.5, 1.2 + 0.45 * len(grid.groups))
-    )
+    height = max(2.5, 1.2 + 0.45 * len(grid.groups))
+    fig = _figure(max(5.0, 1.0 + 0.9 * len(grid.attributes)) + 2.0, height)
+    fig.subplots_adjust(left=0.22, bottom=1.0 / height, right=0.95)
     ax = fig.add_subplot()
     finite = values[np.isfinite(values)]
     bound = float(np.abs(finite).max()) if finite.size else 1.0

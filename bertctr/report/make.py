@@ -1,0 +1,52 @@
+"""A report from :class:`~schemas.settings.Settings`: the call the CLI and the demo share."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from bertctr.report.gather import gather_report
+from bertctr.report.since import Since, parse_since
+from bertctr.report.write import write_report
+from encoder_server.client.image_store import LocalImageStore
+from schemas.keys import KeySpace
+from schemas.settings import Settings
+from wiring.connections import async_redis
+
+__all__ = ["make_report"]
+
+
+def make_report(
+    settings: Settings,
+    out_dir: Path,
+    *,
+    since: str | None = None,
+    title: str = "bertctr report",
+    oracle: list[tuple[int, float]] | None = None,
+    image_dir: str | None = None,
+) -> Path:
+    """Gather from ``settings``' Redis (prefix, image store) and write ``out_dir/index.html``.
+
+    ``image_dir`` overrides ``BERTCTR_IMAGE_DIR`` for thumbnails; ``oracle``
+    is the simulator's NE curve (the demo's).
+    """
+    window = parse_since(since) if since else Since()
+    directory = image_dir or settings.image_dir
+    store = LocalImageStore(directory, settings.image_max_bytes) if directory else None
+
+    async def gather() -> Path:
+        client = async_redis(settings)
+        try:
+            data = await gather_report(
+                client,
+                KeySpace(settings.redis_prefix),
+                since=window,
+                image_store=store,
+                oracle=oracle,
+                title=title,
+            )
+        finally:
+            await client.aclose()
+        return write_report(data, out_dir)
+
+    return asyncio.run(gather())
