@@ -6,51 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
-from bertctr.cli.common import Subparsers, run_async
-from schemas.keys import KeySpace
+from bertctr.cli.common import Subparsers
 from schemas.settings import Settings
 
-__all__ = ["add_commands", "cmd_report", "make_report"]
-
-
-def make_report(
-    settings: Settings,
-    out_dir: Path,
-    *,
-    since: str | None = None,
-    title: str = "bertctr report",
-    oracle: list[tuple[int, float]] | None = None,
-    image_dir: str | None = None,
-) -> Path:
-    """Gather from ``settings``' Redis (prefix, image store) and write ``out_dir/index.html``.
-
-    ``image_dir`` overrides ``BERTCTR_IMAGE_DIR`` for thumbnails; ``oracle``
-    is the simulator's NE curve (the demo's).
-    """
-    from bertctr.report import Since, gather_report, parse_since, write_report
-    from encoder_server.client.image_store import LocalImageStore
-    from wiring.connections import async_redis
-
-    window = parse_since(since) if since else Since()
-    directory = image_dir or settings.image_dir
-    store = LocalImageStore(directory, settings.image_max_bytes) if directory else None
-
-    async def gather() -> Path:
-        client = async_redis(settings)
-        try:
-            data = await gather_report(
-                client,
-                KeySpace(settings.redis_prefix),
-                since=window,
-                image_store=store,
-                oracle=oracle,
-                title=title,
-            )
-        finally:
-            await client.aclose()
-        return write_report(data, out_dir)
-
-    return run_async(gather)
+__all__ = ["add_commands", "cmd_report"]
 
 
 def _since(text: str) -> str:
@@ -64,6 +23,8 @@ def _since(text: str) -> str:
 
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    from bertctr.report.make import make_report
+
     page = make_report(settings, Path(args.out_dir), since=args.since, title=args.title)
     print(json.dumps({"report": str(page)}) if args.json else f"report: {page}", flush=True)
     return 0
