@@ -24,7 +24,14 @@ flat out concurrently, as a burst arrives in production):
 * ``cpu_us_per_event_1_worker_*``: CPU microseconds per event that the
   worker, the broker, Redis and this script (publisher and reader) each
   spent during the 1-worker row, beside its wall microseconds per event
-  (``_wall``): on two cores, what the others take the worker cannot have.
+  (``_wall``): on two cores, what the others take the worker cannot have;
+* ``worker_ready_s``: seconds from starting ``bertctr worker`` (the default
+  session timeout, 30 s) on a broker with events waiting until the live
+  total counter in Redis first counts one (the median of ``--ready-runs``);
+  ``broker_group_delay_s``: how long a bare aiokafka consumer with the same
+  session timeout takes to join a fresh group on the same broker, the part
+  of a worker's start that the broker imposes (Tansu holds a fresh group's
+  first join for half the session timeout).
 
 The last stdout line is one JSON object. Goals (issue 13): e2e for one
 worker >= 10,000 events/s and >= 0.5x the batched passthrough, click ->
@@ -36,7 +43,11 @@ on the same broker in the same run: the before/after of a change. A
 checkout from before the learner lease (one model per worker) is awaited
 for its labels only with two workers, as it has no one model to wait for.
 
-Run: ``.venv/bin/python bench/bench_pipeline.py [--events 20000] [--quick] [--before PATH]``
+``--only ready`` runs the start-up rows alone (with ``--before``, the
+other checkout's worker too, started on the same broker in turn).
+
+Run: ``.venv/bin/python bench/bench_pipeline.py [--events 20000] [--quick] [--before PATH]
+[--only ready] [--ready-runs 3]``
 """
 
 from __future__ import annotations
@@ -51,7 +62,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -69,7 +80,7 @@ from bertctr.harness.workers import Namespace, WorkerFleet
 from online_ctr.learner import Learner
 from online_ctr.models.registry import make_model
 from schemas import Click, Impression, LabelledImpression
-from schemas.keys import KeySpace
+from schemas.keys import TOTAL_SCOPE, KeySpace
 from schemas.topics import CLICKS, IMPRESSIONS, LABELLED
 from streams.kafka.decode import decode
 
@@ -447,6 +458,93 @@ def latency_floor(
         fleet.close()
 
 
+#: the worker's default session timeout, for the start-up rows (the fleet's is 10 s)
+READY_SESSION_TIMEOUT_S = 30.0
+
+
+async def bare_join_s(bootstrap: str, topic: str, session_timeout_s: float) -> float:
+    """Seconds a bare aiokafka consumer takes from start to its first assignment (fresh group)."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"bench-join-{random.getrandbits(32):08x}",
+        session_timeout_ms=int(session_timeout_s * 1000),
+        heartbeat_interval_ms=int(min(3.0, session_timeout_s / 3) * 1000),
+    )
+    t0 = time.monotonic()
+    await consumer.start()
+    try:
+        while not consumer.assignment():
+            await consumer.getmany(timeout_ms=20)
+        return time.monotonic() - t0
+    finally:
+        await consumer.stop()
+
+
+def first_count_s(fleet: WorkerFleet, timeout_s: float = 120.0) -> float:
+    """Start a worker; seconds until the live total counter in Redis first counts an impression."""
+    import redis
+
+    client = redis.Redis.from_url(fleet.stack.redis_url)
+    total = KeySpace(fleet.namespace.redis_prefix).counter(TOTAL_SCOPE)
+    try:
+        # started from its own directory: ``python -m`` puts the working directory
+        # first on sys.path, ahead of a --before tree's PYTHONPATH
+        here = os.getcwd()
+        os.chdir(fleet.directory)
+        try:
+            t0 = time.monotonic()
+            fleet.start_worker("ready")
+        finally:
+            os.chdir(here)
+        while time.monotonic() - t0 < timeout_s:
+            if client.hget(total, "impressions"):
+                return time.monotonic() - t0
+            time.sleep(0.02)
+        raise RuntimeError(f"no event counted within {timeout_s} s:\n{fleet.logs()}")
+    finally:
+        client.close()
+
+
+def worker_ready(
+    stack: EmbeddedStack, partitions: int, runs: int, tree: str | None = None
+) -> list[float]:
+    """Seconds from each worker's start to its first counted event, events waiting on the broker."""
+    out = []
+    for _ in range(runs):
+        fleet = new_fleet(stack, partitions, tree)
+        fleet.overrides["BERTCTR_SESSION_TIMEOUT_S"] = str(READY_SESSION_TIMEOUT_S)
+        try:
+            waiting = make_events(200, seed=7, tag="ready-")
+            asyncio.run(publish(stack.kafka_bootstrap, routed(fleet.namespace, waiting)))
+            out.append(first_count_s(fleet))
+        finally:
+            fleet.close()
+    return out
+
+
+def ready_rows(
+    stack: EmbeddedStack, partitions: int, runs: int, before: str | None
+) -> dict[str, object]:
+    """``worker_ready_s`` (median of ``runs``) beside ``broker_group_delay_s``, same broker."""
+    ns = Namespace.fresh("join")
+    asyncio.run(create_topics(stack.kafka_bootstrap, [ns.topic(IMPRESSIONS)], partitions))
+    delay = asyncio.run(
+        bare_join_s(stack.kafka_bootstrap, ns.topic(IMPRESSIONS), READY_SESSION_TIMEOUT_S)
+    )
+    ready = worker_ready(stack, partitions, runs)
+    out: dict[str, object] = {
+        "broker_group_delay_s": round(delay, 2),
+        "worker_ready_s": round(float(np.median(ready)), 2),
+        "worker_ready_runs_s": [round(r, 2) for r in ready],
+    }
+    if before is not None:
+        old = worker_ready(stack, partitions, runs, before)
+        out["before_worker_ready_s"] = round(float(np.median(old)), 2)
+        out["before_worker_ready_runs_s"] = [round(r, 2) for r in old]
+    return out
+
+
 def learner_rate(n: int) -> float:
     """The learner alone: predict then learn, 8-d image and title embeddings from a dict."""
     rnd = random.Random(0)
@@ -482,7 +580,16 @@ def main() -> None:
     parser.add_argument(
         "--before", default=None, help="a checkout whose workers run the e2e rows as a baseline"
     )
+    parser.add_argument(
+        "--only", choices=["ready"], default=None, help="run only these rows (ready: start-up)"
+    )
+    parser.add_argument(
+        "--ready-runs", type=int, default=3, help="worker starts timed (the median is reported)"
+    )
     args = parser.parse_args()
+    if args.only == "ready":
+        only_ready(args.partitions, args.ready_runs, args.before)
+        return
     n = 5_000 if args.quick else args.events
     seconds = 5.0 if args.quick else args.latency_seconds
     events = make_events(n)
@@ -490,6 +597,7 @@ def main() -> None:
     rss = RssWatch()
     fleets: list[WorkerFleet] = []
     names = ["ceilings", "e2e 1 worker", "click latency", "latency floor", "e2e 2 workers"]
+    names.append("worker ready")
     if args.before is not None:
         names += ["before: 1 worker", "before: 2 workers"]
     rows = SHOW.bar("rows", len(names) + 1, unit="rows")  # and the learner alone
@@ -514,6 +622,8 @@ def main() -> None:
         fleets.append(fleet2)
         fleet2.close()
         row("e2e 2 workers")
+        ready = ready_rows(stack, args.partitions, args.ready_runs, args.before)
+        row("worker ready")
         before: dict[str, float] = {}
         if args.before is not None:
             for workers in (1, 2):
@@ -563,12 +673,28 @@ def main() -> None:
         # CPU µs per event of each process during the 1-worker row, and its
         # wall µs per event: two cores give 2 x wall to share
         **{f"cpu_us_per_event_1_worker_{name}": v for name, v in cpu1.items()},
+        **ready,
         **before,
     }
+    report(result)
+
+
+def report(result: Mapping[str, object]) -> None:
+    """The table, then the one JSON line."""
     print(f"\n{'row':<36} {'value':>12}")
     for key, value in result.items():
-        print(f"{key:<36} {value:>12}")
+        print(f"{key:<36} {value!s:>12}")
     print(json.dumps(result))
+
+
+def only_ready(partitions: int, runs: int, before: str | None) -> None:
+    """``--only ready``: the start-up rows on a broker of their own."""
+    stack = start_stack(None, os.environ.get("BERTCTR_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    try:
+        result = ready_rows(stack, partitions, runs, before)
+    finally:
+        stack.close()
+    report(result)
 
 
 if __name__ == "__main__":

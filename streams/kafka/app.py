@@ -4,7 +4,16 @@ Built by a function, never at import time, so a process can hold its own
 settings and tests can build apps against their own broker. It consumes no
 topic itself: the join and the counters read theirs through
 :class:`~streams.kafka.group_feed.GroupFeed` and the learner through its own
-consumer; Faust runs them, the timers and the process's lifecycle.
+consumer, and the worker's own producer is :class:`~streams.kafka.emitter.Emitter`;
+Faust runs them, the timers and the process's lifecycle.
+
+So Faust starts no Kafka client of its own (:class:`TasksOnly`). Its consumer
+would join a consumer group (the app id's, for its leader topic) before the
+worker counted anything: a fresh group's first join waits out the broker's
+join delay (Tansu: half the session timeout, 15 s by default), and only
+then did Faust start the tasks whose feeds pay that delay again for their
+own groups. Without it the feeds start at once, and a worker counts within
+one join delay of starting (``worker_ready_s`` in ``bench/bench_pipeline.py``).
 """
 
 from __future__ import annotations
@@ -12,11 +21,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import faust
+from faust.app.base import BootStrategy
 
 from schemas.settings import Settings
 from wiring.connections import kafka_ssl_context
 
-__all__ = ["StreamApp", "create_app", "faust_credentials"]
+__all__ = ["StreamApp", "TasksOnly", "create_app", "faust_credentials"]
+
+
+class TasksOnly(BootStrategy):
+    """Faust's boot strategy for an app that only hosts tasks and timers: no Kafka clients.
+
+    Faust's own consumer, leader assignor, table manager and producer are
+    left out; its documented way to do so is a ``BootStrategy`` subclass.
+    """
+
+    enable_kafka = False
 
 
 @dataclass
@@ -46,8 +66,9 @@ def faust_credentials(settings: Settings) -> faust.types.auth.CredentialsT | Non
 def create_app(settings: Settings) -> StreamApp:
     """A Faust app for ``settings``; tasks and timers are attached by :mod:`streams.agents`.
 
-    Each role has its own app id (Faust's group id), so a dedicated learner
-    never shares a group with the join's workers.
+    Each role has its own app id, so a dedicated learner's app is never
+    mistaken for the join's. The app starts no Kafka client (:class:`TasksOnly`):
+    no consumer group is joined for an app that consumes nothing.
     """
     if not settings.kafka_bootstrap:
         raise ValueError("BERTCTR_KAFKA_BOOTSTRAP must be set for a worker")
@@ -69,4 +90,5 @@ def create_app(settings: Settings) -> StreamApp:
         stream_wait_empty=False,
         broker_credentials=faust_credentials(settings),
     )
+    app.boot_strategy = TasksOnly(app)
     return StreamApp(app=app, settings=settings)
