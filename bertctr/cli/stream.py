@@ -81,7 +81,33 @@ def format_stats(stats: dict[str, Any]) -> str:
             f"model {model.get('model')}: {model['count']} examples, logloss {num('logloss')}, "
             f"NE {num('ne')}, AUC {num('auc')}, calibration {num('calibration')}"
         )
+        lines.extend(_flagged_lines(model))
     return "\n".join(lines)
+
+
+def _flagged_lines(model: dict[str, Any]) -> list[str]:
+    """One line per flagged audience value of the model's quality block (``model.quality``)."""
+    from api.quality_view import quality_block
+
+    block = quality_block(model)
+    if block is None:
+        return []
+    flagged = [s for s in block["segments"] if isinstance(s, dict) and s.get("flags")]
+    if not flagged:
+        return [f"quality: no audience value flagged ({len(block['segments'])} values)"]
+
+    def num(s: dict[str, Any], key: str) -> str:
+        value = s.get(key)
+        return "-" if not isinstance(value, int | float) else f"{value:.3f}"
+
+    lines = [f"quality: {len(flagged)} audience value(s) flagged"]
+    for s in flagged:
+        lines.append(
+            f"  flagged {s.get('field')}={s.get('value')}: {', '.join(map(str, s['flags']))} "
+            f"(calibration {num(s, 'calibration')}, NE {num(s, 'ne')}, "
+            f"{s.get('count', 0)} impressions, {s.get('clicks', 0)} clicks)"
+        )
+    return lines
 
 
 def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
