@@ -12,8 +12,11 @@ the health report:
 
 and one task, the learner (:class:`~streams.learner.feed.LearnerFeed`): a bid
 for the learner lease and, while held, every ``labelled`` partition -> the
-one online model. ``BERTCTR_WORKER_ROLE`` picks which run: ``all`` (both),
-``join`` (the feeds only), ``learner`` (the task only).
+one online model. It is built in a thread once the tasks start
+(:class:`~streams.learner_slot.LearnerSlot`), while the feeds wait for
+their groups: its imports take longer than the rest of the worker's start.
+``BERTCTR_WORKER_ROLE`` picks which run: ``all`` (both), ``join`` (the feeds
+only), ``learner`` (the task only).
 
 The Faust app hosts them: it runs the tasks and timers and the process's
 lifecycle. Timers tick every join partition (so an idle one still expires)
@@ -37,7 +40,7 @@ from streams.join.agent import JoinAgent
 from streams.kafka.app import StreamApp
 from streams.kafka.emitter import Emitter
 from streams.kafka.group_feed import GroupFeed
-from streams.learner.feed import LearnerFeed
+from streams.learner_slot import LearnerSlot
 from streams.telemetry import WorkerTelemetry
 
 __all__ = ["WorkerParts", "attach_agents"]
@@ -60,7 +63,7 @@ class WorkerParts:
     join_feed: GroupFeed | None
     counter_feed: GroupFeed | None
     #: the learner's bid and term; None for BERTCTR_WORKER_ROLE=join
-    learner: LearnerFeed | None
+    learner: LearnerSlot | None
     health: HealthReporter
     progress: Progress
     dead: DeadLetterFn

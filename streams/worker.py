@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faust
 
@@ -28,12 +28,13 @@ from streams.kafka.app import StreamApp, create_app
 from streams.kafka.deadletter import DeadLetterTally
 from streams.kafka.emitter import Emitter
 from streams.kafka.group_feed import FeedEvent, GroupFeed
-from streams.learner.agent import LearnerAgent
-from streams.learner.feed import LearnerFeed
-from streams.learner.lease import LearnerLease
+from streams.learner_slot import LearnerSlot
 from streams.telemetry import WorkerTelemetry
 from wiring.connections import async_redis
-from wiring.embedding import embedder_factory
+
+if TYPE_CHECKING:  # imported by the learner's builder, in a thread (see LearnerSlot)
+    from streams.learner.agent import LearnerAgent
+    from streams.learner.feed import LearnerFeed
 
 __all__ = ["build_worker", "build_worker_app", "prepare_directories", "run_worker"]
 
@@ -89,17 +90,27 @@ def build_worker(settings: Settings) -> WorkerParts:
         join_feed, counter_feed = _group_feeds(settings, join, counters, progress, dead, observe)
     learner = None
     if settings.worker_role != "join":
-        embedder = embedder_factory(
-            settings, redis_client, telemetry.triton if telemetry is not None else None
-        )
 
-        def make_agent(guard: Callable[[], Awaitable[bool]]) -> LearnerAgent:
-            return LearnerAgent(
-                settings, redis_client, keys, embedder=embedder, dead=dead, guard=guard
+        def build_learner() -> LearnerFeed:
+            """The learner feed; its imports take seconds, so it is built in a thread."""
+            from streams.learner.agent import LearnerAgent
+            from streams.learner.feed import LearnerFeed
+            from streams.learner.lease import LearnerLease
+            from wiring.embedding import embedder_factory
+
+            embedder = embedder_factory(
+                settings, redis_client, telemetry.triton if telemetry is not None else None
             )
 
-        lease = LearnerLease(redis_client, keys, worker_id, ttl_s=settings.learner_lease_s)
-        learner = LearnerFeed(settings, lease, make_agent, progress, observe)
+            def make_agent(guard: Callable[[], Awaitable[bool]]) -> LearnerAgent:
+                return LearnerAgent(
+                    settings, redis_client, keys, embedder=embedder, dead=dead, guard=guard
+                )
+
+            lease = LearnerLease(redis_client, keys, worker_id, ttl_s=settings.learner_lease_s)
+            return LearnerFeed(settings, lease, make_agent, progress, observe)
+
+        learner = LearnerSlot(build_learner)
     feeds: list[PartitionProgress] = [f for f in (join_feed, counter_feed, learner) if f]
     health = HealthReporter(
         settings,
