@@ -284,14 +284,22 @@ def summarise(
 def write_demo_report(
     sim: Simulator, outputs: LabelLog, fleet: WorkerFleet, out: Path, progress: Progress
 ) -> Path:
-    """``bertctr report`` on the run's data, with the oracle's NE (only the simulator knows it).
+    """``bertctr report`` on the run's data, with what only the simulator knows.
 
-    Thumbnails come from the rendered catalogue; the oracle is scored on the
-    labels in the order they were read, as the learner met them.
+    The oracle's NE, scored on the labels in the order they were read (as
+    the learner met them), and the catalogue's attributes for the drivers
+    of clicks; thumbnails from the rendered catalogue.
     """
     from bertctr.report import make_report, oracle_ne_curve
+    from online_ctr.insights import ImageAttributes, StaticAttributes
 
     t0 = time.monotonic()
+    attributes = StaticAttributes(  # the simulator's own attributes stand for measured ones
+        {
+            e.image_id: ImageAttributes(e.image_id, e.numeric(), frozenset({f"colour={e.colour}"}))
+            for e in sim.catalogue
+        }
+    )
     oracle = oracle_ne_curve(
         (sim.true_p[m["impression_id"]], bool(m["clicked"])) for m in outputs.labels
     )
@@ -301,6 +309,7 @@ def write_demo_report(
         title=f"bertctr demo report (seed {sim.config.seed})",
         oracle=oracle,
         image_dir=str(fleet.directory / "images"),
+        attributes=attributes,
     )
     progress(f"report written in {time.monotonic() - t0:.1f}s: {page}")
     return page

@@ -25,7 +25,13 @@ def _since(text: str) -> str:
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     from bertctr.report.make import make_report
 
-    page = make_report(settings, Path(args.out_dir), since=args.since, title=args.title)
+    page = make_report(
+        settings,
+        Path(args.out_dir),
+        since=args.since,
+        title=args.title,
+        tags_version=args.tags_version,
+    )
     print(json.dumps({"report": str(page)}) if args.json else f"report: {page}", flush=True)
     return 0
 
@@ -45,5 +51,12 @@ def add_commands(sub: Subparsers) -> None:
         "(epoch seconds, ISO 8601); default: everything kept",
     )
     report.add_argument("--title", default="bertctr report", help="the page's title")
+    report.add_argument(
+        "--tags-version",
+        default=None,
+        metavar="TAG",
+        help="the image encoder's cache tag (e.g. 1-9f3c...) whose cached descriptions "
+        "give the images' tags; without it the tags are 'not computed'",
+    )
     report.add_argument("--json", action="store_true", help='print {"report": PATH}')
     report.set_defaults(func=cmd_report)

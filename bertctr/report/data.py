@@ -112,6 +112,8 @@ class DriversGrid:
     effects: list[list[float | None]]
     significant: list[list[bool]]
     label: str = "effect"
+    #: the false-discovery rate significance was controlled at
+    q: float | None = None
 
 
 @dataclass

@@ -14,12 +14,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from api.ab_view import ALL, read_item
+from api.quality_view import quality_block
+from api.routes.explain import read_cells
 from api.series import (
     MAX_MINUTES,
     CtrSeriesData,
@@ -30,6 +32,7 @@ from api.series import (
 from bertctr.report.data import (
     AbArm,
     AbItem,
+    DriversGrid,
     EncoderHistory,
     ImagesData,
     NeData,
@@ -41,10 +44,19 @@ from bertctr.report.since import Since
 from encoder_server.client.errors import ImageUnavailable, StoreUnavailable
 from encoder_server.client.image_store import ImageStore
 from online_ctr.ab import DecisionRule, decide
+from online_ctr.insights import AttributeSource, estimate_drivers, roll_up
 from schemas.keys import MODEL_HISTORY_LEN, SETTLED, KeySpace
 from streams.readers import read_decisions, read_json
 
-__all__ = ["AB_ITEMS", "CTR_SERIES", "TOP_IMAGES", "gather_report"]
+__all__ = [
+    "AB_ITEMS",
+    "CTR_SERIES",
+    "DRIVER_ATTRIBUTES",
+    "QUALITY_ROWS",
+    "TOP_IMAGES",
+    "TagReader",
+    "gather_report",
+]
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +66,20 @@ CTR_SERIES = 6
 TOP_IMAGES = 5
 #: items whose A/B posteriors are drawn (the busiest)
 AB_ITEMS = 3
+#: attributes in the drivers heatmap (the strongest anywhere)
+DRIVER_ATTRIBUTES = 12
+#: segment values in the quality table (flagged first, then the busiest)
+QUALITY_ROWS = 30
+#: the quality figures shown, in order
+QUALITY_COLUMNS = ("field", "value", "count", "clicks", "share", "ne", "calibration", "auc")
+#: why the OPE section is empty unless a caller passes estimates
+NO_OPE = "no off-policy estimates were passed in (they need the logged impressions)"
 #: the rule ``GET /ab`` judges with (its defaults)
 RULE = DecisionRule()
 
 T = TypeVar("T")
+#: image ids -> their tags (those known); the tags cache's reader
+TagReader = Callable[[list[str]], Awaitable[dict[str, list[str]]]]
 #: no ``--since``: everything kept
 EVERYTHING = Since()
 
@@ -116,9 +138,11 @@ async def _images(
     client: aioredis.Redis,
     keys: KeySpace,
     store: ImageStore | None,
-    tags: dict[str, list[str]] | None,
+    tag_reader: TagReader | None,
 ) -> ImagesData:
     ranking = await read_segment_images(client, keys, None, n=TOP_IMAGES)
+    shown = [c.image_id for c in [*ranking.top, *ranking.bottom] if c.image_id is not None]
+    tags = await tag_reader(shown) if tag_reader is not None else None
     images: dict[str, bytes] = {}
     for cell in [*ranking.top, *ranking.bottom]:
         if store is None or cell.image_id is None:
@@ -176,6 +200,62 @@ async def _ab(client: aioredis.Redis, keys: KeySpace) -> list[AbItem] | Unavaila
     return out
 
 
+async def _drivers(
+    client: aioredis.Redis, keys: KeySpace, source: AttributeSource | None
+) -> DriversGrid | Unavailable:
+    """``GET /explain``'s estimate over every group, as a grid of lifts (significant marked)."""
+    if source is None or source.unavailable_reason is not None:
+        reason = source.unavailable_reason if source is not None else None
+        return Unavailable(reason or "no image attribute source (the attribute cache is not wired)")
+    cells, _ = await read_cells(client, keys, "live")
+    if not cells:
+        return Unavailable("no impressions counted yet")
+    attributes = await source.attributes(sorted({c.image_id for c in cells}))
+    if not attributes:
+        return Unavailable("no attributes known for any counted image")
+    drivers = estimate_drivers(roll_up(cells), attributes)
+    groups = sorted({e.group for e in drivers.effects})
+    if not groups:
+        skipped = sorted({g.skipped for g in drivers.groups if g.skipped})
+        return Unavailable("no segment group could be fitted: " + "; ".join(skipped))
+    # attributes significant somewhere first, then by their strongest effect anywhere
+    rank: dict[str, tuple[int, float]] = {}
+    for e in drivers.effects:
+        hits, size = rank.get(e.attribute, (0, 0.0))
+        rank[e.attribute] = (hits + e.significant, max(size, abs(e.log_odds)))
+    names = sorted(rank, key=lambda a: (-rank[a][0], -rank[a][1], a))[:DRIVER_ATTRIBUTES]
+    found = {(e.group, e.attribute): e for e in drivers.effects}
+    return DriversGrid(
+        groups=groups,
+        attributes=names,
+        effects=[
+            [found[(g, a)].log_odds if (g, a) in found else None for a in names] for g in groups
+        ],
+        significant=[
+            [(g, a) in found and found[(g, a)].significant for a in names] for g in groups
+        ],
+        label="effect on click log-odds",
+        q=drivers.q,
+    )
+
+
+async def _quality(client: aioredis.Redis, keys: KeySpace) -> list[dict[str, Any]] | Unavailable:
+    """The learner's per-audience quality block (``GET /quality``'s source)."""
+    metrics = await read_json(client, keys.model_metrics)
+    block = quality_block(metrics if isinstance(metrics, dict) else None)
+    if block is None:
+        return Unavailable("the learner's metrics carry no quality block (none published yet)")
+    rows = [r for r in block["segments"] if isinstance(r, dict)]
+    rows.sort(key=lambda r: (not r.get("flags"), -float(r.get("count") or 0)))
+    return [
+        {
+            **{c: r.get(c) for c in QUALITY_COLUMNS},
+            "flags": ", ".join(r.get("flags") or []) or ("-" if r.get("judged") else "not judged"),
+        }
+        for r in rows[:QUALITY_ROWS]
+    ]
+
+
 async def _encoder(client: aioredis.Redis, keys: KeySpace) -> EncoderHistory:
     status = await read_json(client, keys.encoder_status)
     finetune = await read_json(client, keys.finetune_state)
@@ -192,19 +272,24 @@ async def gather_report(
     *,
     since: Since = EVERYTHING,
     image_store: ImageStore | None = None,
-    tags: dict[str, list[str]] | None = None,
+    tag_reader: TagReader | None = None,
+    attributes: AttributeSource | None = None,
     oracle: list[tuple[int, float]] | None = None,
+    ope: list[dict[str, Any]] | Unavailable | None = None,
     title: str = "bertctr report",
 ) -> ReportData:
     """Everything the report shows, read from Redis (and the image store for thumbnails).
 
     ``oracle``: the simulator's NE curve (:func:`~bertctr.report.oracle.oracle_ne_curve`),
-    known only to a simulation. ``tags``: image id -> tags, None when none were computed.
+    known only to a simulation. ``tag_reader``: the tags of images (None: tags
+    were not computed). ``attributes``: the images' attributes for the
+    drivers of clicks (None: not available). ``ope``: rows of off-policy
+    estimates, when the caller has them.
     """
     now = time.time()
 
     async def images() -> ImagesData:
-        return await _images(client, keys, image_store, tags)
+        return await _images(client, keys, image_store, tag_reader)
 
     async def encoder() -> EncoderHistory:
         return await _encoder(client, keys)
@@ -220,4 +305,7 @@ async def gather_report(
         images=await _guarded("the image ranking", images),
         ab=await _guarded("the A/B counters", lambda: _ab(client, keys)),
         encoder=await _guarded("the encoder status", encoder),
+        drivers=await _guarded("the drivers of clicks", lambda: _drivers(client, keys, attributes)),
+        ope=ope if ope is not None else Unavailable(NO_OPE),
+        quality=await _guarded("the per-audience quality", lambda: _quality(client, keys)),
     )

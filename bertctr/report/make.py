@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from bertctr.report.gather import gather_report
+from bertctr.report.gather import TagReader, gather_report
 from bertctr.report.since import Since, parse_since
 from bertctr.report.write import write_report
+from encoder_server.client.describer import read_descriptions
 from encoder_server.client.image_store import LocalImageStore
+from online_ctr.insights import AttributeSource
 from schemas.keys import KeySpace
 from schemas.settings import Settings
 from wiring.connections import async_redis
@@ -24,11 +26,15 @@ def make_report(
     title: str = "bertctr report",
     oracle: list[tuple[int, float]] | None = None,
     image_dir: str | None = None,
+    attributes: AttributeSource | None = None,
+    tags_version: str | None = None,
 ) -> Path:
     """Gather from ``settings``' Redis (prefix, image store) and write ``out_dir/index.html``.
 
     ``image_dir`` overrides ``BERTCTR_IMAGE_DIR`` for thumbnails; ``oracle``
-    is the simulator's NE curve (the demo's).
+    is the simulator's NE curve and ``attributes`` its images' attributes
+    (the demo's); ``tags_version``: the image encoder's cache tag whose
+    cached descriptions hold the images' tags (None: tags not computed).
     """
     window = parse_since(since) if since else Since()
     directory = image_dir or settings.image_dir
@@ -36,12 +42,24 @@ def make_report(
 
     async def gather() -> Path:
         client = async_redis(settings)
+        tag_reader: TagReader | None = None
+        if tags_version is not None:
+            version = tags_version
+
+            async def tag_reader(image_ids: list[str]) -> dict[str, list[str]]:
+                found = await read_descriptions(
+                    client, image_ids, version, prefix=settings.redis_prefix
+                )
+                return {i: [t.label for t in d.tags] for i, d in found.items()}
+
         try:
             data = await gather_report(
                 client,
                 KeySpace(settings.redis_prefix),
                 since=window,
                 image_store=store,
+                tag_reader=tag_reader,
+                attributes=attributes,
                 oracle=oracle,
                 title=title,
             )

@@ -182,11 +182,14 @@ def drivers_heatmap(grid: DriversGrid, path: Path) -> Path:
     )
     height = max(2.5, 1.2 + 0.45 * len(grid.groups))
     fig = _figure(max(5.0, 1.0 + 0.9 * len(grid.attributes)) + 2.0, height)
-    fig.subplots_adjust(left=0.22, bottom=1.0 / height, right=0.95)
+    fig.subplots_adjust(left=0.2, bottom=1.0 / height, right=0.9)
     ax = fig.add_subplot()
-    finite = values[np.isfinite(values)]
-    bound = float(np.abs(finite).max()) if finite.size else 1.0
+    finite = np.abs(values[np.isfinite(values)])
+    # a robust bound: one wild estimate on few images must not wash the others out
+    bound = float(np.quantile(finite, 0.9)) if finite.size else 1.0
+    bound = bound if bound > 0 else 1.0
     image = ax.imshow(values, cmap="RdBu_r", vmin=-bound, vmax=bound, aspect="auto")
+    ax.set_facecolor("#dddddd")  # not estimated
     for i, row in enumerate(grid.significant):
         for j, marked in enumerate(row):
             if marked:

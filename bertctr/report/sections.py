@@ -338,9 +338,12 @@ def drivers_section(data: DriversGrid | Unavailable, out: Path) -> Section:
         return unavailable(sid, title, "no effect was estimated")
     plots.drivers_heatmap(data, out / PLOTS_DIR / "drivers.png")
     marked = sum(v for row in data.significant for v in row)
+    level = f" at q = {data.q:g}" if data.q is not None else ""
     body = (
-        f"<p>{escape(data.label)} of each attribute per segment group; <b>*</b> marks the "
-        f"{marked} significant after false-discovery-rate control.</p>"
+        f"<p>The {escape(data.label)} of each image attribute per segment group (numeric: "
+        "+1 sd; a tag: present vs absent or vs the average level), estimated as "
+        f"<code>GET /explain</code> does; <b>*</b> marks the {marked} significant after "
+        f"Benjamini-Hochberg false-discovery-rate control{level}.</p>"
         + _img(f"{PLOTS_DIR}/drivers.png", "drivers heatmap")
     )
     return Section(sid, title, body)
