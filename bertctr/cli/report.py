@@ -31,6 +31,7 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
         since=args.since,
         title=args.title,
         tags_version=args.tags_version,
+        ope_file=args.ope,
     )
     print(json.dumps({"report": str(page)}) if args.json else f"report: {page}", flush=True)
     return 0
@@ -57,6 +58,13 @@ def add_commands(sub: Subparsers) -> None:
         metavar="TAG",
         help="the image encoder's cache tag (e.g. 1-9f3c...) whose cached descriptions "
         "give the images' tags; without it the tags are 'not computed'",
+    )
+    report.add_argument(
+        "--ope",
+        default=None,
+        metavar="FILE",
+        help="bertctr ope --json output (one document, a list, or one per line) for the "
+        "off-policy evaluation table",
     )
     report.add_argument("--json", action="store_true", help='print {"report": PATH}')
     report.set_defaults(func=cmd_report)

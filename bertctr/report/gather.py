@@ -73,7 +73,7 @@ QUALITY_ROWS = 30
 #: the quality figures shown, in order
 QUALITY_COLUMNS = ("field", "value", "count", "clicks", "share", "ne", "calibration", "auc")
 #: why the OPE section is empty unless a caller passes estimates
-NO_OPE = "no off-policy estimates were passed in (they need the logged impressions)"
+NO_OPE = "no off-policy estimates given (bertctr report --ope FILE: bertctr ope --json output)"
 #: the rule ``GET /ab`` judges with (its defaults)
 RULE = DecisionRule()
 

@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 from bertctr.report.gather import TagReader, gather_report
+from bertctr.report.ope import read_ope_file
 from bertctr.report.since import Since, parse_since
 from bertctr.report.write import write_report
 from encoder_server.client.describer import read_descriptions
@@ -28,15 +29,18 @@ def make_report(
     image_dir: str | None = None,
     attributes: AttributeSource | None = None,
     tags_version: str | None = None,
+    ope_file: str | Path | None = None,
 ) -> Path:
     """Gather from ``settings``' Redis (prefix, image store) and write ``out_dir/index.html``.
 
     ``image_dir`` overrides ``BERTCTR_IMAGE_DIR`` for thumbnails; ``oracle``
     is the simulator's NE curve and ``attributes`` its images' attributes
     (the demo's); ``tags_version``: the image encoder's cache tag whose
-    cached descriptions hold the images' tags (None: tags not computed).
+    cached descriptions hold the images' tags (None: tags not computed);
+    ``ope_file``: ``bertctr ope --json`` output for the OPE table.
     """
     window = parse_since(since) if since else Since()
+    ope = read_ope_file(ope_file) if ope_file is not None else None
     directory = image_dir or settings.image_dir
     store = LocalImageStore(directory, settings.image_max_bytes) if directory else None
 
@@ -61,6 +65,7 @@ def make_report(
                 tag_reader=tag_reader,
                 attributes=attributes,
                 oracle=oracle,
+                ope=ope,
                 title=title,
             )
         finally:

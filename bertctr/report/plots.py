@@ -25,6 +25,7 @@ from bertctr.report.data import AbItem, DriversGrid, NeData, ReliabilityBand
 
 __all__ = [
     "MIN_POINT_IMPRESSIONS",
+    "ORACLE_FROM",
     "THUMBNAIL_PX",
     "ab_plot",
     "ctr_plot",
@@ -36,6 +37,8 @@ __all__ = [
 
 #: a minute's CTR on fewer impressions is not drawn (the live page's rule)
 MIN_POINT_IMPRESSIONS = 10
+#: the oracle's NE is drawn from this many examples on
+ORACLE_FROM = 100
 #: the longest side of a thumbnail
 THUMBNAIL_PX = 96
 _DPI = 100
@@ -92,7 +95,10 @@ def ctr_plot(data: CtrSeriesData, path: Path, most_points: int = 24) -> Path:
             alpha=1.0 if total else 0.8,
             label=f"{s.name} ({s.window_impressions:,} imp.)",
         )
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))  # type: ignore[no-untyped-call]
+    locator = mdates.AutoDateLocator(minticks=3, maxticks=8)  # type: ignore[no-untyped-call]
+    ax.xaxis.set_major_locator(locator)
+    # concise: minutes as HH:MM, seconds only where the ticks need them, never a tick twice
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
     ax.set_xlabel(f"event time (UTC), {width}-minute buckets")
     ax.set_ylabel("CTR")
     ax.set_ylim(bottom=0)
@@ -113,10 +119,14 @@ def ne_plot(data: NeData, path: Path) -> Path:
         marker=".",
         label="model (progressive NE)",
     )
-    if data.oracle:
+    # the oracle from where the model's history starts (and 100 examples): before that
+    # an NE of a handful of labels is noise that would set the axis
+    first = max(ORACLE_FROM, points[0]["count"] if points else 0)
+    oracle = [(n, v) for n, v in data.oracle or [] if n >= first]
+    if oracle:
         ax.plot(
-            [n for n, _ in data.oracle],
-            [v for _, v in data.oracle],
+            [n for n, _ in oracle],
+            [v for _, v in oracle],
             linestyle="--",
             color="black",
             label="oracle (the simulator's true CTRs)",

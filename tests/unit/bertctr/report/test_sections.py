@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from pathlib import Path
@@ -13,6 +14,7 @@ from api.series import CtrSeriesData
 from bertctr.report import plots
 from bertctr.report import sections as s
 from bertctr.report.data import EncoderHistory, NeData, ReportData, Unavailable
+from bertctr.report.ope import read_ope_file
 from bertctr.report.oracle import oracle_ne_curve
 from bertctr.report.since import Since, parse_since
 from online_ctr.metrics import GroupMetrics, ProgressiveMetrics
@@ -121,3 +123,33 @@ def test_since_parses_durations_times_and_refuses_junk() -> None:
     for bad in ("yesterday", "nan", "5w", ""):
         with pytest.raises(ValueError):
             parse_since(bad)
+
+
+def test_ope_rows_from_bertctr_ope_documents(tmp_path: Path) -> None:
+    doc = {
+        "policy": "variant=v1",
+        "n": 1200,
+        "logged_ctr": 0.03,
+        "estimators": {
+            name: {"estimate": 0.04, "ci_low": 0.03, "ci_high": 0.05, "n": 1200, "ess": 300.0}
+            for name in ("ips", "snips", "dr")
+        },
+    }
+    lines = tmp_path / "ope.jsonl"
+    lines.write_text(json.dumps(doc) + "\n" + json.dumps({**doc, "policy": "uniform"}) + "\n")
+    rows = read_ope_file(lines)
+    assert [(r["policy"], r["estimator"]) for r in rows][:3] == [
+        ("variant=v1", "ips"),
+        ("variant=v1", "snips"),
+        ("variant=v1", "dr"),
+    ]
+    assert len(rows) == 6 and rows[0]["estimate"] == 0.04 and rows[0]["ESS"] == 300.0
+    single = tmp_path / "one.json"
+    single.write_text(json.dumps(doc))
+    assert read_ope_file(single) == rows[:3]
+    section = s.ope_section(rows)
+    assert section.available and "variant=v1" in section.body
+    junk = tmp_path / "junk.json"
+    junk.write_text('{"policy": "x"}')
+    with pytest.raises(ValueError):
+        read_ope_file(junk)
