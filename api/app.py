@@ -16,7 +16,19 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from api.problems import bounded_errors
-from api.routes import ab, ctr, dashboard, explain, health, images, metrics, quality, score, series
+from api.routes import (
+    ab,
+    ctr,
+    dashboard,
+    explain,
+    health,
+    images,
+    items,
+    metrics,
+    quality,
+    score,
+    series,
+)
 from api.state import close_state, open_state
 from api.telemetry import RequestTimer
 from online_ctr.insights import NoAttributes
@@ -53,7 +65,8 @@ def create_app(settings: Settings, store: ModelStore | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
-    for module in (ctr, score, ab, explain, health, series, images, dashboard, quality, metrics):
+    routes = (ctr, score, ab, explain, items, health, series, images, dashboard, quality, metrics)
+    for module in routes:
         app.include_router(module.router)
     # GET /explain's image attributes: the attribute cache's adapter replaces this one line
     app.state.attribute_source = NoAttributes(explain.NO_SOURCE)
