@@ -87,17 +87,21 @@ def embedder_from_settings(
     redis_client: aioredis.Redis,
     observer: RequestObserver | None = None,
     memo_size: int = 0,
+    describe: bool = False,
 ) -> Embedder:
     """Triton client, image store and the Redis embedding cache, as configured.
 
     ``memo_size``: embeddings also kept in this process, in front of Redis
     (the scoring API; see :class:`~encoder_server.client.embedder.Embedder`).
+    ``describe``: misses of the base image encoder go to ``image_describer``,
+    which caches each image's description with its embedding (the learner).
     """
     return Embedder(
         triton_client_from_settings(settings, observer),
         image_store_from_settings(settings),
         EmbeddingCache(redis_client, settings.redis_prefix),
         memo_size=memo_size,
+        describe=describe,
     )
 
 
@@ -108,11 +112,14 @@ def embedder_factory(
 
     A factory, not an embedder: gRPC channels belong to the event loop they
     are made in, so the learner builds it on first use inside the worker's loop.
+    It describes as it embeds: every image the stream sees gets its tags and
+    attributes cached for ``/explain`` and ``/items``, in the requests the
+    embeddings need anyway (the encoder alone where Triton has no describer).
     """
     if not settings.triton_url:
         log.info("BERTCTR_TRITON_URL unset: learning without image and title embeddings")
         return None
-    return lambda: embedder_from_settings(settings, redis_client, observer)
+    return lambda: embedder_from_settings(settings, redis_client, observer, describe=True)
 
 
 async def embed_once(

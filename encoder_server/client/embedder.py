@@ -21,6 +21,22 @@ Two kinds of failure, kept apart on purpose:
 
 A cache outage is not an encoder outage: Redis errors count as misses (the
 embeddings are recomputed) and failed writes are only logged.
+
+**Describing on the way** (``describe=True``, the learner's embedder): an
+image embedded with the base ``image_encoder`` is sent to Triton's
+``image_describer`` instead, whose one request returns the same embedding
+and the image's description (tags, measured attributes), cached beside it
+(:func:`~encoder_server.client.describer.write_descriptions`, under the same
+cache tag). So every image the stream sees is described once per encoder
+version at no extra request; an image whose embedding was cached before
+(by the scoring API, a one-shot job, an older release) but has no
+description yet joins the next describer request (remembered in process,
+so it is looked up once). When the describer cannot answer (a Triton
+without it, or one that is down) the batch is embedded by the encoder as
+before, a warning is logged once, and the describer is tried again after
+``describer_retry_s``; so its absence never changes what is learned.
+A served version (``image_encoder.v3``) is not the describer's head: its
+images are embedded by the encoder only.
 """
 
 from __future__ import annotations
@@ -31,21 +47,28 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 from redis.exceptions import RedisError
 
 from encoder_server.base import IMAGE_ENCODER, TEXT_ENCODER
 from encoder_server.client.cache import EmbeddingCache, title_key
-from encoder_server.client.errors import ImageUnavailable
+from encoder_server.client.describer import DescribingClient, write_descriptions
+from encoder_server.client.errors import EncoderUnavailable, ImageUnavailable
 from encoder_server.client.image_store import ImageStore
 from encoder_server.client.triton_client import EmbeddingClient
+from encoder_server.description import Description
+from schemas.keys import KeySpace
+from schemas.tensors import IMAGE_DESCRIBER
 
 __all__ = ["Embeddable", "Embedder", "ExampleEmbeddings"]
 
 log = logging.getLogger(__name__)
 
 Vector = tuple[float, ...]
+
+#: images remembered as described, per process (~100 bytes each)
+DESCRIBED_MEMO = 200_000
 
 
 class Embeddable(Protocol):
@@ -123,6 +146,13 @@ class Embedder:
         catalogue again and again (the scoring API), where a Redis round
         trip per request is most of the cost. An embedding never changes
         for a given version tag, so the memo cannot go stale. 0: none.
+    describe
+        Ask the image describer for the base image encoder's misses and
+        cache the descriptions too (see the module docstring). Needs a
+        ``cache`` and a client with ``describe``; otherwise ignored.
+    describer_retry_s
+        After the describer failed, how long images go to the encoder
+        alone before it is tried again.
     """
 
     def __init__(
@@ -132,6 +162,9 @@ class Embedder:
         cache: EmbeddingCache | None = None,
         version_ttl_s: float = 30.0,
         memo_size: int = 0,
+        *,
+        describe: bool = False,
+        describer_retry_s: float = 300.0,
     ) -> None:
         self.client = client
         self.store = store
@@ -141,8 +174,16 @@ class Embedder:
         self._memo: OrderedDict[tuple[str, str, str], Vector] = OrderedDict()
         self._versions: dict[str, tuple[float, int, str]] = {}
         self._failures = _FailureMemo()
-        #: embeddings computed by the encoders (not found in the cache)
+        #: embeddings computed by the encoders (not found in the cache); with
+        #: ``describe``, also ``image_describer``: descriptions computed
         self.computed = {IMAGE_ENCODER: 0, TEXT_ENCODER: 0}
+        can = describe and cache is not None and callable(getattr(client, "describe", None))
+        self._describer = cast(DescribingClient, client) if can else None
+        self.describer_retry_s = describer_retry_s
+        self._describer_off_until = 0.0
+        self._describer_warned = False
+        #: (cache tag, image id) known to have a cached description (bounded LRU)
+        self._described: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     async def version(self, model: str) -> int:
         """The served version of ``model``, asked at most every ``version_ttl_s``."""
@@ -209,13 +250,16 @@ class Embedder:
         _, tag = await self._served(model)
         vectors = await self._cached(model, tag, wanted)
         missing = [i for i in wanted if i not in vectors]
-        if not missing:
+        describing = self._describing(model)
+        backfill = await self._undescribed(tag, [i for i in vectors]) if describing else []
+        if not missing and not backfill:
             return vectors, errors
         fetched = await asyncio.gather(
-            *(self.store.fetch(i, images[i]) for i in missing), return_exceptions=True
+            *(self.store.fetch(i, images[i]) for i in [*missing, *backfill]),
+            return_exceptions=True,
         )
         to_encode: dict[str, bytes] = {}
-        for image_id, result in zip(missing, fetched, strict=True):
+        for image_id, result in zip(missing, fetched[: len(missing)], strict=True):
             if isinstance(result, ImageUnavailable):
                 errors[image_id] = f"image unavailable: {result}"
                 self._failures.put(image_id, errors[image_id])
@@ -223,13 +267,123 @@ class Embedder:
                 raise result  # transient (store down): the caller waits and retries
             else:
                 to_encode[image_id] = result
-        fresh, bad = await self._encode(model, to_encode)
+        # an image already embedded is only described when its bytes come easily
+        rest = zip(backfill, fetched[len(missing) :], strict=True)
+        to_describe = {i: r for i, r in rest if isinstance(r, bytes)}
+        for image_id in backfill:
+            if image_id not in to_describe:
+                self._remember_described(tag, [image_id])  # not again in this process
+        if describing and (to_encode or to_describe):
+            fresh, bad = await self._describe(model, tag, to_encode, to_describe)
+        else:
+            fresh, bad = await self._encode(model, to_encode)
         for image_id, reason in bad.items():
             errors[image_id] = f"bad image: {reason}"
             self._failures.put(image_id, errors[image_id])
         vectors.update(fresh)
         await self._store(model, tag, fresh)
         return vectors, errors
+
+    # -- the describer on the way ------------------------------------------
+    def _describing(self, model: str) -> bool:
+        """Whether ``model``'s misses go to the describer now (base image encoder only)."""
+        return (
+            self._describer is not None
+            and model == IMAGE_ENCODER
+            and time.monotonic() >= self._describer_off_until
+        )
+
+    async def _describe(
+        self, model: str, tag: str, to_encode: dict[str, bytes], to_describe: dict[str, bytes]
+    ) -> tuple[dict[str, Vector], dict[str, str]]:
+        """Embeddings of ``to_encode`` and descriptions of both, in one describer call.
+
+        Falls back to the encoder (``to_encode`` only) when the describer fails.
+        """
+        assert self._describer is not None
+        keys = [*to_encode, *to_describe]
+        items = [*to_encode.values(), *to_describe.values()]
+        try:
+            results = await self._describer.describe(items)
+        except EncoderUnavailable as exc:
+            self._describer_failed(exc)
+            return await self._encode(model, to_encode)
+        if self._describer_warned:
+            log.info("image describer answers again: describing images as they are embedded")
+            self._describer_warned = False
+        vectors: dict[str, Vector] = {}
+        errors: dict[str, str] = {}
+        descriptions: dict[str, Description] = {}
+        for key, got in zip(keys, results, strict=True):
+            if key in to_encode:
+                if got.error or got.vector is None:
+                    errors[key] = got.error or "no embedding returned"
+                    continue
+                vectors[key] = got.vector
+            if got.ok:
+                try:
+                    descriptions[key] = Description.from_json(got.description)
+                except ValueError as exc:
+                    log.warning("describer's answer for %s unreadable: %s", key, exc)
+        self.computed[model] = self.computed.get(model, 0) + len(vectors)
+        self.computed[IMAGE_DESCRIBER] = self.computed.get(IMAGE_DESCRIBER, 0) + len(descriptions)
+        await self._store_descriptions(tag, descriptions)
+        # a backfilled image the describer refused is not asked again in this process
+        self._remember_described(tag, [k for k in to_describe if k not in descriptions])
+        return vectors, errors
+
+    def _describer_failed(self, exc: EncoderUnavailable) -> None:
+        self._describer_off_until = time.monotonic() + self.describer_retry_s
+        if self._describer_warned:
+            log.debug("image describer still unavailable: %s", exc)
+            return
+        self._describer_warned = True
+        log.warning(
+            "image describer unavailable (%s): embedding with the encoder, without "
+            "descriptions; trying it again in %.0fs",
+            exc,
+            self.describer_retry_s,
+        )
+
+    async def _undescribed(self, tag: str, image_ids: list[str]) -> list[str]:
+        """Those of ``image_ids`` with no cached description (one MGET for the unknown ones)."""
+        unknown = [i for i in image_ids if (tag, i) not in self._described]
+        if not unknown or self.cache is None:
+            return []
+        keys = KeySpace(self.cache.prefix)
+        try:
+            raws = await self.cache.redis.mget(
+                [keys.description(IMAGE_ENCODER, tag, i) for i in unknown]
+            )
+        except (RedisError, OSError) as exc:
+            log.warning("description cache unavailable, not describing cached images: %s", exc)
+            return []
+        self._remember_described(tag, [i for i, r in zip(unknown, raws, strict=True) if r])
+        return [i for i, r in zip(unknown, raws, strict=True) if not r]
+
+    def _remember_described(self, tag: str, image_ids: list[str]) -> None:
+        for image_id in image_ids:
+            self._described[(tag, image_id)] = None
+            self._described.move_to_end((tag, image_id))
+        while len(self._described) > DESCRIBED_MEMO:
+            self._described.popitem(last=False)
+
+    async def _store_descriptions(self, tag: str, descriptions: dict[str, Description]) -> None:
+        if self.cache is None or not descriptions:
+            return
+        ttl_ms = self.cache.ttl_ms
+        try:
+            await write_descriptions(
+                self.cache.redis,
+                descriptions,
+                tag,
+                prefix=self.cache.prefix,
+                ttl_s=None if ttl_ms is None else ttl_ms / 1000,
+            )
+        except (RedisError, OSError) as exc:
+            log.warning("could not cache %d descriptions: %s", len(descriptions), exc)
+            return
+        self._remember_described(tag, list(descriptions))
 
     async def _titles(self, titles: dict[str, str]) -> tuple[dict[str, Vector], dict[str, str]]:
         if not titles:
