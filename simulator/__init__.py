@@ -11,7 +11,8 @@ preferences), ``delays`` (click delays), ``faults`` (malformed payloads),
 ``messages`` (what is handed out), ``shelf`` (popularity and launches),
 ``traffic`` (the simulator itself),
 ``labelled`` (the labelled stream without a broker), ``ranking`` (ranking
-lift by the true probabilities).
+lift by the true probabilities), ``logging_policy`` (randomised variant
+choice with logged propensities, for off-policy evaluation).
 """
 
 from simulator.catalogue import CatalogueEntry

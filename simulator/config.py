@@ -9,6 +9,7 @@ of delivery faults. Everything that shapes the stream is here, so one
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 __all__ = ["DEFAULT_START_TS", "WORLDS", "SimConfig", "world_config"]
 
@@ -88,6 +89,14 @@ class SimConfig:
     #: with the taste groups at today's strength; off keeps the small world's
     #: catalogue, images and stream byte for byte
     subtle_tastes: bool = False
+    #: how each impression's variant is chosen: ``none`` (uniformly, no
+    #: propensity logged: the default stream byte for byte), ``uniform`` (the
+    #: same draw, propensity ``1 / variants_per_item`` logged) or ``thompson``
+    #: (Thompson sampling on the running counts per segment and item, through
+    #: the allocator given to the simulator; see ``simulator.logging_policy``)
+    logging_policy: Literal["none", "uniform", "thompson"] = "none"
+    #: a Thompson cell's probabilities are recomputed at most this many impressions apart
+    logging_refresh: int = 64
 
     def __post_init__(self) -> None:
         positive = {
@@ -114,6 +123,10 @@ class SimConfig:
         for name, value in rates.items():
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+        if self.logging_policy not in ("none", "uniform", "thompson"):
+            raise ValueError(f"unknown logging_policy {self.logging_policy!r}")
+        if self.logging_refresh < 1:
+            raise ValueError("logging_refresh must be >= 1")
         if self.visual_taste < 0:
             raise ValueError("visual_taste must be >= 0")
         if self.popularity_zipf < 0:

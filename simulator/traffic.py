@@ -15,7 +15,7 @@ leaves the impressions and clicks themselves unchanged.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -28,6 +28,7 @@ from simulator.catalogue import CatalogueEntry, build_catalogue
 from simulator.config import SimConfig
 from simulator.delays import ClickDelays
 from simulator.faults import malformed_click, malformed_impression
+from simulator.logging_policy import Allocator, LoggedChoice, ThompsonLogger
 from simulator.messages import Kind, Outbox, RankingRequest, SimMessage, Topic
 from simulator.render import write_catalogue
 from simulator.shelf import Shelf
@@ -64,15 +65,31 @@ class Simulator:
     (100, 100)
     """
 
-    def __init__(self, config: SimConfig | None = None) -> None:
+    def __init__(
+        self, config: SimConfig | None = None, *, allocator: Allocator | None = None
+    ) -> None:
         self.config = config or SimConfig()
         c = self.config
         # spawned children are keyed by index: the first five are the small
         # world's whatever comes after them
-        seeds = np.random.SeedSequence(c.seed).spawn(7)
+        seeds = np.random.SeedSequence(c.seed).spawn(8)
         catalogue_rng, prefs_rng, audience_rng, traffic_rng, fault_rng, subtle_rng, shelf_rng = (
-            np.random.default_rng(s) for s in seeds
+            np.random.default_rng(s) for s in seeds[:7]
         )
+        self._logging_rng = np.random.default_rng(seeds[7])
+        if c.logging_policy == "thompson" and allocator is None:
+            raise ValueError(
+                "logging_policy='thompson' needs an allocator: Simulator(config, "
+                "allocator=online_ctr.ope.thompson_probabilities) or one of your own"
+            )
+        self._thompson = (
+            ThompsonLogger(allocator, c.logging_refresh)
+            if c.logging_policy == "thompson" and allocator is not None
+            else None
+        )
+        #: every randomised impression with its context and outcome (``logging_policy``
+        #: other than ``none``), for off-policy evaluation against the truth
+        self.logged: list[LoggedChoice] = []
         if c.catalogue_seed is not None:
             shop = np.random.SeedSequence(c.catalogue_seed).spawn(7)
             catalogue_rng, subtle_rng, shelf_rng = (
@@ -208,7 +225,17 @@ class Simulator:
         ts = self._clock
         user_id, segment = self.audience.draw(rng)
         item = self._draw_item(rng, ts)
-        variant = self._variants[int(rng.integers(len(self._variants)))]
+        k = int(rng.integers(len(self._variants)))
+        probabilities: tuple[float, ...] = ()
+        if self._thompson is not None:
+            seg_key = ",".join(f"{f}={v}" for f, v in sorted(segment.items()))
+            k, probabilities = self._thompson.choose(
+                self._logging_rng, seg_key, item, self._variants
+            )
+        elif c.logging_policy == "uniform":
+            probabilities = (1.0 / len(self._variants),) * len(self._variants)
+        variant = self._variants[k]
+        propensity = probabilities[k] if probabilities else None
         position = self._draw_position(rng)
         entry = self.entry(item, variant)
         iid = f"s{c.seed}-imp-{n}"
@@ -224,6 +251,7 @@ class Simulator:
             position=position,
             segment=segment,
             user_id=user_id,
+            propensity=propensity,
         )
         p = self.true_ctr(segment, item, variant, position, ts)
         self.true_p[iid] = p
@@ -246,11 +274,68 @@ class Simulator:
                 impression_at = round(click.ts + float(faults.uniform(0.01, 1.0)), 3)
                 self._counts["out_of_order"] += 1
 
+        if probabilities:
+            self._log_choice(imp, segment, probabilities, k, click is not None)
         self._publish(IMPRESSIONS, key, imp.model_dump_json().encode(), impression_at, n)
         if click is not None:
             self._publish(CLICKS, key, click.model_dump_json().encode(), click.ts, n)
         if faults.random() < c.malformed_rate:
             self._publish_malformed(imp, ts)
+
+    def _log_choice(
+        self,
+        imp: Impression,
+        segment: dict[str, str],
+        probabilities: tuple[float, ...],
+        k: int,
+        clicked: bool,
+    ) -> None:
+        if self._thompson is not None:
+            seg_key = ",".join(f"{f}={v}" for f, v in sorted(segment.items()))
+            self._thompson.observe(seg_key, imp.item_id, k, clicked)
+        self.logged.append(
+            LoggedChoice(
+                impression_id=imp.impression_id,
+                segment=segment,
+                item_id=imp.item_id,
+                position=imp.position,
+                ts=imp.ts,
+                candidates=tuple(self._variants),
+                probabilities=probabilities,
+                shown=imp.variant,
+                propensity=probabilities[k],
+                clicked=clicked,
+            )
+        )
+
+    def true_ctrs(self, choice: LoggedChoice) -> tuple[float, ...]:
+        """The true click probability of each candidate in a logged choice's context."""
+        return tuple(
+            self.true_ctr(choice.segment, choice.item_id, v, choice.position, choice.ts)
+            for v in choice.candidates
+        )
+
+    def policy_value(
+        self,
+        choices: Sequence[LoggedChoice],
+        target: Callable[[LoggedChoice], Mapping[str, float]],
+    ) -> float:
+        """The true CTR ``target`` would have earned on these logged contexts.
+
+        ``target`` gives each context's probability per candidate; the value
+        is the mean over the contexts of ``sum_a target(a) * true_ctr(a)``:
+        what an off-policy estimate on these impressions estimates.
+        """
+        if not choices:
+            raise ValueError("no logged choices")
+        total = 0.0
+        for choice in choices:
+            probs = target(choice)
+            total += sum(
+                probs.get(v, 0.0) * p
+                for v, p in zip(choice.candidates, self.true_ctrs(choice), strict=True)
+            )
+        return total / len(choices)
 
     def _publish(self, topic: Topic, key: bytes, value: bytes, at: float, n: int) -> None:
         """Queue one valid event and, at ``duplicate_rate``, a producer retry of it."""
