@@ -142,7 +142,8 @@ async def _images(
 ) -> ImagesData:
     ranking = await read_segment_images(client, keys, None, n=TOP_IMAGES)
     shown = [c.image_id for c in [*ranking.top, *ranking.bottom] if c.image_id is not None]
-    tags = await tag_reader(shown) if tag_reader is not None else None
+    # no image of them described: the tags were not computed (a describer would have)
+    tags = (await tag_reader(shown) or None) if tag_reader is not None else None
     images: dict[str, bytes] = {}
     for cell in [*ranking.top, *ranking.bottom]:
         if store is None or cell.image_id is None:

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 from bertctr.report.gather import TagReader, gather_report
 from bertctr.report.ope import read_ope_file
 from bertctr.report.since import Since, parse_since
 from bertctr.report.write import write_report
+from encoder_server.base import IMAGE_ENCODER
 from encoder_server.client.describer import read_descriptions
+from encoder_server.client.errors import EmbeddingError
 from encoder_server.client.image_store import LocalImageStore
 from online_ctr.insights import AttributeSource
 from schemas.keys import KeySpace
 from schemas.settings import Settings
 from wiring.connections import async_redis
+from wiring.embedding import triton_client_from_settings
 
 __all__ = ["make_report"]
+
+log = logging.getLogger(__name__)
 
 
 def make_report(
@@ -33,6 +39,8 @@ def make_report(
 ) -> Path:
     """Gather from ``settings``' Redis (prefix, image store) and write ``out_dir/index.html``.
 
+    Without ``tags_version`` the tag is asked of the Triton at
+    ``BERTCTR_TRITON_URL`` (the served image encoder's), if one is set.
     ``image_dir`` overrides ``BERTCTR_IMAGE_DIR`` for thumbnails; ``oracle``
     is the simulator's NE curve and ``attributes`` its images' attributes
     (the demo's); ``tags_version``: the image encoder's cache tag whose
@@ -47,8 +55,8 @@ def make_report(
     async def gather() -> Path:
         client = async_redis(settings)
         tag_reader: TagReader | None = None
-        if tags_version is not None:
-            version = tags_version
+        version = tags_version or await _served_tag(settings)
+        if version is not None:
 
             async def tag_reader(image_ids: list[str]) -> dict[str, list[str]]:
                 found = await read_descriptions(
@@ -73,3 +81,17 @@ def make_report(
         return write_report(data, out_dir)
 
     return asyncio.run(gather())
+
+
+async def _served_tag(settings: Settings) -> str | None:
+    """The served image encoder's cache tag (None: no Triton configured, or it cannot say)."""
+    if not settings.triton_url:
+        return None
+    client = triton_client_from_settings(settings)
+    try:
+        return await client.cache_tag(IMAGE_ENCODER)
+    except EmbeddingError as exc:
+        log.info("no tags: the image encoder's cache tag is unknown (%s)", exc)
+        return None
+    finally:
+        await client.close()
