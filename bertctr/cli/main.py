@@ -4,7 +4,8 @@ Commands: ``worker``, ``stats``, ``health`` (:mod:`~bertctr.cli.stream`);
 ``topics create``, ``schemas export``, ``stack up`` (:mod:`~bertctr.cli.admin`);
 ``demo`` (:mod:`~bertctr.cli.demo`); ``finetune``, ``simulate``
 (:mod:`~bertctr.cli.jobs`); ``encoder ...`` (:mod:`~bertctr.cli.encoder`);
-``api`` (:mod:`~bertctr.cli.api`); ``report`` (:mod:`~bertctr.cli.report`).
+``api`` (:mod:`~bertctr.cli.api`); ``report`` (:mod:`~bertctr.cli.report`);
+``ope`` (:mod:`~bertctr.cli.ope`).
 Output meant for programs is JSON on stdout (``--json``); logs go to stderr.
 """
 
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 
 from redis.exceptions import RedisError
 
-from bertctr.cli import admin, api, demo, encoder, jobs, report, stream
+from bertctr.cli import admin, api, demo, encoder, jobs, ope, report, stream
 from schemas.settings import Settings
 from wiring.connections import redact
 
@@ -29,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bertctr", description=__doc__)
     parser.add_argument("--log-level", default="WARNING", help="log level for stderr")
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (stream, demo, jobs, admin, report):
+    for module in (stream, demo, jobs, admin, report, ope):
         module.add_commands(sub)
     encoder.add_encoder_commands(sub)
     api.add_api_command(sub)
