@@ -6,8 +6,8 @@ groups, which join side by side; it used to pay it twice, first for a
 Faust consumer group that consumed nothing. So the bound is the broker's
 delay, measured here by a bare consumer with the worker's session timeout,
 plus :data:`SLACK_S` for the process's start-up and the first batch: at
-the default 30 s session timeout the old worker took about 2 x 15 + 1 s,
-beyond the bound by more than the time it takes the new one.
+the default 30 s session timeout the old worker took 2 x 15 s plus its
+start-up, 35-40 s on a busy machine, beyond the bound.
 """
 
 from __future__ import annotations
@@ -31,9 +31,10 @@ pytestmark = pytest.mark.integration
 
 #: the worker's default session timeout (the fleet's 10 s would make the delay 5 s)
 SESSION_TIMEOUT_S = 30.0
-#: start-up (imports, Faust, the join state's restore) and the first batch, on a
-#: busy two-core machine: measured 2-5 s; the old worker needed a second delay (15 s)
-SLACK_S = 10.0
+#: start-up (imports, Faust, the join state's restore) and the first batch: measured
+#: 2.5 s on a quiet two-core machine, 3-10.4 s with up to 9 processes wanting its cores;
+#: the old worker needed a second delay (15 s) on top of its imports, so it cannot pass
+SLACK_S = 12.0
 
 
 async def bare_join_s(bootstrap: str, topic: str) -> float:
