@@ -15,6 +15,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from api.attribute_source import DescribedAttributes
 from api.problems import bounded_errors
 from api.routes import (
     ab,
@@ -31,7 +32,6 @@ from api.routes import (
 )
 from api.state import close_state, open_state
 from api.telemetry import RequestTimer
-from online_ctr.insights import NoAttributes
 from online_ctr.store import ModelStore
 from schemas.settings import Settings
 
@@ -68,8 +68,8 @@ def create_app(settings: Settings, store: ModelStore | None = None) -> FastAPI:
     routes = (ctr, score, ab, explain, items, health, series, images, dashboard, quality, metrics)
     for module in routes:
         app.include_router(module.router)
-    # GET /explain's image attributes: the attribute cache's adapter replaces this one line
-    app.state.attribute_source = NoAttributes(explain.NO_SOURCE)
+    # GET /explain's image attributes: the describer's cache, for the champion's encoder version
+    app.state.attribute_source = DescribedAttributes(lambda: getattr(app.state, "bertctr", None))
     app.add_middleware(RequestTimer)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     _document_limits(app, settings)

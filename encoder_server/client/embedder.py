@@ -189,6 +189,10 @@ class Embedder:
         """The served version of ``model``, asked at most every ``version_ttl_s``."""
         return (await self._served(model))[0]
 
+    async def cache_tag(self, model: str) -> str:
+        """Where ``model``'s embeddings and descriptions are cached (asked as :meth:`version`)."""
+        return (await self._served(model))[1]
+
     async def _served(self, model: str) -> tuple[int, str]:
         """(served version, cache tag) of ``model``; see ``EmbeddingClient.cache_tag``."""
         now = time.monotonic()

@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.routes.explain import NO_SOURCE
+from api.attribute_source import NO_ENCODER
 from bertctr.harness.stack import EmbeddedStack
 from online_ctr.insights import ImageAttributes, StaticAttributes
 from online_ctr.store import MemoryModelStore
@@ -103,7 +103,8 @@ def test_without_attributes_explain_says_why(
 ) -> None:
     with _app(stack, prefix, tmp_path) as http:
         response = http.get("/explain")
-        assert response.status_code == 503 and response.json()["detail"] == NO_SOURCE
+        # the describer's cache is wired, but without an encoder its cache tag is unknown
+        assert response.status_code == 503 and response.json()["detail"] == NO_ENCODER
         assert http.get("/explain/device=mobile").status_code == 503
 
 
