@@ -218,12 +218,18 @@ def finetune_cycle(
     head = fleet.directory / "image_head.npz"  # the served head: training starts from it
     if head.exists():
         command += ["--init-head", str(head)]
-    out = subprocess.run(
-        bertctr_command(*command),
-        env=fleet.env(),
-        capture_output=True,
-        timeout=cfg.timeout_s,
-    )
+    try:
+        out = subprocess.run(
+            bertctr_command(*command),
+            env=fleet.env(),
+            capture_output=True,
+            timeout=cfg.timeout_s,
+        )
+    except subprocess.TimeoutExpired:
+        # the job is killed (subprocess.run does), the traffic and the summary go on
+        seconds = round(time.monotonic() - t0, 1)
+        progress(f"finetune timed out after {seconds}s; the PCA head stays champion")
+        return {"finetune_outcome": "timed out", "finetune_seconds": seconds}
     seconds = round(time.monotonic() - t0, 1)
     message = (out.stdout or out.stderr).decode(errors="replace").strip().splitlines()
     outcome = {0: "published", 3: "refused", 4: "not served"}.get(out.returncode, "failed")
