@@ -204,7 +204,7 @@ def _image_card(cell: ImageCell, data: ImagesData, out: Path) -> str:
         tags = "tags: not computed"
     else:
         found = data.tags.get(cell.image_id or "")
-        tags = "tags: " + (", ".join(found) if found else "none")
+        tags = "tags: " + (", ".join(found) if found else "not described yet")
     ctr = "-" if cell.ctr is None else f"{cell.ctr:.2%}"
     return (
         f'<figure class="card">{picture}<figcaption><b>{escape(cell.item_id)}</b> '

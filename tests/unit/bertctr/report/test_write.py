@@ -85,5 +85,5 @@ def test_tags_are_shown_when_computed(full_data: ReportData, tmp_path: Path) -> 
     assert isinstance(full_data.images, ImagesData)
     full_data.images.tags = {"img-1": ["cat", "outdoor"]}
     html = write_report(full_data, tmp_path).read_text()
-    assert "tags: cat, outdoor" in html and "tags: none" in html
+    assert "tags: cat, outdoor" in html and "tags: not described yet" in html
     assert "tags: not computed" not in html
