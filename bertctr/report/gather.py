@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
@@ -44,7 +44,13 @@ from bertctr.report.since import Since
 from encoder_server.client.errors import ImageUnavailable, StoreUnavailable
 from encoder_server.client.image_store import ImageStore
 from online_ctr.ab import DecisionRule, decide
-from online_ctr.insights import AttributeSource, estimate_drivers, roll_up
+from online_ctr.insights import (
+    AttributeSource,
+    CellCount,
+    ImageAttributes,
+    estimate_drivers,
+    roll_up,
+)
 from schemas.keys import MODEL_HISTORY_LEN, SETTLED, KeySpace
 from streams.readers import read_decisions, read_json
 
@@ -55,6 +61,7 @@ __all__ = [
     "QUALITY_ROWS",
     "TOP_IMAGES",
     "TagReader",
+    "drivers_grid",
     "gather_report",
 ]
 
@@ -211,9 +218,22 @@ async def _drivers(
     cells, _ = await read_cells(client, keys, "live")
     if not cells:
         return Unavailable("no impressions counted yet")
-    attributes = await source.attributes(sorted({c.image_id for c in cells}))
+    images = sorted({c.image_id for c in cells})
+    return drivers_grid(cells, await source.attributes(images), len(images))
+
+
+def drivers_grid(
+    cells: Sequence[CellCount], attributes: Mapping[str, ImageAttributes], images: int = 0
+) -> DriversGrid | Unavailable:
+    """The drivers of clicks in ``cells`` (:func:`estimate_drivers`) as the heatmap's grid.
+
+    ``images``: how many images were asked about (for the reason when none is known).
+    """
     if not attributes:
-        return Unavailable("no attributes known for any counted image")
+        return Unavailable(
+            f"no attributes known for any of the {images} counted images (from the describer's "
+            "cache: none of them described yet under the champion's image encoder)"
+        )
     drivers = estimate_drivers(roll_up(cells), attributes)
     groups = sorted({e.group for e in drivers.effects})
     if not groups:

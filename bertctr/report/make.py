@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from contextlib import AbstractAsyncContextManager, nullcontext
 from pathlib import Path
 
+from bertctr.report.attributes import described_attributes
 from bertctr.report.gather import TagReader, gather_report
 from bertctr.report.ope import read_ope_file
 from bertctr.report.since import Since, parse_since
@@ -43,8 +45,10 @@ def make_report(
     ``BERTCTR_TRITON_URL`` (the served image encoder's), if one is set.
     ``image_dir`` overrides ``BERTCTR_IMAGE_DIR`` for thumbnails; ``oracle``
     is the simulator's NE curve and ``attributes`` its images' attributes
-    (the demo's); ``tags_version``: the image encoder's cache tag whose
-    cached descriptions hold the images' tags (None: tags not computed);
+    (the demo's; without them, the describer's cache for the champion's
+    encoder version, as ``GET /explain`` reads it); ``tags_version``: the
+    image encoder's cache tag whose cached descriptions hold the images'
+    tags (None: tags not computed);
     ``ope_file``: ``bertctr ope --json`` output for the OPE table.
     """
     window = parse_since(since) if since else Since()
@@ -64,18 +68,22 @@ def make_report(
                 )
                 return {i: [t.label for t in d.tags] for i, d in found.items()}
 
+        source: AbstractAsyncContextManager[AttributeSource] = (
+            nullcontext(attributes) if attributes is not None else described_attributes(settings)
+        )
         try:
-            data = await gather_report(
-                client,
-                KeySpace(settings.redis_prefix),
-                since=window,
-                image_store=store,
-                tag_reader=tag_reader,
-                attributes=attributes,
-                oracle=oracle,
-                ope=ope,
-                title=title,
-            )
+            async with source as found:
+                data = await gather_report(
+                    client,
+                    KeySpace(settings.redis_prefix),
+                    since=window,
+                    image_store=store,
+                    tag_reader=tag_reader,
+                    attributes=found,
+                    oracle=oracle,
+                    ope=ope,
+                    title=title,
+                )
         finally:
             await client.aclose()
         return write_report(data, out_dir)
