@@ -66,45 +66,66 @@ class DescriptionSource(Protocol):
 
 
 class CachedDescriptions:
-    """The describer's Redis cache, under the cache tag ``tag()`` names (None: why not)."""
+    """The describer's Redis cache, under the cache tags ``tags()`` names, first found wins.
+
+    ``tags()`` returns (tags to try in order, why there are none or None).
+    """
 
     def __init__(
         self,
         redis: aioredis.Redis,
         prefix: str,
-        tag: Callable[[], Awaitable[tuple[str | None, str | None]]],
+        tags: Callable[[], Awaitable[tuple[list[str], str | None]]],
     ) -> None:
         self.redis = redis
         self.prefix = prefix
-        self.tag = tag
+        self.tags = tags
 
     @classmethod
     def of_state(cls, state: ApiState) -> CachedDescriptions:
-        """The API's own: the tag the served image encoder's embeddings are cached under."""
+        """The API's own: the tags ``/explain`` reads (:mod:`api.attribute_source`).
+
+        The champion's image encoder version, then the base ``image_encoder``
+        (a promoted head has no describer of its own; tags and attributes come
+        from the backbone and the pixels, which a new head does not change).
+        """
         embedder = state.embedder
+        current = state.watcher.current
+        champion = current.image_model if current is not None else IMAGE_ENCODER
 
-        async def tag() -> tuple[str | None, str | None]:
+        async def tags() -> tuple[list[str], str | None]:
             if embedder is None:
-                return None, NO_ENCODER
-            try:
-                return await embedder.client.cache_tag(IMAGE_ENCODER), None
-            except EncoderUnavailable as exc:
-                return None, f"image encoder unavailable: {exc}"
+                return [], NO_ENCODER
+            found: list[str] = []
+            failure = None
+            for model in dict.fromkeys([champion, IMAGE_ENCODER]):
+                try:
+                    found.append(await embedder.cache_tag(model))
+                except EncoderUnavailable as exc:
+                    failure = f"image encoder unavailable: {exc}"
+            return found, None if found else failure
 
-        return cls(state.redis, state.settings.redis_prefix, tag)
+        return cls(state.redis, state.settings.redis_prefix, tags)
 
     async def descriptions(
         self, image_ids: Sequence[str]
     ) -> tuple[Mapping[str, Description], str | None]:
-        tag, reason = await self.tag()
-        if tag is None:
+        tags, reason = await self.tags()
+        if not tags:
             return {}, reason
-        try:
-            found = await read_descriptions(self.redis, image_ids, tag, prefix=self.prefix)
-        except (RedisError, OSError) as exc:
-            log.warning("description cache unreadable: %s", exc)
-            return {}, f"description cache unreadable: {exc}"
-        return found, None if found or not image_ids else f"not described yet (encoder {tag})"
+        found: dict[str, Description] = {}
+        for tag in tags:
+            rest = [i for i in image_ids if i not in found]
+            if not rest:
+                break
+            try:
+                found.update(await read_descriptions(self.redis, rest, tag, prefix=self.prefix))
+            except (RedisError, OSError) as exc:
+                log.warning("description cache unreadable: %s", exc)
+                return {}, f"description cache unreadable: {exc}"
+        if found or not image_ids:
+            return found, None
+        return found, f"not described yet (encoder {', '.join(tags)})"
 
 
 async def item_known(client: aioredis.Redis, keys: KeySpace, item_id: str) -> bool:

@@ -215,7 +215,11 @@ async def _drivers(
     attributes = await source.attributes(sorted({c.image_id for c in cells}))
     if not attributes:
         return None, "no attributes known for any counted image yet"
-    drivers = await asyncio.to_thread(estimate_drivers, roll_up(cells), attributes, q=q)
+    try:
+        drivers = await asyncio.to_thread(estimate_drivers, roll_up(cells), attributes, q=q)
+    except (ArithmeticError, ValueError) as exc:  # a degenerate fit: suggestions go without
+        log.warning("drivers could not be estimated: %r", exc)
+        return None, f"drivers could not be estimated: {exc!r}"
     memo.put(view, q, drivers)
     return drivers, None
 

@@ -33,6 +33,9 @@
     isolated: {}, // chart id -> the series label shown alone (with the total)
     variantImages: {}, // variant -> image id, of the item on show
     imagesFor: undefined, // the segment whose images are on show (null: all)
+    viewItem: null, // the item of the item view (a clicked image's, else the chart's)
+    itemFor: null, // the item whose view was last drawn
+    whyFor: undefined, // the segment whose drivers were last asked for
     fleetPrev: null,
     throughput: { t: [], topics: {} },
     lag: { t: [], topics: {} },
@@ -181,6 +184,7 @@
     entries.forEach(function (e) {
       var fig = document.createElement("figure");
       if (e.color) { fig.style.borderColor = e.color; }
+      if (e.item) { fig.dataset.item = e.item; fig.classList.add("clickable"); fig.title = "open item " + e.item; }
       fig.appendChild(thumbnail(e.imageId, e.alt));
       var cap = document.createElement("figcaption");
       e.caption.forEach(function (line, i) { cap.appendChild(cell("span", line, i ? "muted" : "")); });
@@ -506,6 +510,7 @@
       if (s.image_id) { state.variantImages[s.name] = s.image_id; }
       return {
         imageId: s.image_id || null,
+        item: doc.item || null,
         alt: s.name,
         color: PALETTE[i % PALETTE.length],
         caption: [s.name, fmtPct(s.window_ctr, 1) + " of " + fmtInt(s.window_impressions)],
@@ -543,6 +548,7 @@
       return (list || []).map(function (c) {
         return {
           imageId: c.image_id || null,
+          item: c.item_id,
           alt: c.item_id + " " + c.variant,
           caption: [c.item_id + " · " + c.variant,
             fmtPct(c.ctr, 1) + " of " + fmtInt(c.impressions) + " (ranked " + fmtPct(c.score, 1) + ")"],
@@ -883,6 +889,167 @@
     hasData("panel-ab", true);
   }
 
+  // ---------------------------------------------------------------- why: drivers of the segment
+
+  var WHY_EVERY = 6; // refreshes between two readings of the drivers (each is a regression fit)
+
+  function whySegment() { return imageSegment() || "all"; }
+
+  function effectRows(list) {
+    return (list || []).map(function (e) {
+      return {
+        cls: e.significant ? "significant" : "",
+        cells: [
+          e.attribute,
+          { text: (e.lift >= 0 ? "+" : "") + fmtPct(e.lift, 0), cls: e.lift >= 0 ? "good" : "bad" },
+          "[" + fmtPct(e.lift_low, 0) + ", " + fmtPct(e.lift_high, 0) + "]",
+          e.unit,
+          fmtNum(e.q_value, 3) + (e.significant ? " ✓" : ""),
+        ],
+      };
+    });
+  }
+
+  function renderWhy(segment, doc, reason) {
+    setText("why-segment", segment === "all" ? "all segments" : segment);
+    var group = doc && doc.groups && doc.groups[0];
+    var rows = group ? effectRows(group.up).concat(effectRows(group.down)) : [];
+    table($("why-table"), ["attribute", "CTR lift", "95% interval", { text: "per", cls: "narrow-hide" }, "q"], rows);
+    if (group) {
+      setText("why-hint", group.skipped ? "not estimated: " + group.skipped :
+        fmtInt(group.impressions) + " impressions of " + fmtInt(group.images) + " images; variants of the same item compared, " +
+        "✓ holds at a false-discovery rate of " + fmtPct(doc.q, 0));
+    }
+    setEmpty("panel-why", reason ? "not available: " + reason : group && group.skipped ? group.skipped : "no data yet");
+    hasData("panel-why", rows.length > 0);
+  }
+
+  function refreshWhy(force) {
+    if (!available("/explain")) { return Promise.resolve(null); }
+    var segment = whySegment();
+    if (!force && state.whyFor === segment && state.refreshes % WHY_EVERY !== 0) { return Promise.resolve(null); }
+    state.whyFor = segment;
+    var path = "explain/" + encodeURIComponent(segment) + "?n=4";
+    return fetch(path, { headers: { Accept: "application/json" }, cache: "no-store" }).then(function (r) {
+      return r.json().then(function (body) { return { ok: r.ok, body: body }; });
+    }).then(function (res) {
+      if (state.whyFor !== segment) { return; }
+      guard("why", function () {
+        renderWhy(segment, res.ok ? res.body : null, res.ok ? null : String((res.body && res.body.detail) || "unavailable"));
+      });
+    }, function (err) { problem("/explain: " + (err && err.message ? err.message : String(err))); });
+  }
+
+  // ---------------------------------------------------------------- quality per audience
+
+  function renderQuality(doc) {
+    var segs = (doc && doc.available && doc.segments) || [];
+    var rows = segs.filter(function (s) { return s.judged || (s.flags || []).length; }).map(function (s) {
+      var flagged = (s.flags || []).length > 0;
+      return {
+        cls: flagged ? "flagged" : "",
+        cells: [
+          s.field + "=" + s.value,
+          { text: flagged ? s.flags.join(", ") : "ok", cls: flagged ? "bad" : "good" },
+          fmtNum(s.calibration, 2),
+          fmtNum(s.ne, 3),
+          { text: fmtPct(s.share, 1), cls: "narrow-hide" },
+        ],
+      };
+    });
+    rows.sort(function (a, b) { return (b.cls === "flagged") - (a.cls === "flagged"); });
+    table($("quality-table"), ["audience", "flags", "calibration", "NE", { text: "share", cls: "narrow-hide" }], rows);
+    var flagged = (doc && doc.flagged) || [];
+    setText("quality-flags", flagged.length ? "flagged: " + flagged.join(", ") : (doc && doc.available ? "nothing flagged" : ""));
+    if (doc && doc.available && doc.rules) {
+      setText("quality-hint", "the newest " + fmtInt(doc.examples) + " scored impressions; flagged when calibration is outside [" +
+        fmtNum(doc.rules.calibration_low, 2) + ", " + fmtNum(doc.rules.calibration_high, 2) + "] or NE beyond the model's by " +
+        fmtNum(doc.rules.ne_margin, 2) + ", once judged (" + fmtInt(doc.rules.min_impressions) + " impressions, " +
+        fmtInt(doc.rules.min_clicks) + " clicks)");
+    }
+    setEmpty("panel-quality", doc && doc.available ? "no audience value judged yet" : "no data yet");
+    hasData("panel-quality", rows.length > 0);
+  }
+
+  // ---------------------------------------------------------------- item view
+
+  function tagsText(v, doc) {
+    if (!v.tags) {
+      // the reason every variant shares is in the panel's hint once, not on every card
+      var own = v.description_missing && v.description_missing !== doc.descriptions_unavailable;
+      return "no tags" + (own ? ": " + v.description_missing : "");
+    }
+    return v.tags.slice(0, 3).map(function (t) { return t.label + " " + fmtPct(t.score, 0); }).join(", ");
+  }
+
+  function attributesText(v) {
+    if (!v.attributes) { return ""; }
+    return Object.keys(v.attributes).sort().map(function (k) {
+      var a = v.attributes[k];
+      return k + " " + (typeof a === "number" ? fmtNum(a, 2) : a);
+    }).join(" · ");
+  }
+
+  function renderItem(item, doc) {
+    setText("item-view-id", item || "–");
+    var list = $("item-suggestions");
+    clear(list);
+    ((doc && doc.suggestions) || []).forEach(function (s) {
+      list.appendChild(cell("li", s.text, "suggestion " + s.source));
+    });
+    if (doc && !(doc.suggestions || []).length) {
+      list.appendChild(cell("li", "no suggestion yet: no segment group has a winner" +
+        (doc.drivers_unavailable ? ", and no drivers (" + doc.drivers_unavailable + ")" : ""), "muted"));
+    }
+    var box = $("item-variants");
+    clear(box);
+    ((doc && doc.variants) || []).forEach(function (v) {
+      var card = document.createElement("div");
+      card.className = "variant-card";
+      var head = document.createElement("div");
+      head.className = "variant-head";
+      head.appendChild(v.image_id ? thumbnail(v.image_id, v.variant) : cell("span", v.variant, "thumb missing"));
+      var about = document.createElement("div");
+      about.appendChild(cell("strong", v.variant + (doc.control === v.variant ? " (control)" : "")));
+      about.appendChild(cell("div", tagsText(v, doc), "muted tags"));
+      about.appendChild(cell("div", attributesText(v), "muted attributes"));
+      head.appendChild(about);
+      card.appendChild(head);
+      var wrap = document.createElement("div");
+      wrap.className = "scroll";
+      var t = document.createElement("table");
+      t.className = "compact";
+      table(t, ["segment", "CTR", "predicted", { text: "impressions", cls: "narrow-hide" }], (v.segments || []).map(function (r) {
+        return { cells: [r.segment, fmtPct(r.ctr, 1), fmtPct(r.predicted_ctr, 1), fmtInt(r.impressions)] };
+      }));
+      wrap.appendChild(t);
+      card.appendChild(wrap);
+      box.appendChild(card);
+    });
+    var hint = "click an image, or pick an item: its variants, tags, CTR per segment (predicted beside it) and what to do";
+    if (doc && doc.descriptions_unavailable) { hint += " · tags: " + doc.descriptions_unavailable; }
+    setText("item-hint", hint);
+    hasData("panel-item", !!(doc && (doc.variants || []).length));
+  }
+
+  function refreshItem(item, force) {
+    if (!item || !available("/items")) { return Promise.resolve(null); }
+    if (!force && state.itemFor === item && state.refreshes % WHY_EVERY !== 0) { return Promise.resolve(null); }
+    state.itemFor = item;
+    return attempt("/items", getJSON("items/" + encodeURIComponent(item) + "?max_segments=6")).then(function (doc) {
+      if (state.itemFor !== item) { return; }
+      guard("item", function () { renderItem(item, doc); });
+    });
+  }
+
+  function openItem(item) {
+    state.viewItem = item;
+    refreshItem(item, true).then(function () {
+      var panel = $("panel-item");
+      if (panel && panel.scrollIntoView) { panel.scrollIntoView({ block: "nearest" }); }
+    });
+  }
+
   // ---------------------------------------------------------------- refresh loop
 
   function available(prefix) {
@@ -917,6 +1084,7 @@
       attempt("/series/ctr", getJSON(variantQuery())),
       attempt("/series/model", getJSON("series/model")),
       wantFleet ? attempt("/fleet", getJSON("fleet")) : Promise.resolve(null),
+      available("/quality") ? attempt("/quality", getJSON("quality")) : Promise.resolve(null),
     ];
     return Promise.all(jobs).then(function (docs) {
       guard("CTR by segment", function () { renderCtrSegment(docs[0]); });
@@ -924,8 +1092,11 @@
       guard("CTR by variant", function () { item = renderCtrVariant(docs[1]); });
       guard("model", function () { renderModel(docs[2]); });
       guard("fleet", function () { renderFleet(docs[3]); });
+      guard("quality", function () { renderQuality(docs[4]); });
       var more = [];
       if (state.refreshes % IMAGES_EVERY === 0 || state.imagesFor !== imageSegment()) { more.push(refreshImages()); }
+      more.push(refreshWhy(false));
+      more.push(refreshItem(state.viewItem || item, false));
       if (!item || !available("/ab")) {
         if (!available("/ab")) { missing.push("/ab"); }
         guard("A/B", function () { renderAb(item, null); });
@@ -963,7 +1134,13 @@
     setText("refresh-s", String(REFRESH_S));
     $("item-select").addEventListener("change", function (e) {
       state.item = e.target.value;
+      state.viewItem = e.target.value || null;
       refresh();
+    });
+    // a click on an image (or its caption) opens its item in the item view
+    document.querySelector("main").addEventListener("click", function (e) {
+      var fig = e.target && e.target.closest ? e.target.closest("figure[data-item]") : null;
+      if (fig) { openItem(fig.dataset.item); }
     });
     var smooth = $("ctr-smooth");
     smooth.value = String(state.smooth);

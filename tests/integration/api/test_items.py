@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from api.attribute_source import NO_ENCODER as NO_ATTRIBUTES
 from api.item_view import NO_ENCODER, CachedDescriptions
 from bertctr.harness.stack import EmbeddedStack
 from encoder_server.base import IMAGE_ENCODER
@@ -157,13 +158,13 @@ def test_an_items_page_shows_counts_predictions_verdicts_and_suggestions(
         bare = http.get(f"/items/{FOCUS}").json()
         assert bare["descriptions_unavailable"] == NO_ENCODER
         assert all(v["tags"] is None for v in bare["variants"])
-        assert bare["drivers_unavailable"] and "not wired" in bare["drivers_unavailable"]
+        assert bare["drivers_unavailable"] == NO_ATTRIBUTES
 
         app = http.app
         state = app.state.bertctr  # type: ignore[attr-defined]
 
-        async def tag() -> tuple[str | None, str | None]:
-            return TAG, None
+        async def tag() -> tuple[list[str], str | None]:
+            return [TAG], None
 
         described = Description((Tag("coffee mug", 0.81),), {"brightness": 0.7, "colour": "red"})
         key = KeySpace(prefix).description(IMAGE_ENCODER, TAG, _image(1, 0))
