@@ -73,6 +73,10 @@ def create_app(settings: Settings) -> StreamApp:
     if not settings.kafka_bootstrap:
         raise ValueError("BERTCTR_KAFKA_BOOTSTRAP must be set for a worker")
     joins = settings.worker_role != "learner"
+    # The broker_*, consumer_*, producer_*, topic_* and table_* settings below are
+    # inert while TasksOnly keeps Faust's Kafka clients off. They are kept: Faust
+    # still builds (never starts) its consumer from them, and they are what a
+    # Faust topic or table would need if one is ever added (with Kafka back on).
     app = faust.App(
         settings.app_id if joins else f"{settings.app_id}-learner",
         broker=f"kafka://{settings.kafka_bootstrap}",
