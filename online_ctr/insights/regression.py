@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 #: 95% intervals
 Z95 = float(stats.norm.ppf(0.975))
+#: a larger change in log-odds (a 5e8-fold lift) only comes from a separated fit in a
+#: tiny group; reported capped so that the reply stays finite JSON (its p-value says the rest)
+MAX_LOG_ODDS = 20.0
 
 
 @dataclass(frozen=True)
@@ -41,14 +44,16 @@ class RawEffect:
     @property
     def lift(self) -> float:
         """Relative CTR lift: exp(log-odds) - 1, exact for rare clicks."""
-        return math.expm1(self.log_odds)
+        return _lift(self.log_odds)
 
     @property
     def lift_interval(self) -> tuple[float, float]:
-        return (
-            math.expm1(self.log_odds - Z95 * self.se),
-            math.expm1(self.log_odds + Z95 * self.se),
-        )
+        return _lift(self.log_odds - Z95 * self.se), _lift(self.log_odds + Z95 * self.se)
+
+
+def _lift(log_odds: float) -> float:
+    """exp(x) - 1 with x capped at :data:`MAX_LOG_ODDS`, so a separated fit stays finite JSON."""
+    return math.expm1(max(-MAX_LOG_ODDS, min(MAX_LOG_ODDS, log_odds)))
 
 
 def fit_group(design: Design) -> list[RawEffect]:
@@ -67,6 +72,8 @@ def fit_group(design: Design) -> list[RawEffect]:
         estimate = float(contrast.vector @ params)
         variance = float(contrast.vector @ cov @ contrast.vector)
         se = math.sqrt(variance) if variance > 0 and math.isfinite(variance) else math.inf
+        if not math.isfinite(estimate):  # a failed fit in a tiny group: no evidence either way
+            estimate, se = 0.0, math.inf
         p = float(2.0 * stats.norm.sf(abs(estimate) / se)) if math.isfinite(se) else 1.0
         out.append(RawEffect(contrast, estimate, se, p))
     log.debug("group %s: %d effects from %d images", design.group, len(out), design.images)

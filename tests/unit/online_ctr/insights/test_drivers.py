@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+import json
+import math
+
 import numpy as np
 import pytest
 
 from online_ctr.insights import Effect, GroupCount, ImageAttributes, estimate_drivers
+from online_ctr.insights.design import Contrast
+from online_ctr.insights.regression import RawEffect
 from tests.unit.online_ctr.insights.synthetic import world
 
 
@@ -116,3 +121,18 @@ def test_for_group_orders_strongest_first() -> None:
     assert [abs(e.log_odds) for e in ranked] == sorted(
         (abs(e.log_odds) for e in ranked), reverse=True
     )
+
+
+@pytest.mark.parametrize("log_odds", [1000.0, -1000.0, 35.0])
+def test_a_separated_fit_reports_finite_lifts(log_odds: float) -> None:
+    """A separated fit's huge log-odds and infinite error still give finite JSON.
+
+    Found by the live page's first run: ``expm1`` of a separated fit's
+    log-odds raised ``OverflowError`` and ``/explain`` answered 500.
+    """
+    contrast = Contrast("colour=red", "tag", None, 3, np.zeros(2))
+    effect = RawEffect(contrast, log_odds, math.inf, 1.0)
+    values = (effect.lift, *effect.lift_interval)
+    assert all(math.isfinite(v) for v in values)
+    json.dumps(values, allow_nan=False)
+    assert effect.lift_interval[0] <= effect.lift <= effect.lift_interval[1]
