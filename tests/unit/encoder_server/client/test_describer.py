@@ -32,7 +32,7 @@ def fake_describe(items: Sequence[bytes]) -> tuple[Encoded, list[str]]:
 async def test_describe_maps_each_id_to_its_description_or_error() -> None:
     client = InMemoryEmbeddingClient(functions={IMAGE_ENCODER: lambda xs: fake_describe(xs)[0]})
     client.describe_fn = fake_describe
-    describer = Describer(client, Store())  # type: ignore[arg-type]
+    describer = Describer(client, Store())
     got = await describer.describe(["a", "gone", "bad", "a"])
     assert list(got) == ["a", "gone", "bad"]
     assert got["a"] == {

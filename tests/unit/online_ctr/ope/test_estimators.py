@@ -23,7 +23,9 @@ from online_ctr.ope import (
 Z = float(stats.norm.ppf(0.975))
 
 
-def unit(shown: str, reward: float, propensity: float = 0.5, q=(0.5, 0.5)) -> LoggedImpression:
+def unit(
+    shown: str, reward: float, propensity: float = 0.5, q: tuple[float, ...] = (0.5, 0.5)
+) -> LoggedImpression:
     return LoggedImpression("seg", "item", ("a", "b"), shown, propensity, reward, q)
 
 
@@ -115,7 +117,7 @@ def _world(seed: int, n: int) -> tuple[list[LoggedImpression], float]:
 
 def test_every_estimator_is_near_the_truth_and_its_interval_covers_it() -> None:
     covered = {"ips": 0, "snips": 0, "dr": 0}
-    errors = {"ips": [], "dr": []}
+    errors: dict[str, list[float]] = {"ips": [], "dr": []}
     runs = 100
     for seed in range(runs):
         units, truth = _world(seed, 1000)
