@@ -3,7 +3,7 @@
 An impression that carries a ``propensity`` (the probability the shown
 variant was chosen with, e.g. by ``POST /ab/{item_id}/allocate``) can be
 reweighted to stand for a policy that was never run. Three estimators, each
-with a 95% interval from the central limit theorem on its per-impression
+with a 95% studentised-bootstrap interval on its per-impression
 terms, the number of impressions and the effective sample size:
 
 * :mod:`~online_ctr.ope.ips` — inverse propensity scoring (unbiased, noisy);
@@ -24,8 +24,8 @@ Exceptions::
           └── NoOverlap          the target acts where the logging policy never does
 
 Anchors: Open Bandit Pipeline's estimators (``obp.ope``) and Vowpal
-Wabbit's ``--cb_type ips|dr``; the intervals here are CLT ones, not
-bootstrap (cheap, and checked for coverage in ``bench/insights_bench/ope.py``).
+Wabbit's ``--cb_type ips|dr``; the intervals are studentised-bootstrap ones, seeded
+(checked for coverage in ``bench/insights_bench/ope.py``).
 
 >>> from online_ctr.ope import LoggedImpression, UniformPolicy, evaluate
 >>> units = [LoggedImpression("s", "i", ("a", "b"), "a", 0.5, 1.0, (0.6, 0.2)),
@@ -39,7 +39,12 @@ from __future__ import annotations
 
 from online_ctr.ope.dr import doubly_robust
 from online_ctr.ope.errors import NoOverlap, OpeRefused, TooFewImpressions
-from online_ctr.ope.estimate import Estimate, clt_interval, effective_sample_size
+from online_ctr.ope.estimate import (
+    Estimate,
+    bootstrap_t_interval,
+    clt_interval,
+    effective_sample_size,
+)
 from online_ctr.ope.evaluate import ESTIMATORS, OpeReport, evaluate
 from online_ctr.ope.ips import ips
 from online_ctr.ope.logged import LoggedImpression
@@ -70,6 +75,7 @@ __all__ = [
     "TooFewImpressions",
     "UniformPolicy",
     "VariantPolicy",
+    "bootstrap_t_interval",
     "clt_interval",
     "doubly_robust",
     "effective_sample_size",

@@ -16,7 +16,7 @@ __all__ = ["doubly_robust"]
 
 
 def doubly_robust(terms: Terms) -> Estimate:
-    """The DR estimate of the target's CTR, with a CLT interval on its per-impression terms."""
+    """The DR estimate of the target's CTR, its bootstrap-t interval on the terms."""
     per_impression = terms.q_target + terms.weights * (terms.rewards - terms.q_shown)
     value, low, high = mean_interval(per_impression)
     return Estimate("dr", value, low, high, terms.n, effective_sample_size(terms.weights))

@@ -14,6 +14,6 @@ __all__ = ["ips"]
 
 
 def ips(terms: Terms) -> Estimate:
-    """The IPS estimate of the target's CTR, with a CLT interval on ``w_i r_i``."""
+    """The IPS estimate of the target's CTR, with a bootstrap-t interval on ``w_i r_i``."""
     value, low, high = mean_interval(terms.weights * terms.rewards)
     return Estimate("ips", value, low, high, terms.n, effective_sample_size(terms.weights))

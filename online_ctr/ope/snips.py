@@ -3,14 +3,15 @@
 Dividing by the realised weight mass instead of ``n`` trades a bias of
 order ``1/n`` for much less variance, and keeps the estimate inside the
 range of the rewards. Its interval is the delta method's: the ratio's
-standard error is that of the mean of ``w_i (r_i - V) / mean(w)``.
+standard error is that of the mean of ``w_i (r_i - V) / mean(w)``, and the
+interval is the bootstrap-t interval of that mean (zero) shifted to ``V``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from online_ctr.ope.estimate import Estimate, clt_interval, effective_sample_size
+from online_ctr.ope.estimate import Estimate, bootstrap_t_interval, effective_sample_size
 from online_ctr.ope.terms import Terms
 
 __all__ = ["snips"]
@@ -22,6 +23,6 @@ def snips(terms: Terms) -> Estimate:
     mean_w = float(np.mean(w))
     value = float(np.sum(w * r) / np.sum(w))
     influence = w * (r - value) / mean_w  # the ratio's linearisation, one term per impression
-    se = float(np.std(influence, ddof=1) / np.sqrt(terms.n))
-    low, high = clt_interval(value, se)
+    low, high = bootstrap_t_interval(influence - np.mean(influence))
+    low, high = value + low, value + high
     return Estimate("snips", value, low, high, terms.n, effective_sample_size(w))
