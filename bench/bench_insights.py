@@ -11,10 +11,11 @@ Two checks of issue 22, each against ground truth no production system has:
    to are the true nulls: the share of significant effects that are nulls is
    the false discovery rate (goal: at most the nominal q, 5%).
 2. **Off-policy evaluation** (:mod:`insights_bench.ope`): 50 seeded runs with
-   a Thompson logging policy and logged propensities; IPS, SNIPS and doubly
-   robust estimates of other policies' CTR against the true value
-   (``Simulator.policy_value``). Goals: the truth inside the 95% interval on
-   at least 90% of runs, and DR's error below IPS's.
+   a uniform logging policy and logged propensities (and 20 Thompson-logged
+   runs reported beside them); IPS, SNIPS and doubly robust estimates of
+   other policies' CTR against the true value (``Simulator.policy_value``).
+   Goals: the truth inside the 95% interval on at least 90% of runs, and
+   DR's error below IPS's.
 
 Prints a row per seed and per estimator and the time each part took; the
 last stdout line is one JSON object with ``drivers_spearman_mean``,
