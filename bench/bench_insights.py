@@ -75,7 +75,8 @@ def _ope(args: argparse.Namespace) -> dict[str, Any]:
             )
     print(
         f"ope: DR coverage {out['ope_coverage']:.2f} (goal >= 0.9); "
-        f"DR error / IPS error {out['dr_error_over_ips_error']:.3f} (goal < 1); "
+        f"DR error / IPS error {out['dr_error_over_ips_error']:.3f} (goal < 1), "
+        f"DRos {out['dr_variants_error_over_ips_error']['dros']:.3f}; "
         f"{out['seconds']:.0f} s"
     )
     return {k: v for k, v in out.items() if k != "runs"}

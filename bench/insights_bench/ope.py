@@ -44,6 +44,7 @@ from online_ctr.ope import (
     OpeRefused,
     TargetPolicy,
     VariantPolicy,
+    cross_fitted_rewards,
     evaluate,
     thompson_probabilities,
 )
@@ -55,7 +56,7 @@ __all__ = ["GOAL_COVERAGE", "run", "run_one"]
 
 #: the issue's goal: the truth inside the 95% interval on at least this share of runs
 GOAL_COVERAGE = 0.9
-ESTIMATORS = ("ips", "snips", "dr")
+ESTIMATORS = ("ips", "snips", "dr", "sndr", "dros", "dr_online", "dros_online")
 
 
 def _targets() -> dict[str, TargetPolicy]:
@@ -68,12 +69,13 @@ def _segment_key(segment: dict[str, str]) -> str:
 
 def _log(
     sim: Simulator, n_impressions: int, warmup: float
-) -> tuple[list[LoggedChoice], list[LoggedImpression]]:
-    """Replay the logged stream through a fresh model; the evaluated choices and their units."""
+) -> tuple[list[LoggedChoice], list[LoggedImpression], list[LoggedImpression]]:
+    """Replay the logged stream through a fresh model: the evaluated choices, their units,
+    and the warm-up's units (``predicted`` zero: they only train the cell model)."""
     list(sim.messages(n_impressions))
     learner = Learner(make_model("default"), window_s=sim.config.attribution_window_s)
     start = int(warmup * len(sim.logged))
-    choices, units = [], []
+    choices, units, warm = [], [], []
     for i, choice in enumerate(sim.logged):
         request = RankingRequest(
             segment=choice.segment,
@@ -83,27 +85,29 @@ def _log(
             ts=choice.ts,
         )
         candidates = [sim.make_impression(request, v) for v in choice.candidates]
-        if i >= start:
-            q = tuple(learner.predict(c) for c in candidates)
+        evaluated = i >= start
+        q = tuple(learner.predict(c) if evaluated else 0.0 for c in candidates)
+        unit = LoggedImpression(
+            segment=_segment_key(choice.segment),
+            item_id=choice.item_id,
+            candidates=choice.candidates,
+            shown=choice.shown,
+            propensity=choice.propensity,
+            reward=float(choice.clicked),
+            predicted=q,
+            logging=choice.probabilities,
+        )
+        if evaluated:
             choices.append(choice)
-            units.append(
-                LoggedImpression(
-                    segment=_segment_key(choice.segment),
-                    item_id=choice.item_id,
-                    candidates=choice.candidates,
-                    shown=choice.shown,
-                    propensity=choice.propensity,
-                    reward=float(choice.clicked),
-                    predicted=q,
-                    logging=choice.probabilities,
-                )
-            )
+            units.append(unit)
+        else:
+            warm.append(unit)
         shown = candidates[choice.candidates.index(choice.shown)]
         labelled = LabelledImpression.from_impression(
             shown, clicked=choice.clicked, click_delay_s=None, late=False, labelled_at=choice.ts
         )
         learner.predict_then_learn(labelled, scored=False)
-    return choices, units
+    return choices, units, warm
 
 
 def run_one(
@@ -112,8 +116,14 @@ def run_one(
     warmup: float = 0.5,
     min_propensity: float = 0.05,
     logging: LoggingPolicy = "uniform",
+    cell_prior: bool = True,
 ) -> dict[str, Any]:
-    """One seeded simulation: per target and estimator, the estimate, interval and truth."""
+    """One seeded simulation: per target and estimator, the estimate, interval and truth.
+
+    ``dr``, ``sndr`` and ``dros`` use the cross-fitted cell model as ``q``
+    (trained on the other fold and, with ``cell_prior``, the warm-up);
+    ``dr_online`` and ``dros_online`` the online model's predictions.
+    """
     t0 = time.perf_counter()
     config = SimConfig(
         seed=seed,
@@ -125,7 +135,8 @@ def run_one(
     )
     allocator = functools.partial(thompson_probabilities, min_propensity=min_propensity, draws=1000)
     sim = Simulator(config, allocator=allocator)
-    choices, units = _log(sim, n_impressions, warmup)
+    choices, units, warm = _log(sim, n_impressions, warmup)
+    cell_q = cross_fitted_rewards(units, prior_units=warm if cell_prior else (), seed=seed)
     row: dict[str, Any] = {"seed": seed, "n": len(units), "targets": {}}
     for name, policy in _targets().items():
 
@@ -143,10 +154,16 @@ def run_one(
             )
         )
         try:
-            report = evaluate(units, policy, min_impressions=100)
+            report = evaluate(units, policy, min_impressions=100, rewards_model=cell_q)
+            online = evaluate(units, policy, min_impressions=100)
         except OpeRefused as exc:
             row["targets"][name] = {"truth": truth, "refused": exc.reason}
             continue
+        estimates = {
+            **report.estimates,
+            "dr_online": online.estimates["dr"],
+            "dros_online": online.estimates["dros"],
+        }
         row["targets"][name] = {
             "truth": truth,
             "logged_ctr": report.logged_ctr,
@@ -160,7 +177,7 @@ def run_one(
                     "truth_above": truth > e.ci_high,
                     "abs_error": abs(e.value - truth),
                 }
-                for est, e in report.estimates.items()
+                for est, e in estimates.items()
             },
         }
     row["seconds"] = time.perf_counter() - t0
@@ -184,11 +201,14 @@ def _summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "mean_ess": float(np.mean([d["dr"]["ess"] for d in done])),
         }
     headline = per_target["model"]
-    ratio = headline["mean_abs_error"]["dr"] / headline["mean_abs_error"]["ips"]
+    errors = headline["mean_abs_error"]
+    ratios = {e: errors[e] / errors["ips"] for e in ESTIMATORS if e.startswith(("dr", "sndr"))}
+    ratio = ratios["dr"]
     return {
         "ope_coverage": headline["coverage"]["dr"],
         "ope_coverage_by_estimator": headline["coverage"],
         "dr_error_over_ips_error": ratio,
+        "dr_variants_error_over_ips_error": ratios,
         "by_target": per_target,
         "goals": {
             "coverage_at_least_90pct": all(  # uniform-logging targets only
@@ -198,6 +218,7 @@ def _summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 for e in ESTIMATORS
             ),
             "dr_beats_ips": ratio < 1.0,
+            "dros_beats_ips": ratios["dros"] < 1.0,
         },
     }
 

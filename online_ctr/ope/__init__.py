@@ -2,14 +2,22 @@
 
 An impression that carries a ``propensity`` (the probability the shown
 variant was chosen with, e.g. by ``POST /ab/{item_id}/allocate``) can be
-reweighted to stand for a policy that was never run. Three estimators, each
+reweighted to stand for a policy that was never run. Five estimators, each
 with a 95% studentised-bootstrap interval on its per-impression
 terms, the number of impressions and the effective sample size:
 
 * :mod:`~online_ctr.ope.ips` — inverse propensity scoring (unbiased, noisy);
 * :mod:`~online_ctr.ope.snips` — self-normalised IPS (a little biased, steadier);
 * :mod:`~online_ctr.ope.dr` — doubly robust: the CTR model's prediction plus
-  an IPS correction of its error (unbiased when the propensities are right).
+  an IPS correction of its error (unbiased when the propensities are right);
+* :mod:`~online_ctr.ope.sndr` — self-normalised DR (its correction divided by
+  the weight mass);
+* :mod:`~online_ctr.ope.dros` — DR with optimised shrinkage of the weights
+  (less of the click's noise for a bounded bias; the interval widened by it).
+
+DR's reward model ``q`` is the units' ``predicted`` (the served model) or,
+passed as ``rewards_model``, :func:`~online_ctr.ope.cell_model.cross_fitted_rewards`:
+shrunk cell click rates, cross-fitted so that ``q`` never saw its reward.
 
 The rest, one concept each: :mod:`~online_ctr.ope.logged` (the logged unit),
 :mod:`~online_ctr.ope.policies` (target policies), :mod:`~online_ctr.ope.terms`
@@ -37,7 +45,9 @@ Wabbit's ``--cb_type ips|dr``; the intervals are studentised-bootstrap ones, see
 
 from __future__ import annotations
 
+from online_ctr.ope.cell_model import DEFAULT_GROUP_FIELDS, CellModel, cross_fitted_rewards
 from online_ctr.ope.dr import doubly_robust
+from online_ctr.ope.dros import LAMBDA_GRID, dr_shrinkage, shrinkage_terms
 from online_ctr.ope.errors import NoOverlap, OpeRefused, TooFewImpressions
 from online_ctr.ope.estimate import (
     Estimate,
@@ -57,12 +67,16 @@ from online_ctr.ope.policies import (
     parse_policy,
     thompson_probabilities,
 )
+from online_ctr.ope.sndr import self_normalised_dr
 from online_ctr.ope.snips import snips
 from online_ctr.ope.terms import DEFAULT_MIN_IMPRESSIONS, Terms, prepare
 
 __all__ = [
+    "DEFAULT_GROUP_FIELDS",
     "DEFAULT_MIN_IMPRESSIONS",
     "ESTIMATORS",
+    "LAMBDA_GRID",
+    "CellModel",
     "Estimate",
     "GreedyPolicy",
     "LoggedImpression",
@@ -77,12 +91,16 @@ __all__ = [
     "VariantPolicy",
     "bootstrap_t_interval",
     "clt_interval",
+    "cross_fitted_rewards",
     "doubly_robust",
+    "dr_shrinkage",
     "effective_sample_size",
     "evaluate",
     "ips",
     "parse_policy",
     "prepare",
+    "self_normalised_dr",
+    "shrinkage_terms",
     "snips",
     "thompson_probabilities",
 ]

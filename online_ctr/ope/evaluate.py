@@ -18,10 +18,12 @@ from typing import Any
 import numpy as np
 
 from online_ctr.ope.dr import doubly_robust
+from online_ctr.ope.dros import dr_shrinkage
 from online_ctr.ope.estimate import Estimate
 from online_ctr.ope.ips import ips
 from online_ctr.ope.logged import LoggedImpression
 from online_ctr.ope.policies import TargetPolicy
+from online_ctr.ope.sndr import self_normalised_dr
 from online_ctr.ope.snips import snips
 from online_ctr.ope.terms import (
     DEFAULT_MAX_UNSUPPORTED_SHARE,
@@ -37,6 +39,8 @@ ESTIMATORS: dict[str, Callable[[Terms], Estimate]] = {
     "ips": ips,
     "snips": snips,
     "dr": doubly_robust,
+    "sndr": self_normalised_dr,
+    "dros": dr_shrinkage,
 }
 
 
@@ -65,13 +69,18 @@ def evaluate(
     *,
     min_impressions: int = DEFAULT_MIN_IMPRESSIONS,
     max_unsupported_share: float = DEFAULT_MAX_UNSUPPORTED_SHARE,
+    rewards_model: Sequence[Sequence[float]] | None = None,
 ) -> OpeReport:
-    """IPS, SNIPS and DR of ``policy`` on ``units``; refuses as :func:`.terms.prepare` does."""
+    """Every estimator of ``policy`` on ``units``; refuses as :func:`.terms.prepare` does.
+
+    ``rewards_model``: DR's ``q`` instead of the units' ``predicted`` (see ``prepare``).
+    """
     terms = prepare(
         units,
         policy,
         min_impressions=min_impressions,
         max_unsupported_share=max_unsupported_share,
+        rewards_model=rewards_model,
     )
     return OpeReport(
         policy=policy.name,

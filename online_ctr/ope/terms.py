@@ -64,8 +64,13 @@ def prepare(
     *,
     min_impressions: int = DEFAULT_MIN_IMPRESSIONS,
     max_unsupported_share: float = DEFAULT_MAX_UNSUPPORTED_SHARE,
+    rewards_model: Sequence[Sequence[float]] | None = None,
 ) -> Terms:
     """The :class:`Terms` of ``units`` under ``policy``, or a refusal.
+
+    ``rewards_model``, aligned with ``units`` and their candidates, replaces
+    ``predicted`` as DR's ``q`` (e.g. :func:`.cell_model.cross_fitted_rewards`);
+    the policy still reads ``predicted`` (``model`` stays the served model's choice).
 
     Raises
     ------
@@ -85,9 +90,13 @@ def prepare(
     q_target = np.empty(n)
     rewards = np.fromiter((u.reward for u in units), dtype=np.float64, count=n)
     unsupported = 0.0
+    if rewards_model is not None and len(rewards_model) != n:
+        raise ValueError(f"rewards_model has {len(rewards_model)} rows for {n} units")
     for i, u in enumerate(units):
         pi = policy.probabilities(u)
-        q = np.asarray(u.predicted, dtype=np.float64)
+        q = np.asarray(u.predicted if rewards_model is None else rewards_model[i], dtype=np.float64)
+        if len(q) != len(u.candidates):
+            raise ValueError(f"rewards_model row {i} has {len(q)} values for {len(u.candidates)}")
         if u.logging is not None:
             supported = np.asarray(u.logging) > 0
         else:

@@ -9,6 +9,7 @@ import pytest
 from scipy import stats
 
 from online_ctr.ope import (
+    ESTIMATORS,
     GreedyPolicy,
     LoggedImpression,
     UniformPolicy,
@@ -144,8 +145,8 @@ def _world(seed: int, n: int) -> tuple[list[LoggedImpression], float]:
 
 
 def test_every_estimator_is_near_the_truth_and_its_interval_covers_it() -> None:
-    covered = {"ips": 0, "snips": 0, "dr": 0}
-    errors: dict[str, list[float]] = {"ips": [], "dr": []}
+    covered = dict.fromkeys(ESTIMATORS, 0)
+    errors: dict[str, list[float]] = {"ips": [], "dr": [], "sndr": []}
     runs = 100
     for seed in range(runs):
         units, truth = _world(seed, 1000)
@@ -158,3 +159,4 @@ def test_every_estimator_is_near_the_truth_and_its_interval_covers_it() -> None:
         # ~95% expected; 100 runs leave a binomial sd of ~2 points (the bench checks 90% at scale)
         assert hits / runs >= 0.90, (name, hits)
     assert np.mean(errors["dr"]) < np.mean(errors["ips"])
+    assert np.mean(errors["sndr"]) < np.mean(errors["ips"])
