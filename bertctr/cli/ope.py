@@ -5,7 +5,10 @@ closed, as ``bertctr finetune`` does), keeps those that carry a
 ``propensity``, scores every candidate variant of each with the served
 model (the newest snapshot's champion, embeddings through the cache and
 Triton when ``BERTCTR_TRITON_URL`` is set), and estimates the target
-policy's CTR with IPS, SNIPS and doubly robust (:mod:`online_ctr.ope`).
+policy's CTR with IPS, SNIPS and the doubly robust family (DR, SNDR, DRos;
+:mod:`online_ctr.ope`). DR's reward model ``q`` is the served model, or with
+``--reward-model cells`` shrunk cell click rates cross-fitted on the same
+window (then the served model is loaded only for ``--policy model``).
 An item's candidates are the variants shown for it, with a propensity, in
 the window. Exit 0 with the estimates, 3 when the estimate is refused (too
 few impressions, no overlap; the reason on stderr), 2 when it cannot run.
@@ -24,23 +27,36 @@ from collections.abc import Callable, Sequence
 from bertctr.cli.common import Subparsers, run_async
 from online_ctr.learner import Embedding
 from online_ctr.ope import (
+    DEFAULT_GROUP_FIELDS,
     DEFAULT_MIN_IMPRESSIONS,
     LoggedImpression,
     OpeRefused,
     OpeReport,
     TooFewImpressions,
+    cross_fitted_rewards,
     evaluate,
     parse_policy,
 )
 from schemas.events import Impression, LabelledImpression, Segment
 from schemas.settings import Settings
 
-__all__ = ["add_commands", "candidates_by_item", "cmd_ope", "logged_units", "parse_since"]
+__all__ = [
+    "REWARD_MODELS",
+    "add_commands",
+    "candidates_by_item",
+    "cmd_ope",
+    "logged_units",
+    "parse_since",
+    "rewards_model",
+]
 
 log = logging.getLogger(__name__)
 
 #: the served model's click probabilities of candidates for a segment at a time
 Scorer = Callable[[Segment, float, Sequence[Impression]], list[float]]
+
+#: DR's reward model: the served model's predictions, or cross-fitted cell rates
+REWARD_MODELS = ("served", "cells")
 
 
 def parse_since(text: str, now: float | None = None) -> float:
@@ -105,6 +121,22 @@ def logged_units(examples: Sequence[LabelledImpression], score: Scorer) -> list[
     return units
 
 
+def rewards_model(
+    units: Sequence[LoggedImpression], kind: str, fields: Sequence[str] = DEFAULT_GROUP_FIELDS
+) -> list[tuple[float, ...]] | None:
+    """DR's ``q`` for ``units``: ``None`` (the units' served predictions) or cross-fitted cells."""
+    if kind == "served":
+        return None
+    if kind == "cells":
+        return cross_fitted_rewards(units, group=tuple(fields))
+    raise ValueError(f"unknown reward model {kind!r}; one of: {', '.join(REWARD_MODELS)}")
+
+
+def _unscored(segment: Segment, ts: float, candidates: Sequence[Impression]) -> list[float]:
+    """No served model: every candidate 0 (cells as ``q``, a policy that reads no model)."""
+    return [0.0] * len(candidates)
+
+
 async def _scorer(settings: Settings, examples: Sequence[LabelledImpression]) -> Scorer:
     """The served model's scorer, with each candidate image's embeddings looked up once."""
     from online_ctr.frozen import batch_predictor
@@ -156,9 +188,17 @@ async def _run(settings: Settings, args: argparse.Namespace) -> OpeReport:
     )
     if len(with_propensity) < max(args.min_impressions, 2):  # refuse before loading a model
         raise TooFewImpressions(len(with_propensity), max(args.min_impressions, 2))
-    units = logged_units(with_propensity, await _scorer(settings, with_propensity))
+    needs_model = args.reward_model == "served" or args.policy == "model"
+    scorer = await _scorer(settings, with_propensity) if needs_model else _unscored
+    units = logged_units(with_propensity, scorer)
     policy = parse_policy(args.policy, units)
-    return evaluate(units, policy, min_impressions=args.min_impressions)
+    fields = [f.strip() for f in args.cell_fields.split(",") if f.strip()]
+    return evaluate(
+        units,
+        policy,
+        min_impressions=args.min_impressions,
+        rewards_model=rewards_model(units, args.reward_model, fields),
+    )
 
 
 def cmd_ope(args: argparse.Namespace, settings: Settings) -> int:
@@ -204,6 +244,19 @@ def add_commands(sub: Subparsers) -> None:
         type=int,
         default=DEFAULT_MIN_IMPRESSIONS,
         help="refuse with fewer propensity-carrying impressions (default %(default)s)",
+    )
+    ope.add_argument(
+        "--reward-model",
+        choices=REWARD_MODELS,
+        default="served",
+        help="DR's reward model: served (the served model's predictions; in-sample) or cells "
+        "(shrunk click rates per item x variant x segment group, cross-fitted on the window: "
+        "no model snapshot needed unless --policy model) (default %(default)s)",
+    )
+    ope.add_argument(
+        "--cell-fields",
+        default=",".join(DEFAULT_GROUP_FIELDS),
+        help="segment fields of the cells' middle level, comma-separated (default %(default)s)",
     )
     ope.add_argument("--json", action="store_true", help="one JSON object on stdout")
     ope.set_defaults(func=cmd_ope)

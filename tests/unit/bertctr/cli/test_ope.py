@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from bertctr.cli.main import build_parser
-from bertctr.cli.ope import logged_units, parse_since, render_table
+from bertctr.cli.ope import logged_units, parse_since, render_table, rewards_model
 from online_ctr.ope import UniformPolicy, evaluate
 from schemas.events import Impression, LabelledImpression, Segment
 
@@ -65,7 +65,8 @@ def test_report_renders_as_a_table_and_as_the_documented_json() -> None:
     report = evaluate(units, UniformPolicy(), min_impressions=10)
     table = render_table(report)
     assert table.splitlines()[0].startswith("policy uniform: 20 logged impressions")
-    assert [line.split()[0] for line in table.splitlines()[2:]] == ["ips", "snips", "dr"]
+    rows = [line.split()[0] for line in table.splitlines()[2:]]
+    assert rows == ["ips", "snips", "dr", "sndr", "dros"]
     doc = json.loads(json.dumps(report.as_dict()))
     assert set(doc) == {"policy", "n", "logged_ctr", "estimators"}
     assert set(doc["estimators"]["dr"]) == {"estimate", "ci_low", "ci_high", "n", "ess"}
@@ -74,3 +75,29 @@ def test_report_renders_as_a_table_and_as_the_documented_json() -> None:
 def test_the_command_is_registered() -> None:
     args = build_parser().parse_args(["ope", "--policy", "variant=v0", "--since", "1h", "--json"])
     assert (args.policy, args.json, args.min_impressions) == ("variant=v0", True, 500)
+
+
+def test_reward_model_option_and_the_cells_it_fits() -> None:
+    args = build_parser().parse_args(["ope", "--policy", "uniform"])
+    assert (args.reward_model, args.cell_fields) == ("served", "taste")
+    args = build_parser().parse_args(
+        ["ope", "--policy", "uniform", "--reward-model", "cells", "--cell-fields", "taste,device"]
+    )
+    assert (args.reward_model, args.cell_fields) == ("cells", "taste,device")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["ope", "--policy", "uniform", "--reward-model", "oracle"])
+
+    # v0 clicked every third time, v1 never: the cells tell them apart, the served q is kept
+    examples = [
+        labelled(n, "v0" if n % 2 else "v1", 0.5, n % 2 == 1 and n % 3 == 0) for n in range(200)
+    ]
+    units = logged_units(examples, lambda s, t, cs: [0.2] * len(cs))
+    assert rewards_model(units, "served") is None
+    q = rewards_model(units, "cells", ["device"])
+    assert q is not None and len(q) == len(units)
+    assert all(row[0] > row[1] for row in q)  # candidates sorted: v0, v1
+    report = evaluate(units, UniformPolicy(), min_impressions=10, rewards_model=q)
+    served = evaluate(units, UniformPolicy(), min_impressions=10)
+    assert report.estimates["dr"].value != served.estimates["dr"].value
+    with pytest.raises(ValueError, match="unknown reward model"):
+        rewards_model(units, "oracle")
