@@ -41,7 +41,7 @@ def test_rows_from_the_commands_json_lines(tmp_path: Path) -> None:
     out.write_text("".join(json.dumps(r.as_dict()) + "\n" for r in reports))
     rows = read_ope_file(out)
     assert [(r["policy"], r["estimator"]) for r in rows] == [
-        (r.policy, name) for r in reports for name in ("ips", "snips", "dr")
+        (r.policy, name) for r in reports for name in ("ips", "snips", "dr", "sndr", "dros")
     ]
     for row in rows:
         report = next(r for r in reports if r.policy == row["policy"])
