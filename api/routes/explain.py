@@ -4,8 +4,10 @@ Counts come from the live counters per (item, variant, segment), each
 variant's image from ``idx:media``; each image's attributes from the app's
 :class:`~online_ctr.insights.AttributeSource` (``app.state.attribute_source``,
 set in :func:`api.app.create_app`). Until a source knows some of the counted
-images the answer is a 503 that says why, never an empty "nothing drives
-clicks". The estimate (:func:`online_ctr.insights.estimate_drivers`) covers
+images the answer is ``available: false`` with the ``reason``, never an empty
+"nothing drives clicks"; a 200, since a young stream with nothing to explain
+yet is a state, not a server failure (schemathesis counts every 5xx as one).
+The estimate (:func:`online_ctr.insights.estimate_drivers`) covers
 every segment group at once, so q-values are the same whichever audience is
 asked about. Only the :data:`MAX_ITEMS` busiest items are read, so a request
 stays bounded however large the catalogue.
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import redis.asyncio as aioredis
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
@@ -42,7 +44,7 @@ router = APIRouter(tags=["insights"])
 
 #: items read per request: the busiest by impressions
 MAX_ITEMS = 500
-#: why /explain answers 503 until an attribute source is wired
+#: why /explain is unavailable until an attribute source is wired
 NO_SOURCE = "no image attribute source is configured (the attribute cache is not wired yet)"
 #: effects listed per direction at most
 MAX_TOP = 50
@@ -91,11 +93,15 @@ class ExplainResponse(BaseModel):
     q: float = Field(description="The false-discovery rate significance is held to.")
     within_items: bool = Field(description="Effects compare variants of the same item.")
     items_read: int = Field(description=f"Items whose counters were read (at most {MAX_ITEMS}).")
+    available: bool = Field(
+        default=True, description="False when nothing can be estimated yet; `reason` says why."
+    )
+    reason: str | None = Field(default=None, description="Why nothing is estimated (or null).")
     groups: list[GroupDrivers]
 
 
-class Unavailable(BaseModel):
-    """Why no effect can be estimated now."""
+class NotFound(BaseModel):
+    """Which segment matched nothing."""
 
     detail: str
 
@@ -206,21 +212,41 @@ def _group(drivers: Drivers, group: str, n: int, significant_only: bool) -> Grou
     )
 
 
+class _Unavailable(Exception):
+    """Nothing to estimate with yet; the reply says why (``available: false``)."""
+
+    def __init__(self, reason: str, items_read: int = 0) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.items_read = items_read
+
+
+def _unavailable(view: View, q: float, why: _Unavailable) -> ExplainResponse:
+    return ExplainResponse(
+        view=view,
+        q=q,
+        within_items=True,
+        items_read=why.items_read,
+        available=False,
+        reason=why.reason,
+        groups=[],
+    )
+
+
 async def _explain(
     state: ApiState, source: AttributeSource, segment: str | None, q: float, view: View
 ) -> tuple[Drivers, int]:
     reason = source.unavailable_reason
     if reason is not None:
-        raise HTTPException(status_code=503, detail=reason)
+        raise _Unavailable(reason)
     cells, items_read = await read_cells(state.redis, state.keys, view)
     if not cells:
-        raise HTTPException(status_code=503, detail="no impressions counted yet")
+        raise _Unavailable("no impressions counted yet")
     images = sorted({c.image_id for c in cells})
     attributes = await source.attributes(images)
     if not attributes:
-        raise HTTPException(
-            status_code=503,
-            detail=f"no attributes known for any of the {len(images)} counted images yet",
+        raise _Unavailable(
+            f"no attributes known for any of the {len(images)} counted images yet", items_read
         )
     counts = roll_up(cells, [segment] if segment is not None else [])
     if segment is not None and not any(c.group == segment for c in counts):
@@ -231,12 +257,11 @@ async def _explain(
 
 _Q = Annotated[float, Query(gt=0, lt=1, description="False-discovery rate (Benjamini-Hochberg).")]
 _N = Annotated[int, Query(ge=1, le=MAX_TOP, description="Effects per direction.")]
-_RESPONSES: dict[int | str, dict[str, Any]] = {
-    503: {"model": Unavailable, "description": "No attributes (or no counts) to explain with."}
-}
+#: ``all`` or ``field=value`` pairs joined by commas (a segment group, or a segment key)
+SEGMENT_PATTERN = r"^(all|[^=,]+=[^=,]+(,[^=,]+=[^=,]+)*)$"
 
 
-@router.get("/explain", response_model=ExplainResponse, responses=_RESPONSES)
+@router.get("/explain", response_model=ExplainResponse)
 async def explain_all(
     state: Annotated[ApiState, Depends(api_state)],
     source: Annotated[AttributeSource, Depends(attribute_source)],
@@ -253,7 +278,10 @@ async def explain_all(
     pair. Effects compare variants of the same item; they are associations
     on logged traffic, causal as far as the shown variant was randomised.
     """
-    drivers, items_read = await _explain(state, source, None, q, view)
+    try:
+        drivers, items_read = await _explain(state, source, None, q, view)
+    except _Unavailable as why:
+        return _unavailable(view, q, why)
     groups = sorted(g.group for g in drivers.groups)
     groups.sort(key=lambda g: g != ALL)
     return ExplainResponse(
@@ -268,7 +296,7 @@ async def explain_all(
 @router.get(
     "/explain/{segment}",
     response_model=ExplainResponse,
-    responses={**_RESPONSES, 404: {"model": Unavailable, "description": "No segment matches."}},
+    responses={404: {"model": NotFound, "description": "No segment matches."}},
 )
 async def explain_segment(
     state: Annotated[ApiState, Depends(api_state)],
@@ -278,6 +306,7 @@ async def explain_segment(
         Path(
             min_length=1,
             max_length=1024,
+            pattern=SEGMENT_PATTERN,
             description="A segment group (taste=t1, device=mobile, all) or a segment key "
             "(device=mobile,geo=DE,taste=t1).",
         ),
@@ -288,11 +317,12 @@ async def explain_segment(
     view: Literal["live", "settled"] = "live",
 ) -> ExplainResponse:
     """What drives clicks for one audience (see ``GET /explain``; the same q-values)."""
-    if group_fields(segment) is None:
-        raise HTTPException(
-            status_code=422, detail="segment must be 'all' or field=value pairs (taste=t1)"
-        )
-    drivers, items_read = await _explain(state, source, segment, q, view)
+    if group_fields(segment) is None:  # a field named twice: no segment can match it
+        raise HTTPException(status_code=404, detail=f"no counted segment matches {segment!r}")
+    try:
+        drivers, items_read = await _explain(state, source, segment, q, view)
+    except _Unavailable as why:
+        return _unavailable(view, q, why)
     return ExplainResponse(
         view=view,
         q=q,

@@ -935,7 +935,9 @@
     }).then(function (res) {
       if (state.whyFor !== segment) { return; }
       guard("why", function () {
-        renderWhy(segment, res.ok ? res.body : null, res.ok ? null : String((res.body && res.body.detail) || "unavailable"));
+        var ok = res.ok && res.body && res.body.available !== false;
+        var why = res.ok ? (res.body && res.body.reason) : (res.body && res.body.detail);
+        renderWhy(segment, ok ? res.body : null, ok ? null : String(why || "unavailable"));
       });
     }, function (err) { problem("/explain: " + (err && err.message ? err.message : String(err))); });
   }

@@ -104,8 +104,14 @@ def test_without_attributes_explain_says_why(
     with _app(stack, prefix, tmp_path) as http:
         response = http.get("/explain")
         # the describer's cache is wired, but without an encoder its cache tag is unknown
-        assert response.status_code == 503 and response.json()["detail"] == NO_ENCODER
-        assert http.get("/explain/device=mobile").status_code == 503
+        body = response.json()
+        assert response.status_code == 200 and body["available"] is False
+        assert body["reason"] == NO_ENCODER and body["groups"] == []
+        mobile = http.get("/explain/device=mobile")
+        assert mobile.status_code == 200 and mobile.json()["reason"] == NO_ENCODER
+        # a malformed segment is refused by the path's pattern; a field named twice matches nothing
+        assert http.get("/explain/nonsense").status_code == 422
+        assert http.get("/explain/taste=t1,taste=t2").status_code == 404
 
 
 def test_explain_finds_what_each_audience_clicks(
@@ -117,7 +123,9 @@ def test_explain_finds_what_each_audience_clicks(
         # counts, but none of their images measured yet
         http.app.state.attribute_source = StaticAttributes({})  # type: ignore[attr-defined]
         response = http.get("/explain")
-        assert response.status_code == 503 and "no attributes known" in response.json()["detail"]
+        body = response.json()
+        assert response.status_code == 200 and body["available"] is False
+        assert "no attributes known" in body["reason"] and body["items_read"] > 0
 
         http.app.state.attribute_source = StaticAttributes(attributes)  # type: ignore[attr-defined]
         mobile = http.get("/explain/device=mobile").json()

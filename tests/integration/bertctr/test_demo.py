@@ -37,6 +37,7 @@ SERVE_EVENTS = 1500
 SUMMARY = "bertctr demo (seed"
 
 
+@pytest.mark.timeout(600)  # a 6,000-event demo with Triton: ~250-310 s on 2 shared cores
 def test_demo_accounts_for_every_message_and_learns(stack: EmbeddedStack) -> None:
     env = {**os.environ, **stack.env()}
     out = subprocess.run(
