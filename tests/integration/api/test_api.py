@@ -118,6 +118,10 @@ def scenario(stack: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory) -> 
         {
             "BERTCTR_ATTRIBUTION_WINDOW_S": "30",
             **REPLAY,
+            # REPLAY's 2000x idle clock passes the late-click horizon (a day) after 43 idle
+            # wall seconds, and the schemathesis run between two batches takes longer, so a
+            # later batch would be refused as too_old; at 100x windows still close in 0.3 s
+            "BERTCTR_IDLE_CLOCK_RATE": "100",
             "BERTCTR_CHECKPOINT_IDLE_S": "1",
             "BERTCTR_API_MODEL_POLL_S": "0.5",
             "BERTCTR_API_MAX_CANDIDATES": str(MAX_CANDIDATES),
