@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from bertctr.finetune_data import Window, complete, gather, read_window
+from bertctr.times import parse_duration
 from encoder_server.base import IMAGE_ENCODER
 from encoder_server.projection import Projection
 from encoder_server.serving.repository import EncoderRepository, VersionInfo
@@ -81,16 +81,6 @@ EXIT_REFUSED = 3
 #: published, but the running Triton did not serve it: not announced
 EXIT_NOT_SERVED = 4
 STATE_FILE = "finetune-state.json"
-
-_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0}
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in ``90s``, ``30m``, ``6h``, ``1d`` or a plain number of seconds."""
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([smhd]?)\s*", text)
-    if match is None:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 90s, 30m, 6h, 1d)")
-    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
 
 
 @dataclass

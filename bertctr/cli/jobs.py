@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bertctr.cli.common import Subparsers, run_async
 from bertctr.cli.progress import Bar, Progress
+from bertctr.times import parse_time
 from schemas.settings import Settings
 
 __all__ = ["add_commands", "cmd_finetune", "cmd_simulate"]
@@ -16,13 +17,7 @@ __all__ = ["add_commands", "cmd_finetune", "cmd_simulate"]
 
 def _time_arg(text: str) -> float:
     """Epoch seconds, or an ISO 8601 time (UTC if it names no zone)."""
-    from datetime import UTC, datetime
-
-    try:
-        return float(text)
-    except ValueError:
-        parsed = datetime.fromisoformat(text)
-        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+    return parse_time(text)
 
 
 def cmd_finetune(args: argparse.Namespace, settings: Settings) -> int:

@@ -19,12 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import sys
 import time
 from collections.abc import Callable, Sequence
 
 from bertctr.cli.common import Subparsers, run_async
+from bertctr.times import is_duration, parse_duration, parse_time
 from online_ctr.learner import Embedding
 from online_ctr.ope import (
     DEFAULT_GROUP_FIELDS,
@@ -67,17 +67,9 @@ def parse_since(text: str, now: float | None = None) -> float:
     >>> parse_since("1767225600")
     1767225600.0
     """
-    from datetime import UTC, datetime
-
-    from bertctr.finetune import parse_duration
-
-    if re.fullmatch(r"\s*[0-9]*\.?[0-9]+\s*[smhd]\s*", text):
+    if is_duration(text):
         return (time.time() if now is None else now) - parse_duration(text)
-    try:
-        return float(text)
-    except ValueError:
-        parsed = datetime.fromisoformat(text)
-        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+    return parse_time(text)
 
 
 def candidates_by_item(examples: Sequence[Impression]) -> dict[str, list[Impression]]:

@@ -10,14 +10,12 @@ model's history. A point in time (epoch seconds, or ISO 8601 such as
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-__all__ = ["Since", "parse_since"]
+from bertctr.times import is_duration, parse_duration, parse_time
 
-_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+__all__ = ["Since", "parse_since"]
 
 
 @dataclass(frozen=True)
@@ -60,22 +58,15 @@ def parse_since(text: str) -> Since:
     >>> parse_since("2026-01-05T10:00:00Z").at
     1767607200.0
     """
-    match = _DURATION.match(text)
-    if match:
-        return Since(duration_s=float(match.group(1)) * _UNITS[match.group(2)])
+    if is_duration(text):
+        return Since(duration_s=parse_duration(text))
     try:
-        value = float(text)
+        value = parse_time(text)
     except ValueError:
-        try:
-            moment = datetime.fromisoformat(text.strip())
-        except ValueError:
-            raise ValueError(
-                f"--since {text!r}: expected a duration (90s, 30m, 2h, 1d), epoch seconds "
-                "or an ISO 8601 time"
-            ) from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        value = moment.timestamp()
+        raise ValueError(
+            f"--since {text!r}: expected a duration (90s, 30m, 2h, 1d), epoch seconds "
+            "or an ISO 8601 time"
+        ) from None
     if not math.isfinite(value):
         raise ValueError(f"--since {text!r} is not a finite time")
     return Since(at=value)
